@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"gossipchain/ledger"
+	"gossipchain/node"
+)
+
+// console turns stdin lines into blocks and prints what arrives.
+type console struct {
+	node *node.Node
+	mu   sync.Mutex // serialises writes to out
+	out  io.Writer
+}
+
+func (c *console) printf(format string, args ...any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fmt.Fprintf(c.out, format, args...)
+}
+
+func (c *console) received(b *ledger.Block, from peer.ID) {
+	c.printf("< %s\n", blockLine(b))
+}
+
+// read handles stdin until it ends; end of input leaves the node running.
+func (c *console) read(ctx context.Context, in io.Reader) {
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		if strings.HasPrefix(line, "/") {
+			c.command(line)
+			continue
+		}
+		p, err := c.node.Append(ctx, line)
+		switch {
+		case p.Block == nil:
+			c.printf("! not added: %v\n", err)
+		case err != nil:
+			c.printf("> #%d %s added, but publishing failed: %v\n", p.Block.Index, p.Block.Short(), err)
+		case p.TopicPeers == 0:
+			c.printf("> #%d %s added (no peers yet: kept locally)\n", p.Block.Index, p.Block.Short())
+		default:
+			c.printf("> #%d %s added, sent to %d peers\n", p.Block.Index, p.Block.Short(), p.TopicPeers)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		c.printf("! console input: %v\n", err)
+	}
+}
+
+func (c *console) command(line string) {
+	fields := strings.Fields(line)
+	switch fields[0] {
+	case "/help":
+		c.printf("Type a line to add it as a block. Commands:\n" +
+			"  /id        this node's peer ID and address\n" +
+			"  /peers     connected peers\n" +
+			"  /chain [n] the last n blocks of the main chain (default 10)\n" +
+			"  /help      this list\n")
+	case "/id":
+		c.printf("%s\n%s\n", c.node.ID(), c.node.Addr())
+	case "/peers":
+		peers := c.node.Peers()
+		c.printf("%d peers\n", len(peers))
+		for _, p := range peers {
+			c.printf("  %s %s mesh=%v %s\n", p.ID, p.Direction, p.Mesh, strings.Join(p.Addrs, " "))
+		}
+	case "/chain":
+		n := 10
+		if len(fields) > 1 {
+			v, err := strconv.Atoi(fields[1])
+			if err != nil || v < 1 {
+				c.printf("! usage: /chain [n], n a positive number\n")
+				return
+			}
+			n = v
+		}
+		head := c.node.Chain().Height()
+		from := uint64(0)
+		if head+1 > uint64(n) {
+			from = head + 1 - uint64(n)
+		}
+		blocks, err := c.node.Chain().Range(from, n)
+		if err != nil {
+			c.printf("! %v\n", err)
+			return
+		}
+		for _, b := range blocks {
+			c.printf("  %s\n", blockLine(b))
+		}
+	default:
+		c.printf("! unknown command %s (try /help)\n", fields[0])
+	}
+}

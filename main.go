@@ -1,0 +1,181 @@
+// Command gossipchain runs a blockchain gossip node: every line typed on its
+// console becomes a block that every node in the network ends up holding.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/gologshim"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"gossipchain/ledger"
+	"gossipchain/node"
+)
+
+const usage = `gossipchain: a blockchain gossip node.
+
+Usage:
+  gossipchain [--port N] [--peer MULTIADDR]... [--data DIR] [--api HOST:PORT]
+  gossipchain id [--port N | --data DIR]
+
+Type a line to add it as a block; /help lists console commands.
+
+Flags:
+`
+
+func main() {
+	if err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "gossipchain:", err)
+		os.Exit(1)
+	}
+}
+
+// peerList is a repeatable flag that also takes comma-separated lists.
+type peerList []peer.AddrInfo
+
+func (p *peerList) String() string { return "" }
+
+func (p *peerList) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		addr, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return fmt.Errorf("%q is not a multiaddr: %v", s, err)
+		}
+		pi, err := peer.AddrInfoFromP2pAddr(addr)
+		if err != nil {
+			return fmt.Errorf("%q must end in /p2p/<peer id>: %v", s, err)
+		}
+		*p = append(*p, *pi)
+	}
+	return nil
+}
+
+type options struct {
+	port  int
+	data  string
+	api   string
+	peers peerList
+}
+
+func parseFlags(name string, args []string, stderr io.Writer) (*options, error) {
+	var o options
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.IntVar(&o.port, "port", 3000, "TCP port to listen on (0: any free port)")
+	fs.StringVar(&o.data, "data", "", "data dir for the identity and chain (default .gossipchain/node-<port>)")
+	if name == "gossipchain" {
+		fs.Var(&o.peers, "peer", "peer multiaddr /ip4/…/tcp/…/p2p/<id> to connect to; repeat or comma-separate")
+		fs.StringVar(&o.api, "api", "", "serve the HTTP API on HOST:PORT (off by default), e.g. 127.0.0.1:8001")
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fmt.Fprint(stderr, usage)
+			fs.PrintDefaults()
+			return nil, err
+		}
+		return nil, fmt.Errorf("%v (see --help)", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	if o.port < 0 || o.port > 65535 {
+		return nil, fmt.Errorf("--port %d is out of range 0-65535", o.port)
+	}
+	if o.data == "" {
+		o.data = node.DefaultDataDir(o.port)
+	}
+	return &o, nil
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "id" {
+		o, err := parseFlags("id", args[1:], stderr)
+		if err != nil {
+			return err
+		}
+		id, err := node.IdentityID(o.data)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, id)
+		return nil
+	}
+	o, err := parseFlags("gossipchain", args, stderr)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel()}))
+	// libp2p logs through slog too. The node reports every failure itself,
+	// once; libp2p's lines (one error becomes several) show only at debug.
+	libp2pLevel := slog.LevelError + 4
+	if logLevel() <= slog.LevelDebug {
+		libp2pLevel = slog.LevelDebug
+	}
+	gologshim.SetDefaultHandler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: libp2pLevel}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	c := &console{out: stdout}
+	n, err := node.New(node.Config{
+		Port:    o.port,
+		DataDir: o.data,
+		Peers:   o.peers,
+		APIAddr: o.api,
+		Logger:  logger,
+		OnBlock: c.received,
+	})
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	c.node = n
+	c.printf("gossipchain node %s, height %d, data %s\n", n.ID(), n.Chain().Height(), o.data)
+	if a := n.APIAddr(); a != "" {
+		c.printf("api: http://%s\n", a)
+	}
+	c.printf("peers can join with: --peer %s\n", n.Addr())
+	c.printf("%s\n", n.Addr())
+
+	go c.read(ctx, stdin)
+	<-ctx.Done()
+	c.printf("shutting down\n")
+	return n.Close()
+}
+
+func logLevel() slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(os.Getenv("GOSSIPCHAIN_LOG"))); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// shortID returns the last 6 characters of a peer ID, as peers print it.
+func shortID(id string) string {
+	if len(id) > 6 {
+		return id[len(id)-6:]
+	}
+	return id
+}
+
+func blockLine(b *ledger.Block) string {
+	return fmt.Sprintf("#%d %s by %s: %s", b.Index, b.Short(), shortID(b.Author), b.Data)
+}

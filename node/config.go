@@ -1,0 +1,64 @@
+// Package node runs a gossipchain node: a libp2p host with a persistent
+// identity, the GossipSub topic that carries blocks, the connections to the
+// configured peers and the HTTP API. It wires the network to the ledger.
+package node
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"gossipchain/ledger"
+)
+
+// Config describes one node. The zero value plus a DataDir is a node on a
+// free loopback port with no peers and no API.
+type Config struct {
+	// ListenHost is the IPv4 address to listen on; default 127.0.0.1.
+	ListenHost string
+	// Port is the TCP port; 0 picks a free one.
+	Port int
+	// DataDir holds the identity key and the chain store.
+	DataDir string
+	// Peers are dialled at start and re-dialled whenever they drop.
+	Peers []peer.AddrInfo
+	// APIAddr is the HTTP API's host:port; empty means no API.
+	APIAddr string
+	// Logger receives the node's structured logs; nil discards them.
+	Logger *slog.Logger
+	// OnBlock, if set, is called for every block that arrives from the
+	// network and is stored (not for blocks this node appends itself).
+	OnBlock func(b *ledger.Block, from peer.ID)
+}
+
+// DefaultDataDir is the data dir of a node on port, so that two nodes on one
+// machine never share one by default.
+func DefaultDataDir(port int) string {
+	return filepath.Join(".gossipchain", "node-"+strconv.Itoa(port))
+}
+
+func (c *Config) withDefaults() (Config, error) {
+	cfg := *c
+	if cfg.ListenHost == "" {
+		cfg.ListenHost = "127.0.0.1"
+	}
+	if cfg.DataDir == "" {
+		return cfg, fmt.Errorf("no data dir given")
+	}
+	if cfg.Port < 0 || cfg.Port > 65535 {
+		return cfg, fmt.Errorf("port %d out of range 0-65535", cfg.Port)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg, nil
+}
+
+// Files inside a data dir.
+const (
+	identityFile = "identity.key"
+	chainFile    = "chain.db"
+)

@@ -1,0 +1,101 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+
+	"gossipchain/protocol"
+)
+
+// Gossip queue sizes. go-libp2p-pubsub's defaults (32) drop messages in a
+// burst instead of slowing down; these hold a burst of thousands of blocks.
+const (
+	peerOutboundQueue = 8192
+	validateQueue     = 8192
+	subscriptionQueue = 8192
+)
+
+// startGossip joins the blocks topic with its validator and starts the
+// goroutines that consume deliveries and relay connected orphans.
+func (n *Node) startGossip() error {
+	n.mesh = newMeshTracer(protocol.TopicBlocks)
+	var err error
+	n.ps, err = pubsub.NewGossipSub(n.ctx, n.host,
+		// Blocks carry their author's signature; signing each GossipSub
+		// message too would be redundant and costs most of the throughput.
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
+		pubsub.WithNoAuthor(),
+		pubsub.WithMessageIdFn(func(m *pb.Message) string { return protocol.MessageID(m.Data) }),
+		pubsub.WithPeerOutboundQueueSize(peerOutboundQueue),
+		pubsub.WithValidateQueueSize(validateQueue),
+		// A locally authored block goes to every subscribed peer, not only
+		// the mesh, so a node's own blocks can't be eclipsed.
+		pubsub.WithFloodPublish(true),
+		pubsub.WithRawTracer(n.mesh),
+		// The library logs routine events at info; keep its warnings only.
+		pubsub.WithLogger(slog.New(minLevel{n.log.Handler(), slog.LevelWarn}).With("system", "pubsub")),
+	)
+	if err != nil {
+		return fmt.Errorf("start gossipsub: %w", err)
+	}
+	if err := n.ps.RegisterTopicValidator(protocol.TopicBlocks, n.validateBlock); err != nil {
+		return fmt.Errorf("register block validator: %w", err)
+	}
+	if n.topic, err = n.ps.Join(protocol.TopicBlocks); err != nil {
+		return fmt.Errorf("join topic %s: %w", protocol.TopicBlocks, err)
+	}
+	if n.sub, err = n.topic.Subscribe(pubsub.WithBufferSize(subscriptionQueue)); err != nil {
+		return fmt.Errorf("subscribe to %s: %w", protocol.TopicBlocks, err)
+	}
+	n.wg.Add(2)
+	go n.consumeBlocks()
+	go n.relayConnected()
+	return nil
+}
+
+// dropCounter counts gossip messages dropped, by reason.
+type dropCounter struct {
+	mu     sync.Mutex // guards counts
+	counts map[string]uint64
+}
+
+func newDropCounter() *dropCounter { return &dropCounter{counts: map[string]uint64{}} }
+
+func (d *dropCounter) add(reason string) {
+	d.mu.Lock()
+	d.counts[reason]++
+	d.mu.Unlock()
+}
+
+func (d *dropCounter) snapshot() map[string]uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string]uint64, len(d.counts))
+	for k, v := range d.counts {
+		out[k] = v
+	}
+	return out
+}
+
+// minLevel drops records below level.
+type minLevel struct {
+	slog.Handler
+	level slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.level && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(as), h.level}
+}
+
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h.Handler.WithGroup(name), h.level}
+}

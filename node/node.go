@@ -1,0 +1,247 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"gossipchain/ledger"
+)
+
+// Node is a running gossipchain node. Create it with New, stop it with Close.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	host   host.Host
+	chain  *ledger.Chain
+	signer *ledger.Signer
+	ps     *pubsub.PubSub
+	topic  *pubsub.Topic
+	sub    *pubsub.Subscription
+	mesh   *meshTracer
+	drops  *dropCounter
+	api    *http.Server
+	apiLn  net.Listener
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine the node starts
+
+	republish chan *ledger.Block // orphans connected later, to relay
+	closeOnce sync.Once
+	started   bool
+}
+
+// New starts a node: it opens the store (failing if another process holds
+// it), loads or creates the identity, listens, joins the blocks topic, dials
+// the configured peers and, if asked, serves the HTTP API.
+func New(c Config) (_ *Node, err error) {
+	cfg, err := c.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, drops: newDropCounter(), republish: make(chan *ledger.Block, ledger.MaxOrphans)}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	key, err := LoadIdentity(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n.chain, err = ledger.Open(cfg.DataDir + "/" + chainFile)
+	if err != nil {
+		return nil, fmt.Errorf("open chain in %s: %w", cfg.DataDir, err)
+	}
+	raw, err := key.Raw()
+	if err != nil {
+		return nil, err
+	}
+	n.signer = ledger.NewSigner(ed25519.PrivateKey(raw))
+	if n.host, err = newHost(key, cfg.ListenHost, cfg.Port); err != nil {
+		return nil, err
+	}
+	if err := n.startGossip(); err != nil {
+		return nil, err
+	}
+	if cfg.APIAddr != "" {
+		if err := n.startAPI(cfg.APIAddr); err != nil {
+			return nil, err
+		}
+	}
+	for _, pi := range cfg.Peers {
+		n.keepConnected(pi)
+	}
+	n.started = true
+	n.log.Info("node started", "id", n.ID(), "addr", n.Addr(), "height", n.chain.Height(), "data", cfg.DataDir)
+	return n, nil
+}
+
+func newHost(key crypto.PrivKey, listenHost string, port int) (host.Host, error) {
+	listen := fmt.Sprintf("/ip4/%s/tcp/%d", listenHost, port)
+	if _, err := ma.NewMultiaddr(listen); err != nil {
+		return nil, fmt.Errorf("listen address %q: %v", listenHost, err)
+	}
+	h, err := libp2p.New(
+		libp2p.Identity(key),
+		libp2p.ListenAddrStrings(listen),
+		// Without reuseport a port that is in use is an error, not a silent
+		// second listener sharing it.
+		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
+		libp2p.DisableRelay(),
+		libp2p.DisableMetrics(),
+	)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use") {
+			return nil, fmt.Errorf("listen on %s: port %d is already in use", listen, port)
+		}
+		return nil, fmt.Errorf("start libp2p host on %s: %w", listen, err)
+	}
+	return h, nil
+}
+
+// Close stops the node: API, gossip, connections and store, waiting for every
+// goroutine it started. It is safe to call more than once.
+func (n *Node) Close() error {
+	var err error
+	n.closeOnce.Do(func() {
+		n.cancel()
+		if n.api != nil {
+			n.api.Close()
+		}
+		if n.sub != nil {
+			n.sub.Cancel()
+		}
+		if n.topic != nil {
+			n.topic.Close()
+		}
+		if n.host != nil {
+			err = n.host.Close()
+		}
+		n.wg.Wait()
+		if n.chain != nil {
+			if cerr := n.chain.Close(); cerr != nil && err == nil {
+				err = cerr
+			}
+		}
+		if n.started {
+			n.log.Info("node stopped", "id", n.ID())
+		}
+	})
+	return err
+}
+
+// ID returns the node's peer ID.
+func (n *Node) ID() peer.ID { return n.host.ID() }
+
+// Chain returns the node's chain.
+func (n *Node) Chain() *ledger.Chain { return n.chain }
+
+// Addrs returns the node's full dialable addresses, /p2p/<id> included.
+func (n *Node) Addrs() []ma.Multiaddr {
+	addrs, _ := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: n.host.ID(), Addrs: n.host.Addrs()})
+	return addrs
+}
+
+// Addr returns the node's first full address, the one to give to peers.
+func (n *Node) Addr() ma.Multiaddr {
+	if a := n.Addrs(); len(a) > 0 {
+		return a[0]
+	}
+	return nil
+}
+
+// Published says how a locally appended block went out.
+type Published struct {
+	Block *ledger.Block
+	// TopicPeers is how many peers it was sent to; 0 means none were
+	// subscribed yet and the block is only held locally for now.
+	TopicPeers int
+}
+
+// Append makes data a new block on the head, stores it, then publishes it.
+// The block is stored (and so returned) even if publishing finds no peer.
+func (n *Node) Append(ctx context.Context, data string) (Published, error) {
+	res, err := n.chain.Append(n.signer, data)
+	if err != nil {
+		return Published{}, err
+	}
+	b := res.Added[0]
+	p := Published{Block: b, TopicPeers: len(n.topic.ListPeers())}
+	if err := n.publish(ctx, b); err != nil {
+		return p, fmt.Errorf("block %d stored but not published: %w", b.Index, err)
+	}
+	return p, nil
+}
+
+// Connect dials addr (a multiaddr ending in /p2p/<id>) once.
+func (n *Node) Connect(ctx context.Context, addr ma.Multiaddr) (peer.ID, error) {
+	pi, err := peer.AddrInfoFromP2pAddr(addr)
+	if err != nil {
+		return "", fmt.Errorf("address %s: %v", addr, err)
+	}
+	if pi.ID == n.ID() {
+		return "", fmt.Errorf("address %s is this node", addr)
+	}
+	if err := n.host.Connect(ctx, *pi); err != nil {
+		return "", fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	return pi.ID, nil
+}
+
+// PeerInfo describes one connected peer.
+type PeerInfo struct {
+	ID    string   `json:"id"`
+	Addrs []string `json:"addrs"`
+	// Direction is "inbound" or "outbound": who dialled.
+	Direction string `json:"direction"`
+	// Mesh reports whether the peer is in this node's GossipSub mesh for blocks.
+	Mesh bool `json:"mesh"`
+}
+
+// Peers returns the connected peers.
+func (n *Node) Peers() []PeerInfo {
+	var out []PeerInfo
+	mesh := n.mesh.peers()
+	for _, p := range n.host.Network().Peers() {
+		pi := PeerInfo{ID: p.String(), Mesh: mesh[p], Addrs: []string{}}
+		for _, c := range n.host.Network().ConnsToPeer(p) {
+			pi.Addrs = append(pi.Addrs, c.RemoteMultiaddr().String())
+			pi.Direction = strings.ToLower(c.Stat().Direction.String())
+		}
+		out = append(out, pi)
+	}
+	return out
+}
+
+// MeshPeers returns how many connected peers are in the blocks mesh.
+func (n *Node) MeshPeers() int {
+	count := 0
+	for p := range n.mesh.peers() {
+		if n.host.Network().Connectedness(p) == network.Connected {
+			count++
+		}
+	}
+	return count
+}
+
+// Drops returns how many gossip messages were rejected or ignored, by reason.
+func (n *Node) Drops() map[string]uint64 { return n.drops.snapshot() }

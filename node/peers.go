@@ -1,0 +1,64 @@
+package node
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+)
+
+// Redial backoff for configured peers.
+const (
+	redialMin   = 250 * time.Millisecond
+	redialMax   = 15 * time.Second
+	dialTimeout = 5 * time.Second
+	checkEvery  = time.Second
+)
+
+// keepConnected dials pi now and again whenever it is not connected, backing
+// off exponentially (with jitter) while it stays unreachable.
+func (n *Node) keepConnected(pi peer.AddrInfo) {
+	n.host.Peerstore().AddAddrs(pi.ID, pi.Addrs, peerstore.PermanentAddrTTL)
+	n.host.ConnManager().Protect(pi.ID, "configured-peer")
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		backoff, failures := redialMin, 0
+		for {
+			wait := checkEvery
+			if n.host.Network().Connectedness(pi.ID) != network.Connected {
+				ctx, cancel := context.WithTimeout(n.ctx, dialTimeout)
+				err := n.host.Connect(ctx, pi)
+				cancel()
+				switch {
+				case n.ctx.Err() != nil:
+					return
+				case err != nil:
+					failures++
+					if failures == 1 {
+						n.log.Warn("peer unreachable; retrying with backoff", "peer", pi.ID, "err", err)
+					} else {
+						n.log.Debug("peer still unreachable", "peer", pi.ID, "attempts", failures, "err", err)
+					}
+					wait = backoff/2 + rand.N(backoff/2+1)
+					backoff = min(2*backoff, redialMax)
+				default:
+					if failures > 0 {
+						n.log.Info("peer reachable again", "peer", pi.ID, "after_attempts", failures)
+					} else {
+						n.log.Info("connected to peer", "peer", pi.ID)
+					}
+					backoff, failures = redialMin, 0
+				}
+			}
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+	}()
+}

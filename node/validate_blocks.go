@@ -1,0 +1,83 @@
+package node
+
+import (
+	"context"
+	"runtime/debug"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"gossipchain/ledger"
+	"gossipchain/protocol"
+)
+
+// delivery is the ValidatorData of an accepted block message, so the
+// subscriber does not decode it again.
+type delivery struct {
+	block *ledger.Block
+	// own is set on blocks this node appended itself; they were reported
+	// to the caller already and are not announced as arrivals.
+	own bool
+}
+
+// validateBlock is the blocks topic validator. A message is relayed only if
+// it is accepted here, and it is accepted only once its block is stored, so
+// a node never forwards what it would not keep.
+//
+//	rule                                                verdict
+//	not a block: bad JSON, unknown fields, oversized    REJECT
+//	bad hash, bad signature, bad author, bad index      REJECT
+//	empty or oversized data, claims to be genesis       REJECT
+//	already stored                                      IGNORE
+//	parent unknown (held as an orphan)                  IGNORE
+//	timestamp too far ahead of this node's clock        IGNORE
+//	a panic while validating                            REJECT
+//
+// REJECT penalises the sender in GossipSub's peer score; IGNORE does not.
+func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Message) (verdict pubsub.ValidationResult) {
+	defer func() {
+		if r := recover(); r != nil {
+			n.log.Error("block validator panicked; rejecting message", "from", from, "panic", r, "stack", string(debug.Stack()))
+			n.drops.add("panic")
+			verdict = pubsub.ValidationReject
+		}
+	}()
+	if from == n.host.ID() {
+		// Our own publication: Append or relayConnected stored it already.
+		if d, ok := msg.ValidatorData.(*delivery); ok && n.chain.Has(d.block.Hash) {
+			return pubsub.ValidationAccept
+		}
+		return pubsub.ValidationReject
+	}
+	b, err := protocol.DecodeBlock(msg.Data)
+	if err != nil {
+		n.drops.add("malformed")
+		n.log.Debug("rejected gossip message", "from", from, "err", err)
+		return pubsub.ValidationReject
+	}
+	res, err := n.chain.Add(b)
+	if err != nil {
+		code := ledger.Code(err)
+		if code == 0 { // the store failed: not the sender's fault
+			n.log.Error("store block", "index", b.Index, "err", err)
+			return pubsub.ValidationIgnore
+		}
+		n.drops.add(code.String())
+		if code.Provable() {
+			n.log.Debug("rejected block", "from", from, "reason", code, "err", err)
+			return pubsub.ValidationReject
+		}
+		return pubsub.ValidationIgnore
+	}
+	msg.ValidatorData = &delivery{block: b}
+	// Orphans this block connected were ignored when they arrived; publish
+	// them now so they are relayed and announced.
+	for _, o := range res.Added[1:] {
+		select {
+		case n.republish <- o:
+		default:
+			n.log.Warn("relay queue full; connected block not relayed", "index", o.Index)
+		}
+	}
+	return pubsub.ValidationAccept
+}

@@ -1,0 +1,79 @@
+// Package protocol is what two gossipchain nodes must agree on: the gossip
+// topic, the message encoding, the message ID and the limits. Together with
+// docs/PROTOCOL.md it is enough to write another implementation.
+package protocol
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+
+	"gossipchain/ledger"
+)
+
+// TopicBlocks is the GossipSub topic that carries blocks.
+const TopicBlocks = "blocks"
+
+// MaxBlockMessageBytes bounds one gossiped block message. JSON escaping can
+// make data up to six times longer (\u00XX), plus the fixed fields.
+const MaxBlockMessageBytes = 6*ledger.MaxDataBytes + 1024
+
+// EncodeBlock returns the gossip message for b: its JSON object.
+func EncodeBlock(b *ledger.Block) ([]byte, error) {
+	return json.Marshal(b)
+}
+
+// DecodeBlock parses one gossip message. It rejects oversized messages,
+// anything but a single JSON object with the block fields, and unknown
+// fields; it does not check the block's rules (see ledger).
+func DecodeBlock(data []byte) (*ledger.Block, error) {
+	if len(data) > MaxBlockMessageBytes {
+		return nil, fmt.Errorf("message is %d bytes, limit %d", len(data), MaxBlockMessageBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var b ledger.Block
+	if err := dec.Decode(&b); err != nil {
+		return nil, fmt.Errorf("decode block: %w", err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("decode block: trailing data after the block")
+	}
+	return &b, nil
+}
+
+// MessageID names a gossip message by its block: the hex SHA-256 of the
+// block's 32-byte hash followed by its 64-byte signature. A block is then one
+// message however many nodes publish it and however its JSON is spaced.
+//
+// The signature is part of the ID because it is not covered by the hash: were
+// the ID the block hash alone, a peer could send a copy of a fresh block with
+// a broken signature, have it rejected, and so mark the real block as already
+// seen on the nodes it reached first. Ed25519 signatures in Go are canonical,
+// so a valid block has exactly one ID.
+//
+// A message that is not a well-formed block is named "raw:" plus the SHA-256
+// of its bytes; it is rejected by validation anyway.
+func MessageID(data []byte) string {
+	if b, err := DecodeBlock(data); err == nil {
+		if id, ok := BlockID(b); ok {
+			return id
+		}
+	}
+	sum := sha256.Sum256(data)
+	return "raw:" + hex.EncodeToString(sum[:])
+}
+
+// BlockID returns the message ID of b (see MessageID); ok is false when the
+// hash or signature fields are not hex of the right length.
+func BlockID(b *ledger.Block) (id string, ok bool) {
+	h, err1 := hex.DecodeString(b.Hash)
+	sig, err2 := hex.DecodeString(b.Signature)
+	if err1 != nil || err2 != nil || len(h) != sha256.Size || len(sig) != 64 {
+		return "", false
+	}
+	sum := sha256.Sum256(append(h, sig...))
+	return hex.EncodeToString(sum[:]), true
+}
