@@ -45,7 +45,8 @@ func DecodeBlock(data []byte) (*ledger.Block, error) {
 }
 
 // MessageID names a gossip message by its block: the hex SHA-256 of the
-// block's 32-byte hash followed by its 64-byte signature. A block is then one
+// block's 32-byte hash, computed from its contents (not the hash field, which
+// a tampered copy would keep), followed by its 64-byte signature. A block is then one
 // message however many nodes publish it and however its JSON is spaced.
 //
 // The signature is part of the ID because it is not covered by the hash: were
@@ -66,12 +67,16 @@ func MessageID(data []byte) string {
 	return "raw:" + hex.EncodeToString(sum[:])
 }
 
-// BlockID returns the message ID of b (see MessageID); ok is false when the
-// hash or signature fields are not hex of the right length.
+// BlockID returns the message ID of b (see MessageID); ok is false when
+// prevHash or the signature is not hex of the right length.
 func BlockID(b *ledger.Block) (id string, ok bool) {
-	h, err1 := hex.DecodeString(b.Hash)
-	sig, err2 := hex.DecodeString(b.Signature)
-	if err1 != nil || err2 != nil || len(h) != sha256.Size || len(sig) != 64 {
+	computed, err := b.ComputeHash()
+	if err != nil {
+		return "", false
+	}
+	h, _ := hex.DecodeString(computed)
+	sig, err := hex.DecodeString(b.Signature)
+	if err != nil || len(sig) != 64 {
 		return "", false
 	}
 	sum := sha256.Sum256(append(h, sig...))

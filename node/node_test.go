@@ -1,0 +1,320 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"gossipchain/ledger"
+	"gossipchain/protocol"
+)
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func startNode(t *testing.T, dir string, peers ...*Node) *Node {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	cfg := Config{DataDir: dir}
+	for _, p := range peers {
+		cfg.Peers = append(cfg.Peers, peer.AddrInfo{ID: p.ID(), Addrs: p.host.Addrs()})
+	}
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// waitMesh waits until every node has at least one mesh peer for blocks.
+func waitMesh(t *testing.T, nodes ...*Node) {
+	t.Helper()
+	waitFor(t, 20*time.Second, "every node in the blocks mesh", func() bool {
+		for _, n := range nodes {
+			if n.MeshPeers() == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func waitSameHead(t *testing.T, timeout time.Duration, height uint64, nodes ...*Node) {
+	t.Helper()
+	waitFor(t, timeout, fmt.Sprintf("all nodes at one head of height %d", height), func() bool {
+		h := nodes[0].Chain().Head()
+		for _, n := range nodes {
+			if got := n.Chain().Head(); got.Hash != h.Hash || got.Index != height {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// line starts count nodes, each peered with the one before, so blocks must be
+// relayed to get from one end to the other.
+func line(t *testing.T, count int) []*Node {
+	nodes := []*Node{startNode(t, "")}
+	for i := 1; i < count; i++ {
+		nodes = append(nodes, startNode(t, "", nodes[i-1]))
+	}
+	waitMesh(t, nodes...)
+	return nodes
+}
+
+func TestBlocksReachAllNodes(t *testing.T) {
+	nodes := line(t, 5)
+	var (
+		mu     sync.Mutex
+		hashes []string
+		wg     sync.WaitGroup
+	)
+	for _, origin := range []int{0, 2, 4} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 5; i++ {
+				p, err := nodes[origin].Append(context.Background(), fmt.Sprintf("line %d from node %d", i, origin))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				hashes = append(hashes, p.Block.Hash)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	waitFor(t, 20*time.Second, "every block on every node", func() bool {
+		for _, n := range nodes {
+			for _, h := range hashes {
+				if !n.Chain().Has(h) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	// Same blocks, same fork choice: one head everywhere.
+	waitSameHead(t, 10*time.Second, nodes[0].Chain().Height(), nodes...)
+	for _, n := range nodes {
+		if d := n.Drops(); d["malformed"]+d["invalid_hash"]+d["bad_signature"] != 0 {
+			t.Errorf("honest traffic was rejected: %v", d)
+		}
+	}
+}
+
+func TestBurstReachesEveryNode(t *testing.T) {
+	const blocks = 1000
+	hub := startNode(t, "")
+	nodes := []*Node{hub}
+	for i := 0; i < 4; i++ {
+		nodes = append(nodes, startNode(t, "", hub))
+	}
+	// A fifth node behind a leaf: it only gets blocks that are relayed twice.
+	nodes = append(nodes, startNode(t, "", nodes[4]))
+	waitMesh(t, nodes...)
+	origin := nodes[1]
+	for i := 0; i < blocks; i++ {
+		if _, err := origin.Append(context.Background(), fmt.Sprintf("burst %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitSameHead(t, 60*time.Second, blocks, nodes...)
+	want, _ := origin.Chain().Range(0, blocks+1)
+	for _, n := range nodes {
+		got, err := n.Chain().Range(0, blocks+1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range want {
+			if *got[i] != *want[i] {
+				t.Fatalf("node %s block %d differs", n.ID(), i)
+			}
+		}
+	}
+}
+
+// rawPublisher is a libp2p host that speaks GossipSub on the blocks topic
+// but validates nothing: it publishes whatever bytes a test gives it.
+type rawPublisher struct {
+	host  host.Host
+	topic *pubsub.Topic
+}
+
+func newRawPublisher(t *testing.T, target *Node) *rawPublisher {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); h.Close() })
+	ps, err := pubsub.NewGossipSub(ctx, h,
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign), pubsub.WithNoAuthor(), pubsub.WithFloodPublish(true),
+		pubsub.WithMessageIdFn(func(m *pb.Message) string { return protocol.MessageID(m.Data) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic, err := ps.Join(protocol.TopicBlocks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := topic.Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sub.Cancel)
+	if err := h.Connect(ctx, peer.AddrInfo{ID: target.ID(), Addrs: target.host.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "attacker subscribed with its target", func() bool {
+		return len(topic.ListPeers()) > 0 && len(target.topic.ListPeers()) > 1
+	})
+	return &rawPublisher{host: h, topic: topic}
+}
+
+func (r *rawPublisher) publish(t *testing.T, data []byte) {
+	t.Helper()
+	if err := r.topic.Publish(context.Background(), data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBadBlocksRejectedNotRelayed(t *testing.T) {
+	nodes := line(t, 2) // b <- c
+	b, c := nodes[0], nodes[1]
+	attacker := newRawPublisher(t, b)
+
+	key := ed25519.NewKeyFromSeed(make([]byte, 32))
+	s := ledger.NewSigner(key)
+	good, err := s.Sign(b.Chain().Head(), "honest", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered := *good
+	tampered.Data = "tampered"
+	forged := *good // claims to be by b, signed by someone else
+	forged.Author = b.ID().String()
+	forged.Hash, _ = forged.ComputeHash()
+	oversize := []byte(`{"data":"` + strings.Repeat("x", protocol.MaxBlockMessageBytes) + `"}`)
+
+	for _, msg := range [][]byte{mustJSON(t, tampered), mustJSON(t, forged), []byte("not json"), []byte(`{"index":1,"extra":true}`), oversize} {
+		attacker.publish(t, msg)
+	}
+	// Then a valid block, through the same path: once c has it, anything
+	// b relayed before it has had its chance to arrive too.
+	attacker.publish(t, mustJSON(t, *good))
+	waitSameHead(t, 10*time.Second, 1, b, c)
+	if c.Chain().Head().Hash != good.Hash {
+		t.Fatalf("c head %s, want the honest block", c.Chain().Head().Short())
+	}
+	waitFor(t, 10*time.Second, "b to count every bad message", func() bool {
+		d := b.Drops()
+		return d["invalid_hash"] == 1 && d["bad_signature"] == 1 && d["malformed"] == 3
+	})
+	if d := c.Drops(); len(d) != 0 {
+		t.Errorf("c saw dropped messages %v: b relayed something it should have rejected", d)
+	}
+	for _, bad := range []ledger.Block{tampered, forged} {
+		for _, n := range nodes {
+			if n.Chain().Has(bad.Hash) && bad.Hash != good.Hash {
+				t.Errorf("node %s stored a bad block", n.ID())
+			}
+		}
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestValidatorPanicIsReject(t *testing.T) {
+	n := startNode(t, "")
+	n.chain = nil // any use of the chain now panics
+	defer func() { n.chain, _ = ledger.Open(filepath.Join(t.TempDir(), "c.db")) }()
+	msg := &pubsub.Message{Message: &pb.Message{Data: []byte(`{"index":1}`)}}
+	if got := n.validateBlock(context.Background(), "someone", msg); got != pubsub.ValidationReject {
+		t.Fatalf("verdict %v, want reject", got)
+	}
+	if n.Drops()["panic"] != 1 {
+		t.Fatalf("drops %v, want one panic", n.Drops())
+	}
+}
+
+func TestIdentityPersists(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, dir)
+	id := n.ID()
+	if _, err := n.Append(context.Background(), "kept"); err != nil {
+		t.Fatal(err)
+	}
+	head := n.Chain().Head()
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, identityFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("identity key mode %v, want 0600", fi.Mode().Perm())
+	}
+	n2 := startNode(t, dir)
+	if n2.ID() != id {
+		t.Fatalf("peer ID changed across restart: %s -> %s", id, n2.ID())
+	}
+	if n2.Chain().Head().Hash != head.Hash {
+		t.Fatalf("head changed across restart")
+	}
+	if _, err := New(Config{DataDir: dir}); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second node on the same data dir: %v, want in use", err)
+	}
+}
+
+func TestAuthorIDMatchesLibp2p(t *testing.T) {
+	for i := 0; i < 20; i++ {
+		priv, pub, err := crypto.GenerateEd25519Key(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := peer.IDFromPublicKey(pub)
+		raw, _ := priv.Raw()
+		if got := ledger.NewSigner(ed25519.PrivateKey(raw)).ID(); got != want.String() {
+			t.Fatalf("ledger author %s, libp2p peer ID %s", got, want)
+		}
+	}
+}
