@@ -174,10 +174,8 @@ type Result struct {
 // parent is unknown is held (bounded) and reported as ErrUnknownParent. Every
 // rejection is a RuleError whose Code tells why.
 func (c *Chain) Add(b *Block) (Result, error) {
-	// A duplicate is the common case under gossip; skip verifying it again.
-	if c.Has(b.Hash) {
-		return Result{}, ruleError(ErrDuplicate, "block %d %s is already known", b.Index, b.Short())
-	}
+	// Sanity first, even for a hash we hold: a tampered copy of a stored
+	// block must be rejected as tampered, not ignored as a duplicate.
 	if err := b.CheckSanity(); err != nil {
 		return Result{}, err
 	}

@@ -238,6 +238,7 @@ func TestBadBlocksRejectedNotRelayed(t *testing.T) {
 		t.Fatalf("c head %s, want the honest block", c.Chain().Head().Short())
 	}
 	waitFor(t, 10*time.Second, "b to count every bad message", func() bool {
+		t.Logf("b drops: %v", b.Drops())
 		d := b.Drops()
 		return d["invalid_hash"] == 1 && d["bad_signature"] == 1 && d["malformed"] == 3
 	})
