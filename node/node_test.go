@@ -265,9 +265,14 @@ func mustJSON(t *testing.T, v any) []byte {
 
 func TestValidatorPanicIsReject(t *testing.T) {
 	n := startNode(t, "")
+	b, err := ledger.NewSigner(ed25519.NewKeyFromSeed(make([]byte, 32))).Sign(ledger.Genesis(), "x", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := n.chain
 	n.chain = nil // any use of the chain now panics
-	defer func() { n.chain, _ = ledger.Open(filepath.Join(t.TempDir(), "c.db")) }()
-	msg := &pubsub.Message{Message: &pb.Message{Data: []byte(`{"index":1}`)}}
+	defer func() { n.chain = orig }()
+	msg := &pubsub.Message{Message: &pb.Message{Data: mustJSON(t, b)}}
 	if got := n.validateBlock(context.Background(), "someone", msg); got != pubsub.ValidationReject {
 		t.Fatalf("verdict %v, want reject", got)
 	}
