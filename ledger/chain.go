@@ -204,8 +204,8 @@ func (c *Chain) Append(s *Signer, data string) (Result, error) {
 	defer c.mu.Unlock()
 	t := c.now()
 	// Keep timestamps increasing along the chain even if the clock steps back.
-	if min := c.head.Time().Add(time.Millisecond); t.Before(min) {
-		t = min
+	if floor := c.head.Time().Add(time.Millisecond); t.Before(floor) {
+		t = floor
 	}
 	b, err := s.Sign(c.head, data, t)
 	if err != nil {

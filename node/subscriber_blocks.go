@@ -29,10 +29,9 @@ func (n *Node) consumeBlocks() {
 		}
 		from := msg.ReceivedFrom
 		if from == n.host.ID() {
-			from = peer.ID(d.block.Author) // a connected orphan; the author is the best name we have
-			if id, err := peer.Decode(d.block.Author); err == nil {
-				from = id
-			}
+			// A connected orphan, republished by this node: whoever sent it
+			// is forgotten, so name its author instead.
+			from, _ = peer.Decode(d.block.Author)
 		}
 		n.log.Debug("block received", "index", d.block.Index, "hash", d.block.Short(), "author", d.block.Author, "from", from)
 		if n.cfg.OnBlock != nil {
