@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -31,6 +33,7 @@ type Chain struct {
 	main    []string          // main chain hashes by height
 	head    *Block            // main[len(main)-1]
 	orphans *orphanPool       // valid blocks waiting for their parent
+	lines   *lineBook         // lines typed on this node
 }
 
 // Option configures a Chain.
@@ -48,7 +51,7 @@ func Open(path string, opts ...Option) (c *Chain, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c = &Chain{db: db, now: time.Now, known: map[string]uint64{}, parents: map[string]string{}, orphans: newOrphanPool(MaxOrphans)}
+	c = &Chain{db: db, now: time.Now, known: map[string]uint64{}, parents: map[string]string{}, orphans: newOrphanPool(MaxOrphans), lines: newLineBook()}
 	for _, o := range opts {
 		o(c)
 	}
@@ -74,6 +77,10 @@ func Open(path string, opts ...Option) (c *Chain, err error) {
 func (c *Chain) init() error {
 	g := Genesis()
 	return c.db.Update(func(tx *bolt.Tx) error {
+		// Stores written before local lines were tracked lack that bucket.
+		if _, err := tx.CreateBucketIfNotExists(bucketLines); err != nil {
+			return err
+		}
 		if tx.Bucket(bucketMeta) != nil {
 			return nil
 		}
@@ -150,7 +157,7 @@ func (c *Chain) load() error {
 			return fmt.Errorf("%w: head pointer does not match the main chain", ErrCorrupt)
 		}
 		c.head = prev
-		return nil
+		return c.lines.load(tx, c.known, c.onMain)
 	})
 }
 
@@ -165,8 +172,10 @@ type Result struct {
 	// Head is the head after the call; HeadChanged reports whether it moved.
 	Head        *Block
 	HeadChanged bool
-	// Reorg reports that the previous head is no longer on the main chain.
-	Reorg bool
+	// Reorg reports that the previous head is no longer on the main chain;
+	// Dropped is how many blocks left the main chain.
+	Reorg   bool
+	Dropped int
 }
 
 // Add validates b and stores it, with every held orphan it connects, in one
@@ -176,11 +185,8 @@ type Result struct {
 func (c *Chain) Add(b *Block) (Result, error) {
 	// Sanity first, even for a hash we hold: a tampered copy of a stored
 	// block must be rejected as tampered, not ignored as a duplicate.
-	if err := b.CheckSanity(); err != nil {
+	if err := c.check(b); err != nil {
 		return Result{}, err
-	}
-	if b.Timestamp > c.now().Add(MaxClockDrift).UnixMilli() {
-		return Result{}, ruleError(ErrFutureTimestamp, "block %d timestamp %s is ahead of this node's clock", b.Index, b.Time().UTC().Format(time.RFC3339))
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -195,28 +201,116 @@ func (c *Chain) Add(b *Block) (Result, error) {
 	if b.Index != ph+1 {
 		return Result{}, ruleError(ErrBadIndex, "block index %d, parent index %d", b.Index, ph)
 	}
-	return c.commit(append([]*Block{b}, c.orphans.descendants(b.Hash, b.Index)...))
+	return c.commit(append([]*Block{b}, c.orphans.descendants(b.Hash, b.Index)...), nil)
+}
+
+// check is the part of validation that needs no other block.
+func (c *Chain) check(b *Block) error {
+	if err := b.CheckSanity(); err != nil {
+		return err
+	}
+	if b.Timestamp > c.now().Add(MaxClockDrift).UnixMilli() {
+		return ruleError(ErrFutureTimestamp, "block %d timestamp %s is ahead of this node's clock", b.Index, b.Time().UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// AddBlocks adds a run of blocks fetched from a peer, in order: each block's
+// parent must be stored or earlier in the run. Blocks already stored are
+// skipped. Signatures are checked in parallel, then the valid blocks before
+// the first invalid one are stored in one transaction, so a reorg to the
+// fetched branch is atomic; the error names the first invalid block. Unlike
+// Add, a block with an unknown parent is not held: a fetched run must link.
+func (c *Chain) AddBlocks(bs []*Block) (Result, error) {
+	valid, firstErr := c.checkAll(bs)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var batch []*Block
+	inBatch := map[string]uint64{}
+	for _, b := range bs[:valid] {
+		if _, ok := c.known[b.Hash]; ok {
+			continue
+		}
+		if _, ok := inBatch[b.Hash]; ok {
+			continue // connected from the orphan pool earlier in this run
+		}
+		ph, ok := c.known[b.PrevHash]
+		if !ok {
+			ph, ok = inBatch[b.PrevHash]
+		}
+		if !ok {
+			firstErr = ruleError(ErrUnknownParent, "block %d %s: parent %s unknown", b.Index, b.Short(), short(b.PrevHash))
+			break
+		}
+		if b.Index != ph+1 {
+			firstErr = ruleError(ErrBadIndex, "block index %d, parent index %d", b.Index, ph)
+			break
+		}
+		for _, a := range append([]*Block{b}, c.orphans.descendants(b.Hash, b.Index)...) {
+			batch = append(batch, a)
+			inBatch[a.Hash] = a.Index
+		}
+	}
+	if len(batch) == 0 {
+		return Result{Head: c.head}, firstErr
+	}
+	res, err := c.commit(batch, nil)
+	if err != nil {
+		return res, err
+	}
+	return res, firstErr
+}
+
+// checkAll checks every block on its own, spreading the signature checks
+// over the CPUs. It returns how many leading blocks passed and the first
+// failure.
+func (c *Chain) checkAll(bs []*Block) (int, error) {
+	errs := make([]error, len(bs))
+	workers := min(runtime.GOMAXPROCS(0), (len(bs)+31)/32)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(bs); i += workers {
+				errs[i] = c.check(bs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return i, err
+		}
+	}
+	return len(bs), nil
 }
 
 // Append signs data as a new block on the head and stores it.
 func (c *Chain) Append(s *Signer, data string) (Result, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t := c.now()
-	// Keep timestamps increasing along the chain even if the clock steps back.
-	if floor := c.head.Time().Add(time.Millisecond); t.Before(floor) {
-		t = floor
-	}
-	b, err := s.Sign(c.head, data, t)
+	b, err := c.signOn(s, c.head, data)
 	if err != nil {
 		return Result{}, err
 	}
-	return c.commit([]*Block{b})
+	return c.commit([]*Block{b}, []localLine{{hash: b.Hash, line: b.Hash, seq: c.lines.next()}})
 }
 
-// commit stores blocks (each one's parent stored or earlier in the list) and
-// moves the head to the best tip, all in one transaction. c.mu is held.
-func (c *Chain) commit(blocks []*Block) (Result, error) {
+// signOn signs data as the child of parent, keeping timestamps increasing
+// along the chain even if the clock steps back.
+func (c *Chain) signOn(s *Signer, parent *Block, data string) (*Block, error) {
+	t := c.now()
+	if floor := parent.Time().Add(time.Millisecond); t.Before(floor) {
+		t = floor
+	}
+	return s.Sign(parent, data, t)
+}
+
+// commit stores blocks (each one's parent stored or earlier in the list),
+// records the local lines among them, and moves the head to the best tip,
+// all in one transaction. c.mu is held.
+func (c *Chain) commit(blocks []*Block, local []localLine) (Result, error) {
 	best := c.head
 	for _, b := range blocks {
 		if better(b, best) {
@@ -224,11 +318,13 @@ func (c *Chain) commit(blocks []*Block) (Result, error) {
 		}
 	}
 	res := Result{Added: blocks, Head: c.head}
-	var newMain []string
+	var fork int // height where the new main chain leaves the old one
+	var branch []string
 	if best != c.head {
-		newMain = c.mainFor(best, blocks)
+		fork, branch = c.branchTo(best, blocks)
 		res.Head, res.HeadChanged = best, true
-		res.Reorg = best.PrevHash != c.head.Hash
+		res.Dropped = len(c.main) - 1 - fork
+		res.Reorg = res.Dropped > 0
 	}
 	err := c.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range blocks {
@@ -236,20 +332,20 @@ func (c *Chain) commit(blocks []*Block) (Result, error) {
 				return err
 			}
 		}
-		if newMain == nil {
+		if err := putLines(tx, local); err != nil {
+			return err
+		}
+		if branch == nil {
 			return nil
 		}
 		mb := tx.Bucket(bucketMain)
-		for h := len(c.main) - 1; h >= len(newMain); h-- {
+		for h := len(c.main) - 1; h > fork+len(branch); h-- {
 			if err := mb.Delete(heightKey(uint64(h))); err != nil {
 				return err
 			}
 		}
-		for h, hash := range newMain {
-			if h < len(c.main) && c.main[h] == hash {
-				continue
-			}
-			if err := mb.Put(heightKey(uint64(h)), hashKey(hash)); err != nil {
+		for i, hash := range branch {
+			if err := mb.Put(heightKey(uint64(fork+1+i)), hashKey(hash)); err != nil {
 				return err
 			}
 		}
@@ -262,39 +358,47 @@ func (c *Chain) commit(blocks []*Block) (Result, error) {
 		c.known[b.Hash] = b.Index
 		c.parents[b.Hash] = b.PrevHash
 	}
-	if newMain != nil {
-		c.main, c.head = newMain, best
+	for _, l := range local {
+		c.lines.add(l)
+	}
+	if branch != nil {
+		dropped := append([]string(nil), c.main[fork+1:]...)
+		c.main = append(c.main[:fork+1], branch...)
+		c.head = best
+		c.lines.update(dropped, branch, c.onMain)
 	}
 	return res, nil
 }
 
-// mainFor returns the main chain that ends at tip, whose ancestors are stored
+// branchTo returns the height where the chain ending at tip leaves the main
+// chain and the hashes above it, oldest first. The tip's ancestors are stored
 // or among pending. c.mu is held.
-func (c *Chain) mainFor(tip *Block, pending []*Block) []string {
+func (c *Chain) branchTo(tip *Block, pending []*Block) (int, []string) {
+	pendingParents := make(map[string]string, len(pending))
+	for _, b := range pending {
+		pendingParents[b.Hash] = b.PrevHash
+	}
 	parent := func(h string) string {
 		if p, ok := c.parents[h]; ok {
 			return p
 		}
-		for _, b := range pending {
-			if b.Hash == h {
-				return b.PrevHash
-			}
-		}
-		return ""
+		return pendingParents[h]
 	}
-	// Walk back from tip until the branch meets the current main chain.
 	var branch []string
 	h, height := tip.Hash, tip.Index
 	for height >= uint64(len(c.main)) || c.main[height] != h {
 		branch = append(branch, h)
 		h, height = parent(h), height-1
 	}
-	out := make([]string, height+1, tip.Index+1)
-	copy(out, c.main[:height+1])
-	for i := len(branch) - 1; i >= 0; i-- {
-		out = append(out, branch[i])
-	}
-	return out
+	slices.Reverse(branch)
+	return int(height), branch
+}
+
+// onMain reports whether the stored block hash is on the main chain. c.mu is
+// held.
+func (c *Chain) onMain(hash string) bool {
+	h, ok := c.known[hash]
+	return ok && h < uint64(len(c.main)) && c.main[h] == hash
 }
 
 // better reports whether a is a better head than b: higher, or as high with

@@ -1,0 +1,183 @@
+package ledger
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestAddBlocks(t *testing.T) {
+	c, _ := openTest(t)
+	run := build(t, signer(1), Genesis(), 50, "r")
+	res, err := c.AddBlocks(run)
+	if err != nil || len(res.Added) != 50 || res.Reorg || c.Height() != 50 {
+		t.Fatalf("first run: %d added, reorg %v, height %d, err %v", len(res.Added), res.Reorg, c.Height(), err)
+	}
+	if res, err := c.AddBlocks(run); err != nil || len(res.Added) != 0 {
+		t.Fatalf("same run again: %d added, err %v", len(res.Added), err)
+	}
+
+	more := build(t, signer(1), run[49], 10, "m")
+	bad := *more[5]
+	bad.Data = "tampered"
+	more[5] = &bad
+	res, err = c.AddBlocks(more)
+	if Code(err) != ErrBadHash || len(res.Added) != 5 || c.Height() != 55 {
+		t.Fatalf("tampered run: %d added, height %d, err %v; want the 5 before it stored and invalid_hash", len(res.Added), c.Height(), err)
+	}
+
+	unlinked := build(t, signer(2), &Block{Index: 70, Hash: strings.Repeat("ab", 32)}, 3, "u")
+	if _, err := c.AddBlocks(unlinked); Code(err) != ErrUnknownParent || c.Orphans() != 0 {
+		t.Fatalf("unlinked run: err %v, %d orphans; want unknown_parent and nothing held", err, c.Orphans())
+	}
+}
+
+func TestAddBlocksConnectsOrphans(t *testing.T) {
+	c, _ := openTest(t)
+	run := build(t, signer(1), Genesis(), 20, "r")
+	for _, b := range run[15:] { // gossip ahead of the sync
+		if _, err := c.Add(b); Code(err) != ErrUnknownParent {
+			t.Fatal(err)
+		}
+	}
+	res, err := c.AddBlocks(run[:12])
+	if err != nil || len(res.Added) != 12 || c.Orphans() != 5 {
+		t.Fatalf("first part: %d added, %d orphans, err %v", len(res.Added), c.Orphans(), err)
+	}
+	res, err = c.AddBlocks(run[12:17])
+	if err != nil || len(res.Added) != 8 || c.Height() != 20 || c.Orphans() != 0 {
+		t.Fatalf("second part: %d added, height %d, %d orphans, err %v; want 3 + 5 connected", len(res.Added), c.Height(), c.Orphans(), err)
+	}
+}
+
+func TestAddBlocksReorg(t *testing.T) {
+	c, _ := openTest(t)
+	main := build(t, signer(1), Genesis(), 10, "m")
+	if _, err := c.AddBlocks(main); err != nil {
+		t.Fatal(err)
+	}
+	side := build(t, signer(2), main[2], 12, "s") // heights 4..15
+	res, err := c.AddBlocks(side)
+	if err != nil || !res.Reorg || res.Dropped != 7 || c.Head().Hash != side[11].Hash {
+		t.Fatalf("reorg: reorg %v dropped %d head %d, err %v", res.Reorg, res.Dropped, c.Height(), err)
+	}
+	assertLinked(t, c, 16)
+}
+
+// assertLinked checks the main chain is n blocks, each linked to the one
+// before, and returns their data.
+func assertLinked(t *testing.T, c *Chain, n int) []string {
+	t.Helper()
+	chain, err := c.Range(0, n+10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(chain) != n {
+		t.Fatalf("main chain has %d blocks, want %d", len(chain), n)
+	}
+	var data []string
+	for i, b := range chain {
+		if b.Index != uint64(i) || (i > 0 && b.PrevHash != chain[i-1].Hash) {
+			t.Fatalf("main chain broken at %d", i)
+		}
+		data = append(data, b.Data)
+	}
+	return data
+}
+
+func TestReappendExactlyOnce(t *testing.T) {
+	c, path := openTest(t)
+	me := signer(1)
+	var typed []*Block
+	for _, line := range []string{"one", "two", "three"} {
+		res, err := c.Append(me, line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		typed = append(typed, res.Added[0])
+	}
+	// A longer branch from elsewhere takes the three lines off the main chain.
+	other := build(t, signer(2), Genesis(), 5, "o")
+	res, err := c.AddBlocks(other)
+	if err != nil || !res.Reorg || c.PendingLines() != 3 {
+		t.Fatalf("after reorg: reorg %v, %d pending, err %v; want 3 pending", res.Reorg, c.PendingLines(), err)
+	}
+
+	// Pending work survives a restart.
+	c.Close()
+	c, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.Close() }()
+	if c.PendingLines() != 3 {
+		t.Fatalf("after reopen: %d pending, want 3", c.PendingLines())
+	}
+	res, err = c.Reappend(me)
+	if err != nil || len(res.Added) != 3 || c.Height() != 8 || c.PendingLines() != 0 {
+		t.Fatalf("reappend: %d added, height %d, %d pending, err %v", len(res.Added), c.Height(), c.PendingLines(), err)
+	}
+	if res, _ := c.Reappend(me); len(res.Added) != 0 {
+		t.Fatalf("second reappend added %d blocks", len(res.Added))
+	}
+	data := assertLinked(t, c, 9)
+	if got := strings.Join(data[6:], ","); got != "one,two,three" {
+		t.Fatalf("re-appended lines %q, want one,two,three in typed order", got)
+	}
+
+	// The first branch comes back, longer: the original blocks are on the
+	// main chain again, so the re-appended copies are not pending.
+	back := build(t, signer(3), typed[2], 7, "b") // height 10
+	if res, err := c.AddBlocks(back); err != nil || !res.Reorg {
+		t.Fatalf("reorg back: %v", err)
+	}
+	if c.PendingLines() != 0 {
+		t.Fatalf("%d pending after the original blocks returned, want 0", c.PendingLines())
+	}
+	data = assertLinked(t, c, 11)
+	if got := strings.Join(data[1:4], ","); got != "one,two,three" {
+		t.Fatalf("main chain starts %q", got)
+	}
+	c.Close()
+	if c, err = Open(path); err != nil || c.PendingLines() != 0 {
+		t.Fatalf("reopen: %v, pending %d", err, c.PendingLines())
+	}
+}
+
+func TestLocatorAndAfter(t *testing.T) {
+	c, _ := openTest(t)
+	run := build(t, signer(1), Genesis(), 300, "r")
+	if _, err := c.AddBlocks(run); err != nil {
+		t.Fatal(err)
+	}
+	loc := c.Locator()
+	if loc[0] != run[299].Hash || loc[len(loc)-1] != Genesis().Hash || len(loc) > 20 {
+		t.Fatalf("locator of %d hashes from %s to %s", len(loc), short(loc[0]), short(loc[len(loc)-1]))
+	}
+
+	// A peer that holds the first 40 blocks and a branch of its own above.
+	peer, _ := openTest(t)
+	if _, err := peer.AddBlocks(run[:40]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := peer.AddBlocks(build(t, signer(2), run[39], 3, "p")); err != nil {
+		t.Fatal(err)
+	}
+	raw, found, err := c.After(peer.Locator(), 100, 1<<20)
+	if err != nil || !found || len(raw) != 100 {
+		t.Fatalf("after: %d blocks, found %v, err %v", len(raw), found, err)
+	}
+	var first Block
+	if err := json.Unmarshal(raw[0], &first); err != nil || first.Hash != run[40].Hash {
+		t.Fatalf("first block served is %d, want 41 (err %v)", first.Index, err)
+	}
+	if raw, _, _ := c.After(peer.Locator(), 100, 3*len(raw[0])); len(raw) != 3 {
+		t.Fatalf("byte limit: %d blocks, want 3", len(raw))
+	}
+	if raw, _, _ := c.After([]string{run[299].Hash}, 100, 1<<20); len(raw) != 0 {
+		t.Fatalf("peer at our head got %d blocks", len(raw))
+	}
+	if _, found, _ := c.After([]string{strings.Repeat("cd", 32)}, 100, 1<<20); found {
+		t.Fatal("a locator from another network was found")
+	}
+}
