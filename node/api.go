@@ -86,19 +86,25 @@ type Status struct {
 	Peers  int               `json:"peers"`
 	Mesh   int               `json:"mesh"`
 	Drops  map[string]uint64 `json:"drops"`
+	// Pending counts lines typed here waiting to be appended again after a
+	// reorg; Syncing is set while blocks are fetched from a peer.
+	Pending int           `json:"pending"`
+	Syncing *SyncProgress `json:"syncing,omitempty"`
 }
 
 // Status returns what GET /status reports.
 func (n *Node) Status() Status {
 	head := n.chain.Head()
 	s := Status{
-		ID:     n.ID().String(),
-		Height: head.Index,
-		Head:   head.Hash,
-		Peers:  len(n.host.Network().Peers()),
-		Mesh:   n.MeshPeers(),
-		Drops:  n.Drops(),
-		Addrs:  []string{},
+		ID:      n.ID().String(),
+		Height:  head.Index,
+		Head:    head.Hash,
+		Peers:   len(n.host.Network().Peers()),
+		Mesh:    n.MeshPeers(),
+		Drops:   n.Drops(),
+		Addrs:   []string{},
+		Pending: n.chain.PendingLines(),
+		Syncing: n.sync.Progress(),
 	}
 	for _, a := range n.Addrs() {
 		s.Addrs = append(s.Addrs, a.String())

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -32,6 +33,17 @@ type Config struct {
 	// OnBlock, if set, is called for every block that arrives from the
 	// network and is stored (not for blocks this node appends itself).
 	OnBlock func(b *ledger.Block, from peer.ID)
+	// OnSync, if set, is called when a sync of more than a few hundred
+	// blocks starts, as it progresses, and when any sync that added blocks
+	// ends (Done set).
+	OnSync func(SyncProgress)
+	// OnReappend, if set, is called for every block that carries a line
+	// typed on this node again, after a reorg took its first block off the
+	// main chain.
+	OnReappend func(b *ledger.Block)
+	// SyncTimeout bounds every read and write of a sync exchange; a peer
+	// that stalls longer is dropped. Default 10s.
+	SyncTimeout time.Duration
 }
 
 // DefaultDataDir is the data dir of a node on port, so that two nodes on one
@@ -50,6 +62,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.Port < 0 || cfg.Port > 65535 {
 		return cfg, fmt.Errorf("port %d out of range 0-65535", cfg.Port)
+	}
+	if cfg.SyncTimeout <= 0 {
+		cfg.SyncTimeout = defaultSyncTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -43,7 +43,9 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the node starts
 
+	sync      *syncer
 	republish chan *ledger.Block // orphans connected later, to relay
+	reappend  chan struct{}      // lines may be pending after a reorg
 	closeOnce sync.Once
 	started   bool
 }
@@ -56,7 +58,7 @@ func New(c Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, drops: newDropCounter(), republish: make(chan *ledger.Block, ledger.MaxOrphans)}
+	n := &Node{cfg: cfg, log: cfg.Logger, drops: newDropCounter(), republish: make(chan *ledger.Block, ledger.MaxOrphans), reappend: make(chan struct{}, 1)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -79,9 +81,14 @@ func New(c Config) (_ *Node, err error) {
 	if n.host, err = newHost(key, cfg.ListenHost, cfg.Port); err != nil {
 		return nil, err
 	}
+	n.sync = newSyncer(n, cfg.SyncTimeout)
+	n.sync.start()
 	if err := n.startGossip(); err != nil {
 		return nil, err
 	}
+	n.wg.Add(1)
+	go n.reappendLoop()
+	n.wakeReappend()
 	if cfg.APIAddr != "" {
 		if err := n.startAPI(cfg.APIAddr); err != nil {
 			return nil, err
@@ -126,6 +133,9 @@ func (n *Node) Close() error {
 		n.cancel()
 		if n.api != nil {
 			n.api.Close()
+		}
+		if n.sync != nil {
+			n.sync.stop()
 		}
 		if n.sub != nil {
 			n.sub.Cancel()

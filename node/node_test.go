@@ -78,6 +78,52 @@ func waitSameHead(t *testing.T, timeout time.Duration, height uint64, nodes ...*
 	})
 }
 
+// waitConverged waits until every node has the same head and its main chain
+// holds exactly the given lines, each once, in any order.
+func waitConverged(t *testing.T, timeout time.Duration, lines []string, nodes ...*Node) {
+	t.Helper()
+	var problem string
+	deadline := time.Now().Add(timeout)
+	for {
+		problem = converged(nodes, lines)
+		if problem == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not converged after %v: %s", timeout, problem)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// converged says why nodes have not converged on one chain holding lines
+// exactly once, or "" if they have.
+func converged(nodes []*Node, lines []string) string {
+	head := nodes[0].Chain().Head()
+	for i, n := range nodes {
+		if h := n.Chain().Head(); h.Hash != head.Hash {
+			return fmt.Sprintf("node 0 at #%d %s, node %d at #%d %s", head.Index, head.Short(), i, h.Index, h.Short())
+		}
+	}
+	chain, err := nodes[0].Chain().Range(1, int(head.Index))
+	if err != nil {
+		return err.Error()
+	}
+	want := map[string]int{}
+	for _, l := range lines {
+		want[l]++
+	}
+	for _, b := range chain {
+		want[b.Data]--
+	}
+	for l, c := range want {
+		if c != 0 {
+			return fmt.Sprintf("line %q is on the main chain %d times, want 1 (head #%d)", l, 1-c, head.Index)
+		}
+	}
+	return ""
+}
+
 // line starts count nodes, each peered with the one before, so blocks must be
 // relayed to get from one end to the other.
 func line(t *testing.T, count int) []*Node {
@@ -113,18 +159,15 @@ func TestBlocksReachAllNodes(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	waitFor(t, 20*time.Second, "every block on every node", func() bool {
-		for _, n := range nodes {
-			for _, h := range hashes {
-				if !n.Chain().Has(h) {
-					return false
-				}
-			}
+	// Appends on three nodes at once fork the chain; the losing lines are
+	// appended again, so every node ends on one chain holding all 15.
+	var lines []string
+	for _, origin := range []int{0, 2, 4} {
+		for i := 0; i < 5; i++ {
+			lines = append(lines, fmt.Sprintf("line %d from node %d", i, origin))
 		}
-		return true
-	})
-	// Same blocks, same fork choice: one head everywhere.
-	waitSameHead(t, 10*time.Second, nodes[0].Chain().Height(), nodes...)
+	}
+	waitConverged(t, 30*time.Second, lines, nodes...)
 	for _, n := range nodes {
 		if d := n.Drops(); d["malformed"]+d["invalid_hash"]+d["bad_signature"] != 0 {
 			t.Errorf("honest traffic was rejected: %v", d)

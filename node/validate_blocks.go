@@ -63,6 +63,10 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 			return pubsub.ValidationIgnore
 		}
 		n.drops.add(code.String())
+		if code == ledger.ErrUnknownParent {
+			// Held as an orphan; the sender has its ancestors.
+			n.sync.hint(from, b)
+		}
 		if code.Provable() {
 			n.log.Debug("rejected block", "from", from, "reason", code, "err", err)
 			return pubsub.ValidationReject
@@ -70,6 +74,9 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 		return pubsub.ValidationIgnore
 	}
 	msg.ValidatorData = &delivery{block: b}
+	if res.Reorg {
+		n.wakeReappend()
+	}
 	// Orphans this block connected were ignored when they arrived; publish
 	// them now so they are relayed and announced.
 	for _, o := range res.Added[1:] {

@@ -1,0 +1,548 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"gossipchain/ledger"
+	"gossipchain/protocol"
+)
+
+// Sync tuning.
+const (
+	// defaultSyncTimeout bounds every read and write of a sync stream.
+	defaultSyncTimeout = 10 * time.Second
+	// headCheckEvery is how often a node asks every peer for its head, so
+	// nodes that disagree find out even if no block is gossiped (a healed
+	// partition whose links never dropped).
+	headCheckEvery = 3 * time.Second
+	// banFor is how long a peer that sent bad sync data is not synced from.
+	banFor = time.Minute
+	// maxServing bounds the sync requests served at once; more are refused,
+	// so serving sync never starves gossip.
+	maxServing = 16
+	// progressMin is the sync size from which progress is reported.
+	progressMin = 256
+	// progressEvery spaces progress reports.
+	progressEvery = 250 * time.Millisecond
+)
+
+// SyncProgress describes a sync in progress (or just finished).
+type SyncProgress struct {
+	Peer   peer.ID `json:"peer"`
+	From   uint64  `json:"from"`   // height when the sync started
+	Height uint64  `json:"height"` // height now
+	Target uint64  `json:"target"` // the peer's height
+	// Done is set on the last report of a sync.
+	Done    bool          `json:"-"`
+	Elapsed time.Duration `json:"-"`
+}
+
+// syncer keeps this node's chain level with its peers: it learns their heads
+// (on every new connection, every headCheckEvery, and from gossiped blocks
+// whose parent is unknown), fetches what it is missing from the best of them,
+// and serves the same to them.
+type syncer struct {
+	n       *Node
+	timeout time.Duration
+	genesis string
+
+	mu       sync.Mutex // guards the fields below
+	heads    map[peer.ID]protocol.Status
+	banned   map[peer.ID]time.Time
+	progress *SyncProgress
+
+	kick    chan struct{} // something may be worth syncing
+	ask     chan peer.ID  // peers to exchange status with
+	serving chan struct{} // semaphore of requests being served
+	notify  network.Notifiee
+}
+
+func newSyncer(n *Node, timeout time.Duration) *syncer {
+	return &syncer{
+		n: n, timeout: timeout, genesis: ledger.Genesis().Hash,
+		heads: map[peer.ID]protocol.Status{}, banned: map[peer.ID]time.Time{},
+		kick: make(chan struct{}, 1), ask: make(chan peer.ID, 256), serving: make(chan struct{}, maxServing),
+	}
+}
+
+// start registers the protocol handler and connection notifications and
+// starts the sync goroutines.
+func (s *syncer) start() {
+	h := s.n.host
+	h.SetStreamHandler(protocol.SyncID, s.serve)
+	s.notify = &network.NotifyBundle{
+		ConnectedF: func(_ network.Network, c network.Conn) { s.askStatus(c.RemotePeer()) },
+		DisconnectedF: func(nw network.Network, c network.Conn) {
+			if nw.Connectedness(c.RemotePeer()) != network.Connected {
+				s.mu.Lock()
+				delete(s.heads, c.RemotePeer())
+				s.mu.Unlock()
+			}
+		},
+	}
+	h.Network().Notify(s.notify)
+	s.n.wg.Add(3)
+	go s.run()
+	go s.askLoop()
+	go s.askLoop()
+}
+
+func (s *syncer) stop() {
+	if s.notify != nil {
+		s.n.host.Network().StopNotify(s.notify)
+	}
+	s.n.host.RemoveStreamHandler(protocol.SyncID)
+}
+
+func (s *syncer) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// askStatus queues a status exchange with p; if the queue is full the
+// periodic check will ask later.
+func (s *syncer) askStatus(p peer.ID) {
+	select {
+	case s.ask <- p:
+	default:
+	}
+}
+
+func (s *syncer) askLoop() {
+	defer s.n.wg.Done()
+	for {
+		select {
+		case <-s.n.ctx.Done():
+			return
+		case p := <-s.ask:
+			s.exchangeStatus(p)
+		}
+	}
+}
+
+// status is this node's own status.
+func (s *syncer) status() protocol.Status {
+	head := s.n.chain.Head()
+	return protocol.Status{Genesis: s.genesis, Height: head.Index, Head: head.Hash}
+}
+
+// noteHead records what p says its head is, and wakes the sync loop if it is
+// better than ours. A peer with another genesis is disconnected.
+func (s *syncer) noteHead(p peer.ID, st protocol.Status) {
+	if st.Genesis != s.genesis {
+		s.mu.Lock()
+		_, known := s.banned[p]
+		s.banned[p] = time.Now().Add(banFor)
+		s.mu.Unlock()
+		if !known {
+			s.n.log.Warn("peer is on another network (different genesis); disconnecting", "peer", p, "genesis", st.Genesis)
+		}
+		s.n.drops.add("sync_other_genesis")
+		s.n.host.Network().ClosePeer(p)
+		return
+	}
+	s.mu.Lock()
+	s.heads[p] = st
+	s.mu.Unlock()
+	head := s.n.chain.Head()
+	if st.Better(head.Index, head.Hash) {
+		s.wake()
+	}
+}
+
+// hint records that p relayed block b: p's head is at least b.
+func (s *syncer) hint(p peer.ID, b *ledger.Block) {
+	s.mu.Lock()
+	if cur, ok := s.heads[p]; !ok || (protocol.Status{Height: b.Index, Head: b.Hash}).Better(cur.Height, cur.Head) {
+		s.heads[p] = protocol.Status{Genesis: s.genesis, Height: b.Index, Head: b.Hash}
+	}
+	s.mu.Unlock()
+	s.wake()
+}
+
+// Progress returns the sync in progress, or nil.
+func (s *syncer) Progress() *SyncProgress {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.progress == nil {
+		return nil
+	}
+	p := *s.progress
+	return &p
+}
+
+func (s *syncer) busy() bool { return s.Progress() != nil }
+
+// run syncs from the best peer whenever one is ahead, and asks every peer
+// for its head every headCheckEvery.
+func (s *syncer) run() {
+	defer s.n.wg.Done()
+	tick := time.NewTicker(headCheckEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.n.ctx.Done():
+			return
+		case <-tick.C:
+			for _, p := range s.n.host.Network().Peers() {
+				s.askStatus(p)
+			}
+			continue
+		case <-s.kick:
+		}
+		for s.n.ctx.Err() == nil {
+			p, target, ok := s.pick()
+			if !ok {
+				break
+			}
+			s.syncFrom(p, target)
+		}
+		s.n.wakeReappend()
+	}
+}
+
+// pick returns the connected, unbanned peer with the best head, if that head
+// is better than ours.
+func (s *syncer) pick() (peer.ID, protocol.Status, bool) {
+	head := s.n.chain.Head()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var best peer.ID
+	var bestSt protocol.Status
+	for p, st := range s.heads {
+		if until, ok := s.banned[p]; ok {
+			if time.Now().Before(until) {
+				continue
+			}
+			delete(s.banned, p)
+		}
+		if !st.Better(head.Index, head.Hash) || s.n.host.Network().Connectedness(p) != network.Connected {
+			continue
+		}
+		if best == "" || st.Better(bestSt.Height, bestSt.Head) {
+			best, bestSt = p, st
+		}
+	}
+	return best, bestSt, best != ""
+}
+
+// syncFault is a sync response that proves the peer misbehaved.
+type syncFault struct {
+	reason string
+	err    error
+}
+
+func (f *syncFault) Error() string { return f.reason + ": " + f.err.Error() }
+
+func fault(reason string, format string, args ...any) error {
+	return &syncFault{reason, fmt.Errorf(format, args...)}
+}
+
+// syncFrom fetches blocks from p until this node's head is as good as p's.
+func (s *syncer) syncFrom(p peer.ID, target protocol.Status) {
+	chain := s.n.chain
+	start, startHead := time.Now(), chain.Head().Hash
+	prog := &SyncProgress{Peer: p, From: chain.Height(), Height: chain.Height(), Target: target.Height}
+	big := target.Height > prog.From+progressMin
+	s.setProgress(prog, big)
+	defer func() {
+		prog.Done, prog.Elapsed = true, time.Since(start)
+		prog.Height = chain.Height()
+		s.setProgress(nil, false)
+		if head := chain.Head(); head.Hash != startHead {
+			// Relay the new head: peers behind this node that got the
+			// gossip first ignored it, and learn of it this way.
+			select {
+			case s.n.republish <- head:
+			default:
+			}
+		}
+		if prog.Height > prog.From {
+			s.n.log.Info("synced", "peer", p, "from", prog.From, "to", prog.Height, "elapsed", prog.Elapsed.Round(time.Millisecond))
+			if s.n.cfg.OnSync != nil {
+				s.n.cfg.OnSync(*prog)
+			}
+		}
+	}()
+	var cursor string // the last block p sent: where the next answer starts
+	lastReport := time.Now()
+	for s.n.ctx.Err() == nil {
+		head := chain.Head()
+		if !target.Better(head.Index, head.Hash) {
+			return
+		}
+		locator := chain.Locator()
+		if cursor != "" {
+			locator = append([]string{cursor}, locator[:min(len(locator), ledger.MaxLocator-1)]...)
+		}
+		blocks, st, err := s.fetch(p, locator)
+		if err != nil {
+			s.failed(p, err)
+			return
+		}
+		s.mu.Lock()
+		s.heads[p] = st
+		s.mu.Unlock()
+		target = st
+		if len(blocks) == 0 {
+			return // p has nothing past our locator: its head is not better after all
+		}
+		res, err := chain.AddBlocks(blocks)
+		if err != nil {
+			s.failed(p, err)
+			return
+		}
+		if res.Reorg {
+			s.n.log.Info("switched to a better branch", "peer", p, "dropped", res.Dropped, "head", res.Head.Index)
+			s.n.wakeReappend()
+		}
+		cursor = blocks[len(blocks)-1].Hash
+		prog.Height, prog.Target = chain.Height(), target.Height
+		s.setProgress(prog, big)
+		if big && s.n.cfg.OnSync != nil && time.Since(lastReport) >= progressEvery {
+			lastReport = time.Now()
+			s.n.cfg.OnSync(*prog)
+		}
+	}
+}
+
+func (s *syncer) setProgress(p *SyncProgress, announce bool) {
+	s.mu.Lock()
+	if p == nil {
+		s.progress = nil
+	} else {
+		cp := *p
+		s.progress = &cp
+	}
+	s.mu.Unlock()
+	if announce && p != nil && p.Height == p.From && s.n.cfg.OnSync != nil {
+		s.n.cfg.OnSync(*p)
+	}
+}
+
+// failed handles a failed fetch: a peer that proved itself faulty is
+// counted, banned from sync and disconnected; otherwise its head is
+// forgotten until it reports it again.
+func (s *syncer) failed(p peer.ID, err error) {
+	var f *syncFault
+	var rule *ledger.RuleError
+	switch {
+	case s.n.ctx.Err() != nil:
+		return
+	case errors.As(err, &rule) && rule.Code.Provable():
+		f = &syncFault{"sync_" + rule.Code.String(), err}
+	case errors.As(err, &rule) && rule.Code == ledger.ErrUnknownParent:
+		f = &syncFault{"sync_unlinked", err}
+	case errors.As(err, &f):
+		f.reason = "sync_" + f.reason
+	}
+	s.mu.Lock()
+	delete(s.heads, p)
+	if f != nil {
+		s.banned[p] = time.Now().Add(banFor)
+	}
+	s.mu.Unlock()
+	if f == nil {
+		s.n.log.Info("sync from peer failed; trying others", "peer", p, "err", err)
+		return
+	}
+	s.n.drops.add(f.reason)
+	s.n.log.Warn("peer sent bad sync data; disconnecting", "peer", p, "reason", f.reason, "err", err)
+	s.n.host.Network().ClosePeer(p)
+}
+
+// exchangeStatus tells p our status and records its own.
+func (s *syncer) exchangeStatus(p peer.ID) {
+	if s.n.host.Network().Connectedness(p) != network.Connected {
+		return
+	}
+	me := s.status()
+	var st protocol.Status
+	err := s.call(p, &protocol.Request{Type: protocol.RequestStatus, Status: &me}, func(r *frameReader) error {
+		if err := r.json(protocol.MaxSyncHeaderBytes, &st); err != nil {
+			return err
+		}
+		if err := protocol.CheckStatus(&st); err != nil {
+			return fault("garbage", "%v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		var f *syncFault
+		if errors.As(err, &f) {
+			s.failed(p, err)
+		} else {
+			s.n.log.Debug("status exchange failed", "peer", p, "err", err)
+		}
+		return
+	}
+	s.noteHead(p, st)
+}
+
+// fetch asks p for the blocks after locator.
+func (s *syncer) fetch(p peer.ID, locator []string) ([]*ledger.Block, protocol.Status, error) {
+	req := &protocol.Request{Type: protocol.RequestBlocks, Locator: locator, Limit: protocol.MaxBlocksPerResponse}
+	var hdr protocol.BlocksHeader
+	var blocks []*ledger.Block
+	err := s.call(p, req, func(r *frameReader) error {
+		if err := r.json(protocol.MaxSyncHeaderBytes, &hdr); err != nil {
+			return err
+		}
+		if err := hdr.Check(req.Limit); err != nil {
+			return fault("garbage", "%v", err)
+		}
+		if hdr.Error != "" {
+			return fmt.Errorf("peer says: %.200s", hdr.Error)
+		}
+		size := 0
+		for i := range hdr.Count {
+			frame, err := r.frame(protocol.MaxBlockMessageBytes)
+			if err != nil {
+				return err
+			}
+			if size += len(frame); size > protocol.MaxResponseBytes+protocol.MaxBlockMessageBytes {
+				return fault("oversize", "response over %d bytes", protocol.MaxResponseBytes)
+			}
+			b, err := protocol.DecodeBlock(frame)
+			if err != nil {
+				return fault("garbage", "block %d of the response: %v", i, err)
+			}
+			if i > 0 && (b.PrevHash != blocks[i-1].Hash || b.Index != blocks[i-1].Index+1) {
+				return fault("unlinked", "block %d of the response does not follow the one before", i)
+			}
+			blocks = append(blocks, b)
+		}
+		return nil
+	})
+	return blocks, hdr.Status, err
+}
+
+// call sends req to p on a new sync stream and lets read consume the answer.
+func (s *syncer) call(p peer.ID, req *protocol.Request, read func(*frameReader) error) error {
+	ctx, cancel := context.WithTimeout(s.n.ctx, s.timeout)
+	defer cancel()
+	st, err := s.n.host.NewStream(network.WithNoDial(ctx, "sync"), p, protocol.SyncID)
+	if err != nil {
+		return err
+	}
+	_ = st.SetWriteDeadline(time.Now().Add(s.timeout))
+	if err := protocol.WriteJSON(st, req); err != nil {
+		st.Reset()
+		return err
+	}
+	if err := st.CloseWrite(); err != nil {
+		st.Reset()
+		return err
+	}
+	if err := read(&frameReader{st: st, r: bufio.NewReader(st), timeout: s.timeout}); err != nil {
+		st.Reset()
+		return err
+	}
+	// Whatever the peer sends past what it announced is not read.
+	return st.Close()
+}
+
+// frameReader reads frames from a sync stream, each within the timeout, and
+// turns a stall or an oversized frame into a fault.
+type frameReader struct {
+	st      network.Stream
+	r       *bufio.Reader
+	timeout time.Duration
+}
+
+func (f *frameReader) frame(max int) ([]byte, error) {
+	_ = f.st.SetReadDeadline(time.Now().Add(f.timeout))
+	b, err := protocol.ReadFrame(f.r, max)
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, fault("stall", "no data for %s", f.timeout)
+	case errors.Is(err, protocol.ErrFrameTooLarge):
+		return nil, fault("oversize", "%v", err)
+	}
+	return b, err
+}
+
+func (f *frameReader) json(max int, v any) error {
+	b, err := f.frame(max)
+	if err != nil {
+		return err
+	}
+	if err := protocol.UnmarshalStrict(b, v); err != nil {
+		return fault("garbage", "%v", err)
+	}
+	return nil
+}
+
+// serve answers one sync request.
+func (s *syncer) serve(st network.Stream) {
+	select {
+	case s.serving <- struct{}{}:
+		defer func() { <-s.serving }()
+	default:
+		s.n.drops.add("sync_busy")
+		st.Reset()
+		return
+	}
+	from := st.Conn().RemotePeer()
+	_ = st.SetDeadline(time.Now().Add(s.timeout))
+	var req protocol.Request
+	err := (&frameReader{st: st, r: bufio.NewReader(st), timeout: s.timeout}).json(protocol.MaxSyncRequestBytes, &req)
+	if err == nil {
+		err = req.Check()
+	}
+	if err != nil {
+		s.n.drops.add("sync_bad_request")
+		s.n.log.Debug("bad sync request", "peer", from, "err", err)
+		st.Reset()
+		return
+	}
+	w := bufio.NewWriter(st)
+	switch req.Type {
+	case protocol.RequestStatus:
+		err = protocol.WriteJSON(w, s.status())
+		s.noteHead(from, *req.Status)
+	case protocol.RequestBlocks:
+		err = s.serveBlocks(w, &req)
+	}
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
+		s.n.log.Debug("serve sync request", "peer", from, "err", err)
+		st.Reset()
+		return
+	}
+	st.Close()
+}
+
+func (s *syncer) serveBlocks(w *bufio.Writer, req *protocol.Request) error {
+	me := s.status()
+	raw, found, err := s.n.chain.After(req.Locator, req.Limit, protocol.MaxResponseBytes)
+	if err != nil {
+		return err
+	}
+	hdr := protocol.BlocksHeader{Count: len(raw), Status: me}
+	if !found {
+		hdr.Error = "no locator hash is on this node's main chain (another genesis?)"
+	}
+	if err := protocol.WriteJSON(w, hdr); err != nil {
+		return err
+	}
+	for _, b := range raw {
+		if err := protocol.WriteFrame(w, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}

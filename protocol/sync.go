@@ -1,0 +1,196 @@
+package protocol
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"gossipchain/ledger"
+)
+
+// SyncID is the libp2p protocol ID of block sync: a request/response
+// protocol, one request per stream, by which a node learns its peers' heads
+// and fetches the blocks it missed.
+const SyncID = "/gossipchain/sync/1.0.0"
+
+// Sync limits. A request is one frame; a status response is one frame; a
+// blocks response is a header frame and then one frame per block.
+const (
+	// MaxSyncRequestBytes bounds a request frame (a full locator is ~4.3 KiB).
+	MaxSyncRequestBytes = 8 << 10
+	// MaxSyncHeaderBytes bounds a status or header frame.
+	MaxSyncHeaderBytes = 1 << 10
+	// MaxBlocksPerResponse bounds the blocks one response carries.
+	MaxBlocksPerResponse = 1000
+	// MaxResponseBytes bounds the block frames of one response together; the
+	// server stops early rather than exceed it (one block always fits).
+	MaxResponseBytes = 4 << 20
+)
+
+// Request types.
+const (
+	RequestStatus = "status"
+	RequestBlocks = "blocks"
+)
+
+// Status is what a node says about its chain.
+type Status struct {
+	Genesis string `json:"genesis"`
+	Height  uint64 `json:"height"`
+	Head    string `json:"head"`
+}
+
+// Better reports whether s names a better head than (height, hash) under
+// the fork-choice rule: higher, or as high with a lower hash.
+func (s Status) Better(height uint64, hash string) bool {
+	return s.Height > height || (s.Height == height && s.Head < hash)
+}
+
+// Request is the one frame a client sends on a sync stream.
+type Request struct {
+	// Type is RequestStatus or RequestBlocks.
+	Type string `json:"type"`
+	// Status is the asker's own status (status requests), so that one
+	// exchange tells each side about the other.
+	Status *Status `json:"status,omitempty"`
+	// Locator lists hashes of the asker's main chain, newest first
+	// (blocks requests); the answer starts after the newest one the
+	// server has on its own main chain.
+	Locator []string `json:"locator,omitempty"`
+	// Limit is how many blocks the asker wants at most, 1..MaxBlocksPerResponse.
+	Limit int `json:"limit,omitempty"`
+}
+
+// Check reports what is wrong with a request, if anything.
+func (r *Request) Check() error {
+	switch r.Type {
+	case RequestStatus:
+		if r.Status == nil {
+			return errors.New("status request without the asker's status")
+		}
+		return r.Status.check()
+	case RequestBlocks:
+		if len(r.Locator) == 0 || len(r.Locator) > ledger.MaxLocator {
+			return fmt.Errorf("locator has %d hashes, want 1..%d", len(r.Locator), ledger.MaxLocator)
+		}
+		for _, h := range r.Locator {
+			if !isHash(h) {
+				return fmt.Errorf("locator hash %.16q is not 64 hex digits", h)
+			}
+		}
+		if r.Limit < 1 || r.Limit > MaxBlocksPerResponse {
+			return fmt.Errorf("limit %d out of range 1..%d", r.Limit, MaxBlocksPerResponse)
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown request type %.32q", r.Type)
+}
+
+func (s *Status) check() error {
+	if !isHash(s.Genesis) || !isHash(s.Head) {
+		return errors.New("status hashes are not 64 hex digits")
+	}
+	return nil
+}
+
+// BlocksHeader opens the answer to a blocks request: how many block frames
+// follow, and the server's status when it answered.
+type BlocksHeader struct {
+	Count  int    `json:"count"`
+	Status Status `json:"status"`
+	// Error, if set, says why no blocks follow (no locator hash is on the
+	// server's main chain: it has another genesis).
+	Error string `json:"error,omitempty"`
+}
+
+// Check reports what is wrong with a header for a request of limit blocks.
+func (h *BlocksHeader) Check(limit int) error {
+	if h.Count < 0 || h.Count > limit {
+		return fmt.Errorf("header announces %d blocks, %d were asked for", h.Count, limit)
+	}
+	return h.Status.check()
+}
+
+// CheckStatus reports what is wrong with a status a peer sent.
+func CheckStatus(s *Status) error { return s.check() }
+
+func isHash(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// ErrFrameTooLarge is returned by ReadFrame for a frame over its limit.
+var ErrFrameTooLarge = errors.New("frame too large")
+
+// WriteFrame writes payload as one frame: its length as an unsigned varint,
+// then the bytes.
+func WriteFrame(w io.Writer, payload []byte) error {
+	buf := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(payload)), uint64(len(payload)))
+	_, err := w.Write(append(buf, payload...))
+	return err
+}
+
+// ReadFrame reads one frame of at most max bytes; a longer one is an error
+// (wrapping ErrFrameTooLarge) before anything is allocated for it.
+func ReadFrame(r *bufio.Reader, max int) ([]byte, error) {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	if n > uint64(max) {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, max)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// WriteJSON writes v as one frame.
+func WriteJSON(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return WriteFrame(w, b)
+}
+
+// ReadJSON reads one frame of at most max bytes into v, strictly: unknown
+// fields and trailing data are errors.
+func ReadJSON(r *bufio.Reader, max int, v any) error {
+	b, err := ReadFrame(r, max)
+	if err != nil {
+		return err
+	}
+	return UnmarshalStrict(b, v)
+}
+
+// UnmarshalStrict decodes one JSON value into v: unknown fields and trailing
+// data are errors.
+func UnmarshalStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("decode %T: %w", v, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("decode %T: trailing data", v)
+	}
+	return nil
+}
