@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -240,7 +241,7 @@ func newRawPublisher(t *testing.T, target *Node) *rawPublisher {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "attacker subscribed with its target", func() bool {
-		return len(topic.ListPeers()) > 0 && len(target.topic.ListPeers()) > 1
+		return len(topic.ListPeers()) > 0 && slices.Contains(target.topic.ListPeers(), h.ID())
 	})
 	return &rawPublisher{host: h, topic: topic}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -336,13 +337,12 @@ func (s *syncer) setProgress(p *SyncProgress, announce bool) {
 // forgotten until it reports it again.
 func (s *syncer) failed(p peer.ID, err error) {
 	var f *syncFault
-	var rule *ledger.RuleError
-	switch {
+	switch code := ledger.Code(err); {
 	case s.n.ctx.Err() != nil:
 		return
-	case errors.As(err, &rule) && rule.Code.Provable():
-		f = &syncFault{"sync_" + rule.Code.String(), err}
-	case errors.As(err, &rule) && rule.Code == ledger.ErrUnknownParent:
+	case code != 0 && code.Provable():
+		f = &syncFault{"sync_" + code.String(), err}
+	case code == ledger.ErrUnknownParent:
 		f = &syncFault{"sync_unlinked", err}
 	case errors.As(err, &f):
 		f.reason = "sync_" + f.reason
@@ -450,7 +450,13 @@ func (s *syncer) call(p peer.ID, req *protocol.Request, read func(*frameReader) 
 		return err
 	}
 	// Whatever the peer sends past what it announced is not read.
-	return st.Close()
+	st.Close()
+	return nil
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // frameReader reads frames from a sync stream, each within the timeout, and
@@ -465,7 +471,7 @@ func (f *frameReader) frame(max int) ([]byte, error) {
 	_ = f.st.SetReadDeadline(time.Now().Add(f.timeout))
 	b, err := protocol.ReadFrame(f.r, max)
 	switch {
-	case errors.Is(err, os.ErrDeadlineExceeded):
+	case isTimeout(err):
 		return nil, fault("stall", "no data for %s", f.timeout)
 	case errors.Is(err, protocol.ErrFrameTooLarge):
 		return nil, fault("oversize", "%v", err)

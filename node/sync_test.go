@@ -1,0 +1,274 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"gossipchain/ledger"
+	"gossipchain/protocol"
+)
+
+// fill adds count blocks by a test author on top of n's head, in one
+// transaction per thousand, and returns them.
+func fill(t testing.TB, n *Node, count int) []*ledger.Block {
+	t.Helper()
+	s := ledger.NewSigner(ed25519.NewKeyFromSeed(make([]byte, 32)))
+	parent := n.Chain().Head()
+	start := time.Now().Add(-time.Duration(count) * time.Millisecond)
+	var out []*ledger.Block
+	for i := 0; i < count; i++ {
+		b, err := s.Sign(parent, fmt.Sprintf("filled %d", i), start.Add(time.Duration(i)*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+		parent = b
+	}
+	for i := 0; i < count; i += 1000 {
+		if _, err := n.Chain().AddBlocks(out[i:min(count, i+1000)]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// sameChain fails unless a and b hold identical main chains.
+func sameChain(t *testing.T, a, b *Node) {
+	t.Helper()
+	ha, hb := a.Chain().Height(), b.Chain().Height()
+	if ha != hb {
+		t.Fatalf("heights differ: %d and %d", ha, hb)
+	}
+	ca, err := a.Chain().Range(0, int(ha)+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := b.Chain().Range(0, int(hb)+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range ca {
+		if *ca[i] != *cb[i] {
+			t.Fatalf("block %d differs", i)
+		}
+	}
+}
+
+func TestLateJoinerSyncs(t *testing.T) {
+	const blocks = 2000
+	a := startNode(t, "")
+	fill(t, a, blocks)
+	var (
+		mu      sync.Mutex
+		reports []SyncProgress
+	)
+	cfg := Config{DataDir: t.TempDir(), Peers: []peer.AddrInfo{{ID: a.ID(), Addrs: a.host.Addrs()}}}
+	cfg.OnSync = func(p SyncProgress) {
+		mu.Lock()
+		reports = append(reports, p)
+		mu.Unlock()
+	}
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	waitSameHead(t, 30*time.Second, blocks, a, b)
+	sameChain(t, a, b)
+	waitFor(t, 5*time.Second, "the sync's last progress report", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(reports) > 0 && reports[len(reports)-1].Done
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	first, last := reports[0], reports[len(reports)-1]
+	if first.Done || first.Target != blocks || last.Height != blocks || last.Peer != a.ID() {
+		t.Fatalf("progress reports %+v ... %+v; want a start report and a done one at %d", first, last, blocks)
+	}
+	if b.Status().Syncing != nil {
+		t.Fatalf("status still says syncing: %+v", b.Status().Syncing)
+	}
+}
+
+func TestOrphansInReverseOrder(t *testing.T) {
+	b := startNode(t, "")
+	attacker := newRawPublisher(t, b) // publishes without speaking sync
+	s := ledger.NewSigner(ed25519.NewKeyFromSeed(make([]byte, 32)))
+	var run []*ledger.Block
+	parent := ledger.Genesis()
+	for i := 0; i < 10; i++ {
+		blk, err := s.Sign(parent, fmt.Sprintf("r%d", i), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		run, parent = append(run, blk), blk
+	}
+	for i := len(run) - 1; i >= 0; i-- {
+		attacker.publish(t, mustJSON(t, run[i]))
+	}
+	waitFor(t, 10*time.Second, "the reversed run connected", func() bool { return b.Chain().Height() == 10 })
+	if b.Chain().Head().Hash != run[9].Hash || b.Chain().Orphans() != 0 {
+		t.Fatalf("head %s with %d orphans left", b.Chain().Head().Short(), b.Chain().Orphans())
+	}
+}
+
+func TestPartitionHeals(t *testing.T) {
+	// Two groups that cannot reach each other each extend their own branch;
+	// one link between them is then enough, with nobody typing, for every
+	// node to end on one chain holding every line exactly once.
+	a := startNode(t, "")
+	b := startNode(t, "", a)
+	c := startNode(t, "")
+	d := startNode(t, "", c)
+	waitMesh(t, a, b, c, d)
+	var lines []string
+	appendLines := func(n *Node, name string, count int) {
+		for i := 0; i < count; i++ {
+			line := fmt.Sprintf("%s %d", name, i)
+			if _, err := n.Append(context.Background(), line); err != nil {
+				t.Fatal(err)
+			}
+			lines = append(lines, line)
+		}
+	}
+	appendLines(a, "a", 3)
+	appendLines(b, "b", 2)
+	appendLines(c, "c", 4)
+	appendLines(d, "d", 4)
+	waitConverged(t, 10*time.Second, lines[:5], a, b)
+	waitConverged(t, 10*time.Second, lines[5:], c, d)
+	if _, err := a.Connect(context.Background(), d.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, 30*time.Second, lines, a, b, c, d)
+	if p := a.Chain().PendingLines() + b.Chain().PendingLines(); p != 0 {
+		t.Fatalf("%d lines still pending on the losing side", p)
+	}
+}
+
+// startHostileSync starts a libp2p host that answers the sync protocol
+// claiming a far better head, and answers block requests according to mode.
+func startHostileSync(t *testing.T, mode string, honest []*ledger.Block) *peer.AddrInfo {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done); h.Close() })
+	claim := protocol.Status{Genesis: ledger.Genesis().Hash, Height: 10000, Head: strings.Repeat("0", 64)}
+	h.SetStreamHandler(protocol.SyncID, func(st network.Stream) {
+		defer st.Close()
+		var req protocol.Request
+		if err := protocol.ReadJSON(bufio.NewReader(st), protocol.MaxSyncRequestBytes, &req); err != nil {
+			return
+		}
+		if req.Type == protocol.RequestStatus {
+			protocol.WriteJSON(st, claim)
+			return
+		}
+		frames := func(bs []*ledger.Block) {
+			for _, b := range bs {
+				raw, _ := json.Marshal(b)
+				if protocol.WriteFrame(st, raw) != nil {
+					return
+				}
+			}
+		}
+		switch mode {
+		case "tampered":
+			bad := *honest[2]
+			bad.Data = "rewritten"
+			protocol.WriteJSON(st, protocol.BlocksHeader{Count: 4, Status: claim})
+			frames([]*ledger.Block{honest[0], honest[1], &bad, honest[3]})
+		case "unlinked":
+			protocol.WriteJSON(st, protocol.BlocksHeader{Count: 2, Status: claim})
+			frames([]*ledger.Block{honest[5], honest[6]})
+		case "gap":
+			protocol.WriteJSON(st, protocol.BlocksHeader{Count: 2, Status: claim})
+			frames([]*ledger.Block{honest[0], honest[2]})
+		case "oversized":
+			protocol.WriteJSON(st, protocol.BlocksHeader{Count: 1, Status: claim})
+			st.Write([]byte{0xff, 0xff, 0xff, 0xff, 0x0f}) // a 4 GiB frame
+		case "too many":
+			protocol.WriteJSON(st, protocol.BlocksHeader{Count: protocol.MaxBlocksPerResponse + 1, Status: claim})
+		case "garbage":
+			protocol.WriteJSON(st, protocol.BlocksHeader{Count: 1, Status: claim})
+			protocol.WriteFrame(st, []byte("{not a block"))
+		case "endless":
+			// Two honest blocks as announced, then data without end.
+			protocol.WriteJSON(st, protocol.BlocksHeader{Count: 2, Status: claim})
+			frames(honest[:2])
+			junk := make([]byte, 64<<10)
+			for i := 0; i < 1<<14; i++ {
+				if _, err := st.Write(junk); err != nil {
+					return
+				}
+			}
+		case "stall":
+			protocol.WriteJSON(st, protocol.BlocksHeader{Count: 3, Status: claim})
+			<-done
+		}
+	})
+	return &peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()}
+}
+
+func TestHostileSyncPeer(t *testing.T) {
+	honest := startNode(t, "")
+	blocks := fill(t, honest, 300)
+	for _, tc := range []struct {
+		mode, drop string
+	}{
+		{"tampered", "sync_invalid_hash"},
+		{"unlinked", "sync_unlinked"},
+		{"gap", "sync_unlinked"},
+		{"oversized", "sync_oversize"},
+		{"too many", "sync_garbage"},
+		{"garbage", "sync_garbage"},
+		{"endless", ""},
+		{"stall", "sync_stall"},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			bad := startHostileSync(t, tc.mode, blocks)
+			n, err := New(Config{DataDir: t.TempDir(), Peers: []peer.AddrInfo{*bad}, SyncTimeout: time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer n.Close()
+			// First the hostile peer alone, so that it is the one synced from.
+			waitFor(t, 10*time.Second, "a sync attempt from the hostile peer", func() bool {
+				if tc.drop == "" {
+					return n.Chain().Height() >= 2
+				}
+				return n.Drops()[tc.drop] > 0
+			})
+			if _, err := n.Connect(context.Background(), honest.Addr()); err != nil {
+				t.Fatal(err)
+			}
+			waitSameHead(t, 20*time.Second, 300, honest, n)
+			sameChain(t, honest, n)
+			if tc.drop != "" && n.host.Network().Connectedness(bad.ID) == network.Connected {
+				// The hostile peer is configured, so it is re-dialled; it
+				// must at least be banned from sync.
+				n.sync.mu.Lock()
+				_, banned := n.sync.banned[bad.ID]
+				n.sync.mu.Unlock()
+				if !banned {
+					t.Errorf("hostile peer neither disconnected nor banned")
+				}
+			}
+		})
+	}
+}
