@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -20,6 +21,9 @@ type console struct {
 	node *node.Node
 	mu   sync.Mutex // serialises writes to out
 	out  io.Writer
+	// tty is set when out is a terminal: sync progress is then one bar
+	// redrawn in place instead of a line per report.
+	tty bool
 }
 
 func (c *console) printf(format string, args ...any) {
@@ -30,6 +34,33 @@ func (c *console) printf(format string, args ...any) {
 
 func (c *console) received(b *ledger.Block, from peer.ID) {
 	c.printf("< %s\n", blockLine(b))
+}
+
+// reappended reports a line typed here that is added again because a reorg
+// took its earlier block off the main chain.
+func (c *console) reappended(b *ledger.Block) {
+	c.printf("> #%d %s re-added (its earlier block lost a fork): %s\n", b.Index, b.Short(), b.Data)
+}
+
+// synced reports a sync's progress and its end.
+func (c *console) synced(p node.SyncProgress) {
+	from := shortID(p.Peer.String())
+	if p.Done {
+		clear := ""
+		if c.tty {
+			clear = "\r\033[K"
+		}
+		c.printf("%s~ synced %d blocks from %s in %s, now at #%d\n", clear, p.Height-p.From, from, p.Elapsed.Round(time.Millisecond), p.Height)
+		return
+	}
+	done, total := p.Height-p.From, max(p.Target-p.From, 1)
+	if !c.tty {
+		c.printf("~ syncing from %s: %d/%d blocks (#%d of #%d)\n", from, done, total, p.Height, p.Target)
+		return
+	}
+	const width = 30
+	fill := int(min(done*width/total, width))
+	c.printf("\r~ syncing from %s [%s%s] %d/%d blocks", from, strings.Repeat("#", fill), strings.Repeat(".", width-fill), done, total)
 }
 
 // read handles stdin until it ends; end of input leaves the node running.

@@ -41,12 +41,18 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+// waitFor polls cond until it holds or the deadline passes; detail, if
+// given, says what was seen last.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool, detail ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+			msg := fmt.Sprintf("timed out after %v waiting for %s", timeout, what)
+			for _, d := range detail {
+				msg += ": " + d()
+			}
+			t.Fatal(msg)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -163,10 +169,75 @@ func (p *proc) status(t *testing.T) node.Status {
 	return s
 }
 
+// chain returns the node's whole main chain, page by page.
 func (p *proc) chain(t *testing.T) []ledger.Block {
-	var bs []ledger.Block
-	p.get(t, "/blocks?limit=1000", &bs)
-	return bs
+	var all []ledger.Block
+	for {
+		var page []ledger.Block
+		p.get(t, fmt.Sprintf("/blocks?from=%d&limit=1000", len(all)), &page)
+		all = append(all, page...)
+		if len(page) < 1000 {
+			return all
+		}
+	}
+}
+
+// waitConverged waits until every node reports the same head and nothing
+// pending, with a main chain that holds exactly the given lines, each once;
+// then it checks that the nodes' chains are identical block by block.
+func waitConverged(t *testing.T, timeout time.Duration, lines []string, procs ...*proc) {
+	t.Helper()
+	var last string
+	waitFor(t, timeout, "every node on one chain holding every line once", func() bool {
+		last = converged(t, lines, procs)
+		return last == ""
+	}, func() string { return last })
+	ref := procs[0].chain(t)
+	for _, p := range procs[1:] {
+		got := p.chain(t)
+		if len(got) != len(ref) {
+			t.Fatalf("chain lengths differ: %d vs %d", len(got), len(ref))
+		}
+		for i := range ref {
+			if got[i] != ref[i] {
+				t.Fatalf("block %d differs between nodes:\n%+v\n%+v", i, got[i], ref[i])
+			}
+		}
+	}
+}
+
+// converged says why procs are not yet on one chain holding lines exactly
+// once, or "" if they are.
+func converged(t *testing.T, lines []string, procs []*proc) string {
+	var heads []string
+	agree := true
+	first := procs[0].status(t)
+	for _, p := range procs {
+		s := p.status(t)
+		heads = append(heads, fmt.Sprintf("#%d %.8s pending %d", s.Height, s.Head, s.Pending))
+		agree = agree && s.Head == first.Head && s.Pending == 0
+	}
+	if !agree {
+		return "heads " + strings.Join(heads, ", ")
+	}
+	count := map[string]int{}
+	for _, b := range procs[0].chain(t)[1:] {
+		count[b.Data]++
+	}
+	var wrong []string
+	for _, l := range lines {
+		if count[l] != 1 {
+			wrong = append(wrong, fmt.Sprintf("%q %d times", l, count[l]))
+		}
+		delete(count, l)
+	}
+	for l, c := range count {
+		wrong = append(wrong, fmt.Sprintf("unexpected %q %d times", l, c))
+	}
+	if len(wrong) > 0 {
+		return fmt.Sprintf("%d lines wrong on the main chain (e.g. %s)", len(wrong), wrong[0])
+	}
+	return ""
 }
 
 func TestThreeProcessesOneChain(t *testing.T) {
@@ -226,7 +297,8 @@ func TestThreeProcessesOneChain(t *testing.T) {
 		t.Fatalf("after restart: id %s height %d head %s; want %s %d %s", s.ID, s.Height, s.Head, id, want, ref[want].Hash)
 	}
 	// And it is back in the network: once it is in the mesh again, a new
-	// line reaches it. (What it missed while down needs sync, not gossip.)
+	// line reaches it. (What a node misses while down comes by sync:
+	// TestKilledNodeCatchesUp.)
 	waitFor(t, 20*time.Second, "the restarted node back in the mesh", func() bool {
 		return c2.status(t).Mesh > 0 && a.status(t).Mesh == 2
 	})
@@ -235,6 +307,68 @@ func TestThreeProcessesOneChain(t *testing.T) {
 		return c2.status(t).Height == uint64(want+1)
 	})
 	for _, p := range []*proc{a, b, c2} {
+		p.stop(t)
+	}
+}
+
+func TestKilledNodeCatchesUp(t *testing.T) {
+	dir := t.TempDir()
+	a := startProc(t, filepath.Join(dir, "a"))
+	b := startProc(t, filepath.Join(dir, "b"), a.addr)
+	c := startProc(t, filepath.Join(dir, "c"), a.addr)
+	var lines []string
+	typeLine := func(p *proc, line string) {
+		fmt.Fprintln(p.stdin, line)
+		lines = append(lines, line)
+	}
+	typeLine(c, "before the crash")
+	waitConverged(t, 20*time.Second, lines, a, b, c)
+	id := c.status(t).ID
+	c.kill() // SIGKILL: no chance to close anything
+	for i := 0; i < 20; i++ {
+		typeLine([]*proc{a, b}[i%2], fmt.Sprintf("while c is down %d", i))
+	}
+	waitConverged(t, 20*time.Second, lines, a, b)
+	c2 := startProc(t, c.data, a.addr)
+	if got := c2.status(t).ID; got != id {
+		t.Fatalf("peer ID changed across the crash: %s -> %s", id, got)
+	}
+	// Nobody types: c2 catches up by sync alone.
+	waitConverged(t, 30*time.Second, lines, a, b, c2)
+	for _, p := range []*proc{a, b, c2} {
+		p.stop(t)
+	}
+}
+
+func TestConcurrentTyping(t *testing.T) {
+	dir := t.TempDir()
+	a := startProc(t, filepath.Join(dir, "a"))
+	b := startProc(t, filepath.Join(dir, "b"), a.addr)
+	c := startProc(t, filepath.Join(dir, "c"), a.addr, b.addr)
+	procs := []*proc{a, b, c}
+	waitFor(t, 20*time.Second, "every node in the blocks mesh", func() bool {
+		return a.status(t).Mesh == 2 && b.status(t).Mesh == 2 && c.status(t).Mesh == 2
+	})
+	// 100 lines on each console at once: the chain forks all the time, and
+	// every line on a losing branch must be appended again, once.
+	var lines []string
+	var wg sync.WaitGroup
+	for i, p := range procs {
+		var text strings.Builder
+		for j := 0; j < 100; j++ {
+			line := fmt.Sprintf("node %d line %d", i, j)
+			lines = append(lines, line)
+			text.WriteString(line + "\n")
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			io.WriteString(p.stdin, text.String())
+		}()
+	}
+	wg.Wait()
+	waitConverged(t, 60*time.Second, lines, procs...)
+	for _, p := range procs {
 		p.stop(t)
 	}
 }

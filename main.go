@@ -133,14 +133,16 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	c := &console{out: stdout}
+	c := &console{out: stdout, tty: isTerminal(stdout)}
 	n, err := node.New(node.Config{
-		Port:    o.port,
-		DataDir: o.data,
-		Peers:   o.peers,
-		APIAddr: o.api,
-		Logger:  logger,
-		OnBlock: c.received,
+		Port:       o.port,
+		DataDir:    o.data,
+		Peers:      o.peers,
+		APIAddr:    o.api,
+		Logger:     logger,
+		OnBlock:    c.received,
+		OnSync:     c.synced,
+		OnReappend: c.reappended,
 	})
 	if err != nil {
 		return err
@@ -158,6 +160,16 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	<-ctx.Done()
 	c.printf("shutting down\n")
 	return n.Close()
+}
+
+// isTerminal reports whether w is a terminal (a character device).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 func logLevel() slog.Level {

@@ -44,7 +44,7 @@ type Node struct {
 	wg     sync.WaitGroup // every goroutine the node starts
 
 	sync      *syncer
-	republish chan *ledger.Block // orphans connected later, to relay
+	republish chan *delivery // stored blocks to relay: connected orphans, a synced head
 	reappend  chan struct{}      // lines may be pending after a reorg
 	closeOnce sync.Once
 	started   bool
@@ -58,7 +58,7 @@ func New(c Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, drops: newDropCounter(), republish: make(chan *ledger.Block, ledger.MaxOrphans), reappend: make(chan struct{}, 1)}
+	n := &Node{cfg: cfg, log: cfg.Logger, drops: newDropCounter(), republish: make(chan *delivery, ledger.MaxOrphans), reappend: make(chan struct{}, 1)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {

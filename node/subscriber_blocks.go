@@ -40,17 +40,18 @@ func (n *Node) consumeBlocks() {
 	}
 }
 
-// relayConnected publishes blocks that were held as orphans and have since
-// been connected, so peers behind this node receive them too.
+// relayConnected publishes stored blocks that peers may not have had from
+// this node: orphans connected since they arrived (they were ignored then)
+// and the head reached by a sync, so peers behind this node receive them.
 func (n *Node) relayConnected() {
 	defer n.wg.Done()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
-		case b := <-n.republish:
-			if err := n.publishDelivery(n.ctx, &delivery{block: b}); err != nil && n.ctx.Err() == nil {
-				n.log.Warn("relay connected block", "index", b.Index, "err", err)
+		case d := <-n.republish:
+			if err := n.publishDelivery(n.ctx, d); err != nil && n.ctx.Err() == nil {
+				n.log.Warn("relay stored block", "index", d.block.Index, "err", err)
 			}
 		}
 	}

@@ -265,7 +265,7 @@ func (s *syncer) syncFrom(p peer.ID, target protocol.Status) {
 			// Relay the new head: peers behind this node that got the
 			// gossip first ignored it, and learn of it this way.
 			select {
-			case s.n.republish <- head:
+			case s.n.republish <- &delivery{block: head, own: true}: // reported by OnSync
 			default:
 			}
 		}

@@ -15,8 +15,8 @@ import (
 // subscriber does not decode it again.
 type delivery struct {
 	block *ledger.Block
-	// own is set on blocks this node appended itself; they were reported
-	// to the caller already and are not announced as arrivals.
+	// own is set on blocks already reported to the caller (appended here,
+	// or the head a sync reached); they are not announced as arrivals.
 	own bool
 }
 
@@ -81,7 +81,7 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 	// them now so they are relayed and announced.
 	for _, o := range res.Added[1:] {
 		select {
-		case n.republish <- o:
+		case n.republish <- &delivery{block: o}:
 		default:
 			n.log.Warn("relay queue full; connected block not relayed", "index", o.Index)
 		}

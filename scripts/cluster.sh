@@ -2,8 +2,17 @@
 # cluster.sh runs a local gossipchain cluster on loopback.
 #
 #   scripts/cluster.sh start [N]     build once, start N nodes (default 3)
-#   scripts/cluster.sh status        height and head of every node; exit 1 unless all agree
+#   scripts/cluster.sh status        height and head of every node; exit 1 unless
+#                                    every running node has the same head
+#   scripts/cluster.sh status --wait [SECONDS]
+#                                    wait (default 60s) until they do; exit 1 on timeout
 #   scripts/cluster.sh send K TEXT   add a block with TEXT on node K
+#   scripts/cluster.sh kill K        SIGKILL node K (a crash)
+#   scripts/cluster.sh restart K     stop node K if running, start it again on
+#                                    its port and data dir (it catches up)
+#   scripts/cluster.sh pause K       SIGSTOP node K (frozen: connections stay up)
+#   scripts/cluster.sh resume K      SIGCONT node K
+#   scripts/cluster.sh add           start one more node (a late joiner)
 #   scripts/cluster.sh stop          stop every node and wait for it to exit
 #
 # Node k listens on port BASE+k-1 (3001..) with its API on API_BASE+k-1
@@ -25,6 +34,14 @@ die() { echo "cluster: $*" >&2; exit 1; }
 port_for() { if [ "$1" = 0 ]; then echo 0; else echo $(($1 + $2 - 1)); fi; }
 
 alive() { [ -f "$state/node-$1.pid" ] && kill -0 "$(cat "$state/node-$1.pid")" 2>/dev/null; }
+
+paused() { [ -f "$state/node-$1.paused" ]; }
+
+# node_arg K: check that K names a node of the cluster.
+node_arg() {
+	[[ "${1:-}" =~ ^[1-9][0-9]*$ ]] || die "expected a node number, got '${1:-}'"
+	[ -f "$state/node-$1.pid" ] || die "node $1 is not part of the cluster in $state"
+}
 
 nodes() { ls "$state"/node-*.pid 2>/dev/null | sed 's/.*node-\([0-9]*\)\.pid/\1/' | sort -n; }
 
@@ -50,58 +67,167 @@ wait_ready() {
 	return 1
 }
 
+# launch K PORT API_PORT [PEER]: start node K in the background and wait
+# until it is ready.
+launch() {
+	local k=$1 port=$2 api=$3 peer=${4:-}
+	local args=(--port "$port" --data "$state/node-$k" --api "127.0.0.1:$api")
+	[ -n "$peer" ] && args+=(--peer "$peer")
+	rm -f "$state/node-$k.paused"
+	nohup "$bin" "${args[@]}" </dev/null >"$state/node-$k.out" 2>>"$state/node-$k.log" &
+	echo $! >"$state/node-$k.pid"
+	wait_ready "$k"
+}
+
+# peer_for K: the address node K should dial: node 1's, or the first other
+# running node's if node 1 is down.
+peer_for() {
+	local k
+	for k in 1 $(nodes); do
+		if [ "$k" != "$1" ] && alive "$k" && [ -f "$state/node-$k.addr" ]; then
+			cat "$state/node-$k.addr"
+			return
+		fi
+	done
+}
+
 start() {
 	local n=${1:-3}
 	[[ "$n" =~ ^[1-9][0-9]*$ ]] || die "start: N must be a positive number, got '$n'"
 	for k in $(nodes); do alive "$k" && die "a cluster is already running in $state (scripts/cluster.sh stop first)"; done
 	mkdir -p "$state"
-	rm -f "$state"/node-*.pid "$state"/node-*.addr "$state"/node-*.api "$state"/node-*.out
+	rm -f "$state"/node-*.pid "$state"/node-*.addr "$state"/node-*.api "$state"/node-*.out "$state"/node-*.paused
 	echo "building gossipchain..."
 	(cd "$root" && go build -o "$bin" .) || die "build failed"
-	local first=""
 	for k in $(seq 1 "$n"); do
-		local args=(--port "$(port_for "$base" "$k")" --data "$state/node-$k" --api "127.0.0.1:$(port_for "$api_base" "$k")")
-		[ -n "$first" ] && args+=(--peer "$first")
-		nohup "$bin" "${args[@]}" </dev/null >"$state/node-$k.out" 2>"$state/node-$k.log" &
-		echo $! >"$state/node-$k.pid"
-		if ! wait_ready "$k"; then
+		if ! launch "$k" "$(port_for "$base" "$k")" "$(port_for "$api_base" "$k")" "$(peer_for "$k")"; then
 			stop >/dev/null
 			exit 1
 		fi
-		[ -z "$first" ] && first="$(cat "$state/node-1.addr")"
 	done
+	table
+}
+
+table() {
 	printf '%-5s %-80s %-27s %s\n' NODE ADDRESS API LOG
 	for k in $(nodes); do
 		printf '%-5s %-80s %-27s %s\n' "$k" "$(cat "$state/node-$k.addr")" "http://$(api_of "$k")" "$state/node-$k.log"
 	done
 }
 
+# The port part of node K's address and API, to restart it where it was.
+port_of() { sed -n 's#.*/tcp/\([0-9]*\)/.*#\1#p' "$state/node-$1.addr"; }
+api_port_of() { sed 's/.*://' "$state/node-$1.api"; }
+
+kill_node() {
+	node_arg "$@"
+	alive "$1" || die "node $1 is not running"
+	local pid
+	pid="$(cat "$state/node-$1.pid")"
+	kill -KILL "$pid"
+	for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	rm -f "$state/node-$1.paused"
+	echo "killed node $1"
+}
+
+restart() {
+	node_arg "$@"
+	local k=$1
+	if alive "$k"; then
+		paused "$k" && kill -CONT "$(cat "$state/node-$k.pid")"
+		stop_pids "$(cat "$state/node-$k.pid")"
+	fi
+	launch "$k" "$(port_of "$k")" "$(api_port_of "$k")" "$(peer_for "$k")" || exit 1
+	echo "restarted node $k: $(cat "$state/node-$k.addr")"
+}
+
+pause() {
+	node_arg "$@"
+	alive "$1" || die "node $1 is not running"
+	kill -STOP "$(cat "$state/node-$1.pid")"
+	touch "$state/node-$1.paused"
+	echo "paused node $1"
+}
+
+resume() {
+	node_arg "$@"
+	paused "$1" || die "node $1 is not paused"
+	kill -CONT "$(cat "$state/node-$1.pid")"
+	rm -f "$state/node-$1.paused"
+	echo "resumed node $1"
+}
+
+add() {
+	local last k
+	last="$(nodes | tail -n 1)"
+	[ -n "$last" ] || die "no cluster in $state (scripts/cluster.sh start first)"
+	[ -x "$bin" ] || die "no binary in $state (scripts/cluster.sh start first)"
+	k=$((last + 1))
+	launch "$k" "$(port_for "$base" "$k")" "$(port_for "$api_base" "$k")" "$(peer_for "$k")" || exit 1
+	echo "added node $k: $(cat "$state/node-$k.addr")"
+}
+
 json_field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^\",]*\).*/\1/p"; }
 
-status() {
-	local heads="" agree=0 any=0
+# check: print every node's state; succeed if every running node has the
+# same head.
+check() {
+	local heads="" running=0 any=0 others=""
 	printf '%-5s %-8s %-7s %-6s %s\n' NODE STATE HEIGHT PEERS HEAD
 	for k in $(nodes); do
 		any=1
-		local s=""
-		if alive "$k"; then s="$(curl -sf --max-time 3 "http://$(api_of "$k")/status" || true)"; fi
-		if [ -z "$s" ]; then
+		if ! alive "$k"; then
 			printf '%-5s %-8s\n' "$k" down
-			agree=1
+			others="$others, $k down"
 			continue
 		fi
-		local head
+		if paused "$k"; then
+			printf '%-5s %-8s\n' "$k" paused
+			others="$others, $k paused"
+			continue
+		fi
+		local s head
+		s="$(curl -sf --max-time 3 "http://$(api_of "$k")/status" || true)"
+		if [ -z "$s" ]; then
+			printf '%-5s %-8s\n' "$k" silent
+			heads="$heads"$'(no answer)\n'
+			running=$((running + 1))
+			continue
+		fi
 		head="$(echo "$s" | json_field head)"
 		printf '%-5s %-8s %-7s %-6s %s\n' "$k" up "$(echo "$s" | json_field height)" "$(echo "$s" | json_field peers)" "$head"
 		heads="$heads$head"$'\n'
+		running=$((running + 1))
 	done
 	[ "$any" = 1 ] || die "no cluster in $state (scripts/cluster.sh start first)"
-	if [ "$agree" = 0 ] && [ "$(printf '%s' "$heads" | sort -u | wc -l)" = 1 ]; then
-		echo "converged: all nodes have the same head"
+	if [ "$running" -gt 0 ] && [ "$(printf '%s' "$heads" | sort -u | wc -l)" = 1 ]; then
+		echo "converged: all $running running nodes have the same head${others}"
 	else
-		echo "not converged"
+		echo "not converged${others}"
 		return 1
 	fi
+}
+
+status() {
+	if [ "${1:-}" != --wait ]; then
+		check
+		return
+	fi
+	local secs=${2:-60}
+	[[ "$secs" =~ ^[0-9]+$ ]] || die "status --wait: SECONDS must be a number, got '$secs'"
+	local deadline=$((SECONDS + secs)) out
+	while :; do
+		if out="$(check)"; then
+			echo "$out"
+			return 0
+		fi
+		if [ "$SECONDS" -ge "$deadline" ]; then
+			echo "$out"
+			echo "cluster: not converged after ${secs}s" >&2
+			return 1
+		fi
+		sleep 0.2
+	done
 }
 
 send() {
@@ -118,22 +244,29 @@ send() {
 	echo
 }
 
-stop() {
-	local pids=()
-	for k in $(nodes); do
-		if alive "$k"; then
-			kill -TERM "$(cat "$state/node-$k.pid")" 2>/dev/null || true
-			pids+=("$(cat "$state/node-$k.pid")")
-		fi
-	done
-	for p in "${pids[@]}"; do
+# stop_pids PID...: SIGTERM each, wait up to 10s, then SIGKILL.
+stop_pids() {
+	local p
+	for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "$@"; do
 		for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
 		if kill -0 "$p" 2>/dev/null; then
 			echo "cluster: process $p did not stop in 10s; killing it" >&2
 			kill -KILL "$p" 2>/dev/null || true
 		fi
 	done
-	rm -f "$state"/node-*.pid
+}
+
+stop() {
+	local pids=()
+	for k in $(nodes); do
+		if alive "$k"; then
+			paused "$k" && kill -CONT "$(cat "$state/node-$k.pid")"
+			pids+=("$(cat "$state/node-$k.pid")")
+		fi
+	done
+	[ ${#pids[@]} -eq 0 ] || stop_pids "${pids[@]}"
+	rm -f "$state"/node-*.pid "$state"/node-*.paused
 	echo "stopped ${#pids[@]} nodes"
 }
 
@@ -141,11 +274,16 @@ cmd="${1:-}"
 [ $# -gt 0 ] && shift
 case "$cmd" in
 start) start "$@" ;;
-status) status ;;
+status) status "$@" ;;
 send) send "$@" ;;
+kill) kill_node "$@" ;;
+restart) restart "$@" ;;
+pause) pause "$@" ;;
+resume) resume "$@" ;;
+add) add ;;
 stop) stop ;;
 *)
-	sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
 	[ -z "$cmd" ] || exit 2
 	;;
 esac
