@@ -45,7 +45,7 @@ type Node struct {
 
 	sync      *syncer
 	republish chan *delivery // stored blocks to relay: connected orphans, a synced head
-	reappend  chan struct{}      // lines may be pending after a reorg
+	reappend  chan struct{}  // lines may be pending after a reorg
 	closeOnce sync.Once
 	started   bool
 }
