@@ -447,6 +447,35 @@ func TestClusterScript(t *testing.T) {
 		out, err := run("status")
 		return err == nil && strings.Contains(out, "converged") && strings.Count(out, " 1 ") >= 3
 	})
+	// Perturbations, each followed by status --wait: a crash and restart,
+	// a frozen node, a late joiner. Every step must end converged.
+	steps := [][]string{
+		{"kill", "3"},
+		{"send", "1", "while 3 is down"},
+		{"restart", "3"},
+		{"status", "--wait", "30"},
+		{"pause", "2"},
+		{"send", "1", "while 2 is frozen"},
+		{"resume", "2"},
+		{"status", "--wait", "30"},
+		{"add"},
+		{"status", "--wait", "30"},
+	}
+	for _, step := range steps {
+		if out, err := run(step...); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(step, " "), err, out)
+		}
+	}
+	out, err := run("status")
+	if err != nil || !strings.Contains(out, "converged: all 4 running nodes") || strings.Count(out, " 3 ") < 4 {
+		t.Fatalf("after perturbations: %v\n%s", err, out)
+	}
+	if out, err := run("status", "--wait", "x"); err == nil {
+		t.Fatalf("status --wait x succeeded:\n%s", out)
+	}
+	if out, err := run("kill", "9"); err == nil || !strings.Contains(out, "not part of the cluster") {
+		t.Fatalf("kill 9: %v\n%s", err, out)
+	}
 	pids, _ := filepath.Glob(filepath.Join(state, "node-*.pid"))
 	var procs []int
 	for _, f := range pids {
@@ -455,10 +484,10 @@ func TestClusterScript(t *testing.T) {
 		fmt.Sscan(string(b), &pid)
 		procs = append(procs, pid)
 	}
-	if len(procs) != 3 {
-		t.Fatalf("%d pid files, want 3", len(procs))
+	if len(procs) != 4 {
+		t.Fatalf("%d pid files, want 4", len(procs))
 	}
-	if out, err := run("stop"); err != nil || !strings.Contains(out, "stopped 3 nodes") {
+	if out, err := run("stop"); err != nil || !strings.Contains(out, "stopped 4 nodes") {
 		t.Fatalf("stop: %v\n%s", err, out)
 	}
 	for _, pid := range procs {
