@@ -222,12 +222,33 @@ func (c *Chain) check(b *Block) error {
 // fetched branch is atomic; the error names the first invalid block. Unlike
 // Add, a block with an unknown parent is not held: a fetched run must link.
 func (c *Chain) AddBlocks(bs []*Block) (Result, error) {
-	valid, firstErr := c.checkAll(bs)
+	return c.AddChecked(c.Check(bs))
+}
+
+// Checked is a run of blocks whose hashes, signatures and timestamps have
+// been checked by Chain.Check, ready for AddChecked. Checking needs no lock,
+// so a caller can check the next run while the previous one is stored.
+type Checked struct {
+	blocks []*Block
+	valid  int   // how many leading blocks passed
+	err    error // why the next one did not
+}
+
+// Check checks every block of a run on its own (everything but its link to
+// the chain), spreading the signature checks over the CPUs.
+func (c *Chain) Check(bs []*Block) *Checked {
+	valid, err := c.checkAll(bs)
+	return &Checked{blocks: bs, valid: valid, err: err}
+}
+
+// AddChecked is AddBlocks for a run already checked.
+func (c *Chain) AddChecked(run *Checked) (Result, error) {
+	firstErr := run.err
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var batch []*Block
 	inBatch := map[string]uint64{}
-	for _, b := range bs[:valid] {
+	for _, b := range run.blocks[:run.valid] {
 		if _, ok := c.known[b.Hash]; ok {
 			continue
 		}

@@ -276,46 +276,93 @@ func (s *syncer) syncFrom(p peer.ID, target protocol.Status) {
 			}
 		}
 	}()
-	var cursor string // the last block p sent: where the next answer starts
-	lastReport := time.Now()
-	for s.n.ctx.Err() == nil {
-		head := chain.Head()
-		if !target.Better(head.Index, head.Hash) {
-			return
-		}
+	// The next batch is fetched and its signatures checked while the
+	// current one is stored, so the network, the CPUs and the disk overlap.
+	var cursor string // the last block p sent: where its next answer starts
+	var cursorIndex uint64
+	fetchNext := func() <-chan fetched {
 		locator := chain.Locator()
 		if cursor != "" {
 			locator = append([]string{cursor}, locator[:min(len(locator), ledger.MaxLocator-1)]...)
 		}
-		blocks, st, err := s.fetch(p, locator)
+		ch := make(chan fetched, 1)
+		s.n.wg.Add(1)
+		go func() {
+			defer s.n.wg.Done()
+			blocks, st, err := s.fetch(p, locator)
+			var checked *ledger.Checked
+			if err == nil {
+				checked = chain.Check(blocks)
+			}
+			ch <- fetched{blocks, checked, st, err}
+		}()
+		return ch
+	}
+	lastReport := time.Now()
+	next := fetchNext()
+	for {
+		var f fetched
+		select {
+		case <-s.n.ctx.Done():
+			return
+		case f = <-next:
+		}
+		next = nil
+		if f.err != nil {
+			s.failed(p, f.err)
+			return
+		}
+		s.mu.Lock()
+		s.heads[p] = f.status
+		s.mu.Unlock()
+		target = f.status
+		if len(f.blocks) == 0 {
+			return // p has nothing past our locator: its head is not better after all
+		}
+		last := f.blocks[len(f.blocks)-1]
+		advanced := cursor == "" || last.Index > cursorIndex
+		cursor, cursorIndex = last.Hash, last.Index
+		if target.Better(last.Index, last.Hash) {
+			next = fetchNext()
+		}
+		res, err := chain.AddChecked(f.checked)
 		if err != nil {
 			s.failed(p, err)
 			return
 		}
-		s.mu.Lock()
-		s.heads[p] = st
-		s.mu.Unlock()
-		target = st
-		if len(blocks) == 0 {
-			return // p has nothing past our locator: its head is not better after all
-		}
-		res, err := chain.AddBlocks(blocks)
-		if err != nil {
-			s.failed(p, err)
+		if len(res.Added) == 0 && !advanced {
+			// Blocks we hold, again: p is not leading anywhere new.
+			s.n.log.Info("peer repeats blocks this node has; not syncing from it", "peer", p)
+			s.mu.Lock()
+			delete(s.heads, p)
+			s.mu.Unlock()
 			return
 		}
 		if res.Reorg {
 			s.n.log.Info("switched to a better branch", "peer", p, "dropped", res.Dropped, "head", res.Head.Index)
 			s.n.wakeReappend()
 		}
-		cursor = blocks[len(blocks)-1].Hash
 		prog.Height, prog.Target = chain.Height(), target.Height
 		s.setProgress(prog, big)
 		if big && s.n.cfg.OnSync != nil && time.Since(lastReport) >= progressEvery {
 			lastReport = time.Now()
 			s.n.cfg.OnSync(*prog)
 		}
+		if head := chain.Head(); !target.Better(head.Index, head.Hash) {
+			return
+		}
+		if next == nil {
+			next = fetchNext()
+		}
 	}
+}
+
+// fetched is the outcome of one blocks request.
+type fetched struct {
+	blocks  []*ledger.Block
+	checked *ledger.Checked
+	status  protocol.Status
+	err     error
 }
 
 func (s *syncer) setProgress(p *SyncProgress, announce bool) {
