@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -336,6 +337,70 @@ func TestKilledNodeCatchesUp(t *testing.T) {
 	// Nobody types: c2 catches up by sync alone.
 	waitConverged(t, 30*time.Second, lines, a, b, c2)
 	for _, p := range []*proc{a, b, c2} {
+		p.stop(t)
+	}
+}
+
+// seedStore writes a data dir whose chain holds count blocks by a test
+// author, as if the node had been running for a while.
+func seedStore(t *testing.T, dir string, count int) []string {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	c, err := ledger.Open(filepath.Join(dir, "chain.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := ledger.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
+	parent, start := c.Head(), time.Now().Add(-time.Duration(count)*time.Millisecond)
+	var run []*ledger.Block
+	var lines []string
+	for i := 0; i < count; i++ {
+		b, err := s.Sign(parent, fmt.Sprintf("seeded %d", i), start.Add(time.Duration(i)*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		run, parent, lines = append(run, b), b, append(lines, b.Data)
+	}
+	for i := 0; i < count; i += 1000 {
+		if _, err := c.AddBlocks(run[i:min(count, i+1000)]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return lines
+}
+
+func TestCrashDuringSyncAndReorg(t *testing.T) {
+	// A node with three lines of its own joins a network whose chain is far
+	// longer: the sync switches it to the other branch (a reorg) and makes
+	// its three lines pending. It is SIGKILLed in the middle of that sync,
+	// restarted, and must end on the network's chain with its three lines
+	// re-appended on top, each once.
+	dir := t.TempDir()
+	lines := seedStore(t, filepath.Join(dir, "src"), 4000)
+	src := startProc(t, filepath.Join(dir, "src"))
+	j := startProc(t, filepath.Join(dir, "joiner"))
+	for i := 0; i < 3; i++ {
+		line := fmt.Sprintf("typed on the joiner %d", i)
+		fmt.Fprintln(j.stdin, line)
+		lines = append(lines, line)
+	}
+	waitFor(t, 10*time.Second, "the joiner's own lines", func() bool { return j.status(t).Height == 3 })
+	resp, err := http.Post("http://"+j.api+"/peers", "application/json", strings.NewReader(`{"addr":"`+src.addr+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitFor(t, 30*time.Second, "the sync to start", func() bool { return j.status(t).Height > 3 })
+	killedAt := j.status(t)
+	j.kill()
+	t.Logf("killed at height %d (syncing: %v, pending %d)", killedAt.Height, killedAt.Syncing != nil, killedAt.Pending)
+
+	j2 := startProc(t, j.data, src.addr)
+	waitConverged(t, 60*time.Second, lines, src, j2)
+	for _, p := range []*proc{src, j2} {
 		p.stop(t)
 	}
 }
