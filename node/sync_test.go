@@ -125,14 +125,21 @@ func TestOrphansInReverseOrder(t *testing.T) {
 }
 
 func TestPartitionHeals(t *testing.T) {
-	// Two groups that cannot reach each other each extend their own branch;
-	// one link between them is then enough, with nobody typing, for every
-	// node to end on one chain holding every line exactly once.
-	a := startNode(t, "")
-	b := startNode(t, "", a)
-	c := startNode(t, "")
-	d := startNode(t, "", c)
-	waitMesh(t, a, b, c, d)
+	// a-b-c-d share a chain; the b-c link is cut; each side extends its own
+	// branch; the link comes back and, with nobody typing, every node ends
+	// on one chain holding every line exactly once.
+	nodes := []*Node{startNode(t, ""), startNode(t, ""), startNode(t, ""), startNode(t, "")}
+	a, b, c, d := nodes[0], nodes[1], nodes[2], nodes[3]
+	link := func(x, y *Node) {
+		t.Helper()
+		if _, err := x.Connect(context.Background(), y.Addr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	link(a, b)
+	link(b, c)
+	link(c, d)
+	waitMesh(t, nodes...)
 	var lines []string
 	appendLines := func(n *Node, name string, count int) {
 		for i := 0; i < count; i++ {
@@ -143,16 +150,27 @@ func TestPartitionHeals(t *testing.T) {
 			lines = append(lines, line)
 		}
 	}
+	appendLines(a, "shared", 2)
+	waitConverged(t, 10*time.Second, lines, nodes...)
+
+	// The cut: links that are not configured peers are not re-dialled.
+	b.host.Network().ClosePeer(c.ID())
+	c.host.Network().ClosePeer(b.ID())
+	waitFor(t, 5*time.Second, "b and c apart", func() bool {
+		return b.host.Network().Connectedness(c.ID()) != network.Connected
+	})
+	left, right := append([]string{}, lines...), append([]string{}, lines...)
 	appendLines(a, "a", 3)
 	appendLines(b, "b", 2)
+	left = append(left, lines[len(lines)-5:]...)
 	appendLines(c, "c", 4)
 	appendLines(d, "d", 4)
-	waitConverged(t, 10*time.Second, lines[:5], a, b)
-	waitConverged(t, 10*time.Second, lines[5:], c, d)
-	if _, err := a.Connect(context.Background(), d.Addr()); err != nil {
-		t.Fatal(err)
-	}
-	waitConverged(t, 30*time.Second, lines, a, b, c, d)
+	right = append(right, lines[len(lines)-8:]...)
+	waitConverged(t, 10*time.Second, left, a, b)
+	waitConverged(t, 10*time.Second, right, c, d)
+
+	link(b, c)
+	waitConverged(t, 30*time.Second, lines, nodes...)
 	if p := a.Chain().PendingLines() + b.Chain().PendingLines(); p != 0 {
 		t.Fatalf("%d lines still pending on the losing side", p)
 	}
