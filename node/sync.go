@@ -564,7 +564,6 @@ func (s *syncer) serve(st network.Stream) {
 	switch req.Type {
 	case protocol.RequestStatus:
 		err = protocol.WriteJSON(w, s.status())
-		s.noteHead(from, *req.Status)
 	case protocol.RequestBlocks:
 		err = s.serveBlocks(w, &req)
 	}
@@ -574,9 +573,12 @@ func (s *syncer) serve(st network.Stream) {
 	if err != nil {
 		s.n.log.Debug("serve sync request", "peer", from, "err", err)
 		st.Reset()
-		return
+	} else {
+		st.Close()
 	}
-	st.Close()
+	if req.Type == protocol.RequestStatus {
+		s.noteHead(from, *req.Status)
+	}
 }
 
 func (s *syncer) serveBlocks(w *bufio.Writer, req *protocol.Request) error {

@@ -187,6 +187,9 @@ func startHostileSync(t *testing.T, mode string, honest []*ledger.Block) *peer.A
 	done := make(chan struct{})
 	t.Cleanup(func() { close(done); h.Close() })
 	claim := protocol.Status{Genesis: ledger.Genesis().Hash, Height: 10000, Head: strings.Repeat("0", 64)}
+	if mode == "other genesis" {
+		claim.Genesis = strings.Repeat("ab", 32)
+	}
 	h.SetStreamHandler(protocol.SyncID, func(st network.Stream) {
 		defer st.Close()
 		var req protocol.Request
@@ -257,6 +260,7 @@ func TestHostileSyncPeer(t *testing.T) {
 		{"garbage", "sync_garbage"},
 		{"endless", ""},
 		{"stall", "sync_stall"},
+		{"other genesis", "sync_other_genesis"},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			bad := startHostileSync(t, tc.mode, blocks)
