@@ -20,12 +20,18 @@ const MaxClockDrift = 2 * time.Minute
 // MaxOrphans bounds the blocks held while their parent is unknown.
 const MaxOrphans = 1024
 
+// DefaultFinality is how many main-chain blocks a reorg may replace at most,
+// unless WithFinality says otherwise: history deeper than that is settled.
+const DefaultFinality = 64
+
 // Chain is the set of valid blocks a node holds, stored on disk, and the main
 // chain chosen among them: the longest, and among equally long ones the one
 // whose head hash is lowest, so nodes holding the same blocks agree.
 type Chain struct {
-	db  *bolt.DB
-	now func() time.Time
+	db       *bolt.DB
+	now      func() time.Time
+	authors  map[string]bool // if set, the only authors admitted
+	finality int             // deepest reorg allowed
 
 	mu      sync.RWMutex      // guards the fields below
 	known   map[string]uint64 // hash -> height of every stored block
@@ -42,6 +48,23 @@ type Option func(*Chain)
 // WithClock sets the clock used to judge timestamps (tests).
 func WithClock(now func() time.Time) Option { return func(c *Chain) { c.now = now } }
 
+// WithAuthors admits only blocks by these authors (peer IDs). Blocks already
+// stored are kept; new ones by anyone else are rejected as ErrUnknownAuthor.
+func WithAuthors(ids []string) Option {
+	return func(c *Chain) {
+		c.authors = map[string]bool{}
+		for _, id := range ids {
+			c.authors[id] = true
+		}
+	}
+}
+
+// WithFinality sets how many main-chain blocks a reorg may replace at most
+// (default DefaultFinality). A better branch that forks deeper is refused
+// with ErrTooDeep, so a long fabricated branch cannot rewrite settled
+// history.
+func WithFinality(depth int) Option { return func(c *Chain) { c.finality = depth } }
+
 // Open opens (creating if needed) the store at path and restores the chain
 // from it, checking that every main-chain block links to the one before.
 // It returns ErrInUse if another process holds the store and an error
@@ -51,7 +74,7 @@ func Open(path string, opts ...Option) (c *Chain, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c = &Chain{db: db, now: time.Now, known: map[string]uint64{}, parents: map[string]string{}, orphans: newOrphanPool(MaxOrphans), lines: newLineBook()}
+	c = &Chain{db: db, now: time.Now, finality: DefaultFinality, known: map[string]uint64{}, parents: map[string]string{}, orphans: newOrphanPool(MaxOrphans), lines: newLineBook()}
 	for _, o := range opts {
 		o(c)
 	}
@@ -209,6 +232,9 @@ func (c *Chain) check(b *Block) error {
 	if err := b.CheckSanity(); err != nil {
 		return err
 	}
+	if c.authors != nil && !c.authors[b.Author] {
+		return ruleError(ErrUnknownAuthor, "block %d author %s is not on the authors list", b.Index, b.Author)
+	}
 	if b.Timestamp > c.now().Add(MaxClockDrift).UnixMilli() {
 		return ruleError(ErrFutureTimestamp, "block %d timestamp %s is ahead of this node's clock", b.Index, b.Time().UTC().Format(time.RFC3339))
 	}
@@ -346,6 +372,9 @@ func (c *Chain) commit(blocks []*Block, local []localLine) (Result, error) {
 		res.Head, res.HeadChanged = best, true
 		res.Dropped = len(c.main) - 1 - fork
 		res.Reorg = res.Dropped > 0
+		if res.Dropped > c.finality {
+			return Result{}, ruleError(ErrTooDeep, "branch to block %d %s forks at height %d: it would replace %d blocks, finality depth is %d", best.Index, best.Short(), fork, res.Dropped, c.finality)
+		}
 	}
 	err := c.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range blocks {

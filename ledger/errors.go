@@ -30,6 +30,12 @@ const (
 	ErrFutureTimestamp
 	// ErrDuplicate: the block is already in the chain.
 	ErrDuplicate
+	// ErrUnknownAuthor: the chain admits only listed authors, and the
+	// block's author is not one of them.
+	ErrUnknownAuthor
+	// ErrTooDeep: adopting the block would reorganise more main-chain blocks
+	// than the finality depth allows.
+	ErrTooDeep
 )
 
 var codeNames = map[ErrorCode]string{
@@ -43,6 +49,8 @@ var codeNames = map[ErrorCode]string{
 	ErrUnknownParent:   "unknown_parent",
 	ErrFutureTimestamp: "future_timestamp",
 	ErrDuplicate:       "duplicate",
+	ErrUnknownAuthor:   "unknown_author",
+	ErrTooDeep:         "reorg_too_deep",
 }
 
 // String returns the code's short snake_case name, usable as a counter label.
@@ -58,7 +66,9 @@ func (c ErrorCode) String() string {
 // only early or already known (gossip IGNORE).
 func (c ErrorCode) Provable() bool {
 	switch c {
-	case ErrUnknownParent, ErrFutureTimestamp, ErrDuplicate:
+	case ErrUnknownParent, ErrFutureTimestamp, ErrDuplicate, ErrTooDeep:
+		// A branch that forks below the finality depth is valid, only
+		// refused here: a peer may hold it honestly after a long split.
 		return false
 	}
 	return true

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestAddBlocks(t *testing.T) {
@@ -179,5 +180,55 @@ func TestLocatorAndAfter(t *testing.T) {
 	}
 	if _, found, _ := c.After([]string{strings.Repeat("cd", 32)}, 100, 1<<20); found {
 		t.Fatal("a locator from another network was found")
+	}
+}
+
+func TestFinalityDepth(t *testing.T) {
+	path := t.TempDir() + "/chain.db"
+	c, err := Open(path, WithClock(func() time.Time { return testNow }), WithFinality(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	main := build(t, signer(1), Genesis(), 10, "m")
+	if _, err := c.AddBlocks(main); err != nil {
+		t.Fatal(err)
+	}
+	// Forking below block 4 would replace 6 blocks: refused, nothing stored.
+	deep := build(t, signer(2), main[3], 20, "d")
+	if _, err := c.AddBlocks(deep); Code(err) != ErrTooDeep || c.Head().Hash != main[9].Hash || c.Has(deep[0].Hash) {
+		t.Fatalf("deep branch: err %v, head %d; want reorg_too_deep and the old head", err, c.Height())
+	}
+	for _, b := range deep { // one by one, as gossip would bring them
+		if _, err := c.Add(b); err != nil && Code(err) != ErrTooDeep && Code(err) != ErrUnknownParent {
+			t.Fatalf("deep block %d: %v", b.Index, err)
+		}
+	}
+	if c.Head().Hash != main[9].Hash {
+		t.Fatalf("head moved to %d %s", c.Height(), c.Head().Short())
+	}
+	// Forking at block 5 replaces 5 blocks: allowed.
+	shallow := build(t, signer(3), main[4], 6, "s")
+	if res, err := c.AddBlocks(shallow); err != nil || !res.Reorg || res.Dropped != 5 || c.Head().Hash != shallow[5].Hash {
+		t.Fatalf("shallow branch: err %v, dropped %d, head %d", err, res.Dropped, c.Height())
+	}
+}
+
+func TestAuthorsList(t *testing.T) {
+	allowed, other := signer(1), signer(2)
+	c, err := Open(t.TempDir()+"/chain.db", WithClock(func() time.Time { return testNow }), WithAuthors([]string{allowed.ID()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Add(build(t, allowed, Genesis(), 1, "a")[0]); err != nil {
+		t.Fatal(err)
+	}
+	b := build(t, other, c.Head(), 1, "o")[0]
+	if _, err := c.Add(b); Code(err) != ErrUnknownAuthor || !Code(err).Provable() {
+		t.Fatalf("unlisted author: %v, want unknown_author (provable)", err)
+	}
+	if _, err := c.AddBlocks([]*Block{b}); Code(err) != ErrUnknownAuthor {
+		t.Fatalf("unlisted author in a run: %v", err)
 	}
 }
