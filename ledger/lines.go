@@ -127,13 +127,14 @@ func (c *Chain) PendingLines() int {
 	return len(c.lines.pending)
 }
 
-// Reappend signs every pending line again, in the order they were typed, as
-// a run of new blocks on the head, and stores them in one transaction. It
-// returns the new blocks (none if no line is pending).
-func (c *Chain) Reappend(s *Signer) (Result, error) {
+// Reappend signs up to max pending lines again, in the order they were
+// typed, as a run of new blocks on the head, and stores them in one
+// transaction. It returns the new blocks (none if no line is pending).
+func (c *Chain) Reappend(s *Signer, max int) (Result, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	pending := c.lines.ordered()
+	pending = pending[:min(len(pending), max)]
 	if len(pending) == 0 {
 		return Result{Head: c.head}, nil
 	}

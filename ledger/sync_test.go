@@ -114,11 +114,11 @@ func TestReappendExactlyOnce(t *testing.T) {
 	if c.PendingLines() != 3 {
 		t.Fatalf("after reopen: %d pending, want 3", c.PendingLines())
 	}
-	res, err = c.Reappend(me)
+	res, err = c.Reappend(me, 100)
 	if err != nil || len(res.Added) != 3 || c.Height() != 8 || c.PendingLines() != 0 {
 		t.Fatalf("reappend: %d added, height %d, %d pending, err %v", len(res.Added), c.Height(), c.PendingLines(), err)
 	}
-	if res, _ := c.Reappend(me); len(res.Added) != 0 {
+	if res, _ := c.Reappend(me, 100); len(res.Added) != 0 {
 		t.Fatalf("second reappend added %d blocks", len(res.Added))
 	}
 	data := assertLinked(t, c, 9)

@@ -13,11 +13,11 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"gossipchain/ledger"
+	"gossipchain/protocol"
 )
 
 // API limits.
 const (
-	maxBodyBytes      = 64 << 10
 	defaultBlockLimit = 100
 	maxBlockLimit     = 1000
 	connectTimeout    = 10 * time.Second
@@ -236,12 +236,12 @@ func queryUint(r *http.Request, name string, def uint64) (uint64, error) {
 // readJSON decodes a size-limited JSON body into v, answering 4xx itself if
 // it can't.
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, protocol.MaxAPIBodyBytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, "body is larger than %d bytes", maxBodyBytes)
+			writeError(w, http.StatusRequestEntityTooLarge, "body is larger than %d bytes", protocol.MaxAPIBodyBytes)
 		} else {
 			writeError(w, http.StatusBadRequest, "bad JSON body: %v", err)
 		}

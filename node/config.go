@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"gossipchain/ledger"
+	"gossipchain/protocol"
 )
 
 // Config describes one node. The zero value plus a DataDir is a node on a
@@ -64,7 +65,7 @@ func (c *Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("port %d out of range 0-65535", cfg.Port)
 	}
 	if cfg.SyncTimeout <= 0 {
-		cfg.SyncTimeout = defaultSyncTimeout
+		cfg.SyncTimeout = protocol.SyncTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -22,6 +22,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"gossipchain/ledger"
+	"gossipchain/protocol"
 )
 
 // Node is a running gossipchain node. Create it with New, stop it with Close.
@@ -58,7 +59,7 @@ func New(c Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, drops: newDropCounter(), republish: make(chan *delivery, ledger.MaxOrphans), reappend: make(chan struct{}, 1)}
+	n := &Node{cfg: cfg, log: cfg.Logger, drops: newDropCounter(), republish: make(chan *delivery, protocol.MaxOrphans), reappend: make(chan struct{}, 1)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {

@@ -3,6 +3,8 @@ package node
 import (
 	"math/rand/v2"
 	"time"
+
+	"gossipchain/protocol"
 )
 
 // Lines typed here whose blocks a reorg took off the main chain are signed
@@ -43,10 +45,13 @@ func (n *Node) reappendLoop() {
 		if n.sync.busy() {
 			continue
 		}
-		res, err := n.chain.Reappend(n.signer)
+		res, err := n.chain.Reappend(n.signer, protocol.MaxReappendBatch)
 		if err != nil {
 			n.log.Error("re-append pending lines", "err", err)
 			continue
+		}
+		if n.chain.PendingLines() > 0 {
+			n.wakeReappend() // the next batch
 		}
 		if len(res.Added) > 0 {
 			n.log.Info("lines re-appended after a reorg", "count", len(res.Added), "head", res.Head.Index)

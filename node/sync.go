@@ -19,17 +19,12 @@ import (
 
 // Sync tuning.
 const (
-	// defaultSyncTimeout bounds every read and write of a sync stream.
-	defaultSyncTimeout = 10 * time.Second
 	// headCheckEvery is how often a node asks every peer for its head, so
 	// nodes that disagree find out even if no block is gossiped (a healed
 	// partition whose links never dropped).
 	headCheckEvery = 3 * time.Second
 	// banFor is how long a peer that sent bad sync data is not synced from.
 	banFor = time.Minute
-	// maxServing bounds the sync requests served at once; more are refused,
-	// so serving sync never starves gossip.
-	maxServing = 16
 	// progressMin is the sync size from which progress is reported.
 	progressMin = 256
 	// progressEvery spaces progress reports.
@@ -71,7 +66,7 @@ func newSyncer(n *Node, timeout time.Duration) *syncer {
 	return &syncer{
 		n: n, timeout: timeout, genesis: ledger.Genesis().Hash,
 		heads: map[peer.ID]protocol.Status{}, banned: map[peer.ID]time.Time{},
-		kick: make(chan struct{}, 1), ask: make(chan peer.ID, 256), serving: make(chan struct{}, maxServing),
+		kick: make(chan struct{}, 1), ask: make(chan peer.ID, 256), serving: make(chan struct{}, protocol.MaxSyncServing),
 	}
 }
 

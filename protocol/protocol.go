@@ -16,10 +16,6 @@ import (
 // TopicBlocks is the GossipSub topic that carries blocks.
 const TopicBlocks = "blocks"
 
-// MaxBlockMessageBytes bounds one gossiped block message. JSON escaping can
-// make data up to six times longer (\u00XX), plus the fixed fields.
-const MaxBlockMessageBytes = 6*ledger.MaxDataBytes + 1024
-
 // EncodeBlock returns the gossip message for b: its JSON object.
 func EncodeBlock(b *ledger.Block) ([]byte, error) {
 	return json.Marshal(b)

@@ -17,20 +17,6 @@ import (
 // and fetches the blocks it missed.
 const SyncID = "/gossipchain/sync/1.0.0"
 
-// Sync limits. A request is one frame; a status response is one frame; a
-// blocks response is a header frame and then one frame per block.
-const (
-	// MaxSyncRequestBytes bounds a request frame (a full locator is ~4.3 KiB).
-	MaxSyncRequestBytes = 8 << 10
-	// MaxSyncHeaderBytes bounds a status or header frame.
-	MaxSyncHeaderBytes = 1 << 10
-	// MaxBlocksPerResponse bounds the blocks one response carries.
-	MaxBlocksPerResponse = 1000
-	// MaxResponseBytes bounds the block frames of one response together; the
-	// server stops early rather than exceed it (one block always fits).
-	MaxResponseBytes = 4 << 20
-)
-
 // Request types.
 const (
 	RequestStatus = "status"

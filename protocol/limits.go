@@ -1,0 +1,65 @@
+package protocol
+
+import (
+	"time"
+
+	"gossipchain/ledger"
+)
+
+// Every limit a gossipchain node enforces on what others send it, in one
+// place. docs/PROTOCOL.md lists them with their reasons; docs/SECURITY.md
+// says what each one protects.
+const (
+	// MaxDataBytes bounds a block's data (the typed line), in bytes of UTF-8.
+	MaxDataBytes = ledger.MaxDataBytes
+
+	// MaxBlockMessageBytes bounds one gossiped block message. JSON escaping
+	// can make data up to six times longer (\u00XX), plus the fixed fields.
+	MaxBlockMessageBytes = 6*ledger.MaxDataBytes + 1024
+
+	// MaxGossipRPCBytes is GossipSub's limit on one RPC frame (several
+	// messages and control data): room for the largest block message plus
+	// batching, instead of the library's 1 MiB default. Peers split what
+	// they send to fit it; a larger frame ends the stream.
+	MaxGossipRPCBytes = 128 << 10
+
+	// MaxOrphans bounds the blocks held while their parent is unknown; the
+	// oldest is evicted first.
+	MaxOrphans = ledger.MaxOrphans
+
+	// MaxReappendBatch bounds the lines a node re-appends after a reorg in
+	// one transaction; the rest follow in the next round.
+	MaxReappendBatch = 1000
+
+	// MaxSyncRequestBytes bounds a sync request frame (a full locator is
+	// about 4.3 KiB).
+	MaxSyncRequestBytes = 8 << 10
+	// MaxSyncHeaderBytes bounds a status or blocks-header frame.
+	MaxSyncHeaderBytes = 1 << 10
+	// MaxBlocksPerResponse bounds the blocks one sync answer carries.
+	MaxBlocksPerResponse = 1000
+	// MaxResponseBytes bounds the block frames of one sync answer together;
+	// the server stops early rather than exceed it (one block always fits).
+	MaxResponseBytes = 4 << 20
+	// MaxSyncServing bounds the sync requests a node serves at once; more
+	// are reset.
+	MaxSyncServing = 16
+	// SyncRequestsPerSecond and SyncRequestBurst rate-limit the sync
+	// requests one peer may make; more are reset and counted as
+	// rate_limited. A catching-up peer makes one request per 1,000 blocks.
+	SyncRequestsPerSecond = 20
+	SyncRequestBurst      = 50
+	// SyncTimeout bounds every read and write of a sync exchange.
+	SyncTimeout = 10 * time.Second
+
+	// MaxAPIBodyBytes bounds an HTTP API request body.
+	MaxAPIBodyBytes = 64 << 10
+	// APIRequestsPerSecond and APIRequestBurst rate-limit the HTTP API per
+	// client address; more get 429.
+	APIRequestsPerSecond = 500
+	APIRequestBurst      = 1000
+
+	// FinalityDepth is how many main-chain blocks a reorg may replace by
+	// default; deeper ones are refused.
+	FinalityDepth = ledger.DefaultFinality
+)
