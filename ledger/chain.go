@@ -335,6 +335,9 @@ func (c *Chain) checkAll(bs []*Block) (int, error) {
 
 // Append signs data as a new block on the head and stores it.
 func (c *Chain) Append(s *Signer, data string) (Result, error) {
+	if c.authors != nil && !c.authors[s.ID()] {
+		return Result{}, ruleError(ErrUnknownAuthor, "this node (%s) is not on the authors list", s.ID())
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b, err := c.signOn(s, c.head, data)

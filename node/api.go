@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +26,13 @@ const (
 
 // startAPI serves the HTTP API on addr (host:port; port 0 picks one).
 func (n *Node) startAPI(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("api address %q: %v", addr, err)
+	}
+	if !isLoopback(host) && n.cfg.APIToken == "" {
+		return fmt.Errorf("api address %s is not loopback: refusing to serve it without an API token (--api-token)", addr)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("api listen on %s: %w", addr, err)
@@ -39,6 +47,16 @@ func (n *Node) startAPI(addr string) error {
 		}
 	}()
 	return nil
+}
+
+// isLoopback reports whether host (an IP or "localhost") is a loopback
+// address. An empty host means every interface, which is not.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // APIAddr returns the address the HTTP API listens on, or "" if it is off.
@@ -59,7 +77,22 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("POST /blocks", n.handleAppend)
 	mux.HandleFunc("GET /peers", n.handlePeers)
 	mux.HandleFunc("POST /peers", n.handleConnect)
+	limit := newRateLimiter(protocol.APIRequestsPerSecond, protocol.APIRequestBurst)
+	token := []byte("Bearer " + n.cfg.APIToken)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.cfg.APIToken != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), token) != 1 {
+			n.drops.add("api_unauthorized")
+			w.Header().Set("WWW-Authenticate", `Bearer realm="gossipchain"`)
+			writeError(w, http.StatusUnauthorized, "missing or wrong API token (Authorization: Bearer <token>)")
+			return
+		}
+		client, _, _ := net.SplitHostPort(r.RemoteAddr)
+		if !limit.allow(client) {
+			n.drops.add("api_rate_limited")
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusTooManyRequests, "more than %d requests per second from %s", protocol.APIRequestsPerSecond, client)
+			return
+		}
 		if _, pattern := mux.Handler(r); pattern == "" {
 			// The mux's own 404 and 405 are plain text; answer in JSON.
 			code := http.StatusNotFound

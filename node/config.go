@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
 
 	"gossipchain/ledger"
 	"gossipchain/protocol"
@@ -45,6 +46,19 @@ type Config struct {
 	// SyncTimeout bounds every read and write of a sync exchange; a peer
 	// that stalls longer is dropped. Default 10s.
 	SyncTimeout time.Duration
+
+	// PSK, if set, makes this a private network: only nodes holding the same
+	// pre-shared key can connect at all (libp2p pnet).
+	PSK pnet.PSK
+	// Authors, if set, lists the peer IDs allowed to author blocks; blocks
+	// by anyone else are rejected (and their senders penalised).
+	Authors []string
+	// Finality is the deepest reorg accepted, in blocks; 0 means
+	// protocol.FinalityDepth.
+	Finality int
+	// APIToken, if set, is required as "Authorization: Bearer <token>" on
+	// every API request. An API on a non-loopback address needs one.
+	APIToken string
 }
 
 // DefaultDataDir is the data dir of a node on port, so that two nodes on one
@@ -63,6 +77,12 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.Port < 0 || cfg.Port > 65535 {
 		return cfg, fmt.Errorf("port %d out of range 0-65535", cfg.Port)
+	}
+	if cfg.Finality < 0 {
+		return cfg, fmt.Errorf("finality depth %d is negative", cfg.Finality)
+	}
+	if cfg.Finality == 0 {
+		cfg.Finality = protocol.FinalityDepth
 	}
 	if cfg.SyncTimeout <= 0 {
 		cfg.SyncTimeout = protocol.SyncTimeout

@@ -24,8 +24,7 @@ const (
 // goroutines that consume deliveries and relay connected orphans.
 func (n *Node) startGossip() error {
 	n.mesh = newMeshTracer(protocol.TopicBlocks)
-	var err error
-	n.ps, err = pubsub.NewGossipSub(n.ctx, n.host,
+	opts := []pubsub.Option{
 		// Blocks carry their author's signature; signing each GossipSub
 		// message too would be redundant and costs most of the throughput.
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
@@ -39,7 +38,12 @@ func (n *Node) startGossip() error {
 		pubsub.WithRawTracer(n.mesh),
 		// The library logs routine events at info; keep its warnings only.
 		pubsub.WithLogger(slog.New(minLevel{n.log.Handler(), slog.LevelWarn}).With("system", "pubsub")),
-	)
+		// Room for the largest block, not the library's 1 MiB default.
+		pubsub.WithMaxMessageSize(protocol.MaxGossipRPCBytes),
+	}
+	opts = append(opts, scoreOptions(n.sync.appScore, n.scores)...)
+	var err error
+	n.ps, err = pubsub.NewGossipSub(n.ctx, n.host, opts...)
 	if err != nil {
 		return fmt.Errorf("start gossipsub: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -18,6 +19,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -37,6 +41,7 @@ type Node struct {
 	sub    *pubsub.Subscription
 	mesh   *meshTracer
 	drops  *dropCounter
+	scores *scoreBoard
 	api    *http.Server
 	apiLn  net.Listener
 
@@ -59,7 +64,7 @@ func New(c Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, drops: newDropCounter(), republish: make(chan *delivery, protocol.MaxOrphans), reappend: make(chan struct{}, 1)}
+	n := &Node{cfg: cfg, log: cfg.Logger, drops: newDropCounter(), scores: &scoreBoard{}, republish: make(chan *delivery, protocol.MaxOrphans), reappend: make(chan struct{}, 1)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -70,7 +75,11 @@ func New(c Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.chain, err = ledger.Open(cfg.DataDir + "/" + chainFile)
+	opts := []ledger.Option{ledger.WithFinality(cfg.Finality)}
+	if cfg.Authors != nil {
+		opts = append(opts, ledger.WithAuthors(cfg.Authors))
+	}
+	n.chain, err = ledger.Open(cfg.DataDir+"/"+chainFile, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("open chain in %s: %w", cfg.DataDir, err)
 	}
@@ -79,7 +88,7 @@ func New(c Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.signer = ledger.NewSigner(ed25519.PrivateKey(raw))
-	if n.host, err = newHost(key, cfg.ListenHost, cfg.Port); err != nil {
+	if n.host, err = newHost(key, cfg.ListenHost, cfg.Port, cfg.PSK); err != nil {
 		return nil, err
 	}
 	n.sync = newSyncer(n, cfg.SyncTimeout)
@@ -103,12 +112,53 @@ func New(c Config) (_ *Node, err error) {
 	return n, nil
 }
 
-func newHost(key crypto.PrivKey, listenHost string, port int) (host.Host, error) {
+// Connection limits. The connection manager trims connections above
+// connHigh down to connLow (configured peers are protected); the resource
+// manager refuses what would exceed its limits outright.
+const (
+	connLow   = 64
+	connHigh  = 128
+	connGrace = time.Minute
+)
+
+// resourceManager returns libp2p's resource manager with explicit limits
+// instead of ones scaled to the machine's memory: a node of a small network
+// needs few connections, and a peer should not be able to take them all.
+func resourceManager() (network.ResourceManager, error) {
+	scaling := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&scaling)
+	limits := rcmgr.PartialLimitConfig{
+		System: rcmgr.ResourceLimits{
+			Conns: 512, ConnsInbound: 256, ConnsOutbound: 256,
+			Streams: 8192, StreamsInbound: 4096, StreamsOutbound: 4096,
+			FD: 1024, Memory: 512 << 20,
+		},
+		Transient: rcmgr.ResourceLimits{Conns: 64, ConnsInbound: 32, ConnsOutbound: 32, Streams: 256},
+		// One peer: a few connections (a simultaneous dial can leave two),
+		// enough streams for gossip, sync and identify.
+		PeerDefault: rcmgr.ResourceLimits{
+			Conns: 8, ConnsInbound: 4, ConnsOutbound: 4,
+			Streams: 256, StreamsInbound: 128, StreamsOutbound: 128,
+			Memory: 64 << 20,
+		},
+	}.Build(scaling.Scale(512<<20, 1024))
+	return rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits))
+}
+
+func newHost(key crypto.PrivKey, listenHost string, port int, psk pnet.PSK) (host.Host, error) {
 	listen := fmt.Sprintf("/ip4/%s/tcp/%d", listenHost, port)
 	if _, err := ma.NewMultiaddr(listen); err != nil {
 		return nil, fmt.Errorf("listen address %q: %v", listenHost, err)
 	}
-	h, err := libp2p.New(
+	rm, err := resourceManager()
+	if err != nil {
+		return nil, fmt.Errorf("resource manager: %w", err)
+	}
+	cm, err := connmgr.NewConnManager(connLow, connHigh, connmgr.WithGracePeriod(connGrace))
+	if err != nil {
+		return nil, fmt.Errorf("connection manager: %w", err)
+	}
+	opts := []libp2p.Option{
 		libp2p.Identity(key),
 		libp2p.ListenAddrStrings(listen),
 		// Without reuseport a port that is in use is an error, not a silent
@@ -116,7 +166,13 @@ func newHost(key crypto.PrivKey, listenHost string, port int) (host.Host, error)
 		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
 		libp2p.DisableRelay(),
 		libp2p.DisableMetrics(),
-	)
+		libp2p.ResourceManager(rm),
+		libp2p.ConnectionManager(cm),
+	}
+	if psk != nil {
+		opts = append(opts, libp2p.PrivateNetwork(psk))
+	}
+	h, err := libp2p.New(opts...)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use") {
 			return nil, fmt.Errorf("listen on %s: port %d is already in use", listen, port)
@@ -226,6 +282,9 @@ type PeerInfo struct {
 	Direction string `json:"direction"`
 	// Mesh reports whether the peer is in this node's GossipSub mesh for blocks.
 	Mesh bool `json:"mesh"`
+	// Score is the peer's GossipSub score, once scored: below
+	// GraylistThreshold (-400) everything it sends is ignored.
+	Score *float64 `json:"score,omitempty"`
 }
 
 // Peers returns the connected peers.
@@ -234,6 +293,9 @@ func (n *Node) Peers() []PeerInfo {
 	mesh := n.mesh.peers()
 	for _, p := range n.host.Network().Peers() {
 		pi := PeerInfo{ID: p.String(), Mesh: mesh[p], Addrs: []string{}}
+		if s, ok := n.scores.get(p); ok {
+			pi.Score = &s
+		}
 		for _, c := range n.host.Network().ConnsToPeer(p) {
 			pi.Addrs = append(pi.Addrs, c.RemoteMultiaddr().String())
 			pi.Direction = strings.ToLower(c.Stat().Direction.String())
@@ -253,6 +315,10 @@ func (n *Node) MeshPeers() int {
 	}
 	return count
 }
+
+// PeerScore returns p's GossipSub score as last computed (once a second),
+// and whether it has one.
+func (n *Node) PeerScore(p peer.ID) (float64, bool) { return n.scores.get(p) }
 
 // Drops returns how many gossip messages were rejected or ignored, by reason.
 func (n *Node) Drops() map[string]uint64 { return n.drops.snapshot() }

@@ -42,6 +42,13 @@ type SyncProgress struct {
 	Elapsed time.Duration `json:"-"`
 }
 
+// ban keeps a peer out of sync for a while; a peer that proved itself
+// faulty is also penalised in its GossipSub score.
+type ban struct {
+	until time.Time
+	fault bool
+}
+
 // syncer keeps this node's chain level with its peers: it learns their heads
 // (on every new connection, every headCheckEvery, and from gossiped blocks
 // whose parent is unknown), fetches what it is missing from the best of them,
@@ -53,8 +60,9 @@ type syncer struct {
 
 	mu       sync.Mutex // guards the fields below
 	heads    map[peer.ID]protocol.Status
-	banned   map[peer.ID]time.Time
+	banned   map[peer.ID]ban
 	progress *SyncProgress
+	limit    *rateLimiter // sync requests served, per peer
 
 	kick    chan struct{} // something may be worth syncing
 	ask     chan peer.ID  // peers to exchange status with
@@ -65,8 +73,9 @@ type syncer struct {
 func newSyncer(n *Node, timeout time.Duration) *syncer {
 	return &syncer{
 		n: n, timeout: timeout, genesis: ledger.Genesis().Hash,
-		heads: map[peer.ID]protocol.Status{}, banned: map[peer.ID]time.Time{},
-		kick: make(chan struct{}, 1), ask: make(chan peer.ID, 256), serving: make(chan struct{}, protocol.MaxSyncServing),
+		heads: map[peer.ID]protocol.Status{}, banned: map[peer.ID]ban{},
+		limit: newRateLimiter(protocol.SyncRequestsPerSecond, protocol.SyncRequestBurst),
+		kick:  make(chan struct{}, 1), ask: make(chan peer.ID, 256), serving: make(chan struct{}, protocol.MaxSyncServing),
 	}
 }
 
@@ -139,7 +148,7 @@ func (s *syncer) noteHead(p peer.ID, st protocol.Status) {
 	if st.Genesis != s.genesis {
 		s.mu.Lock()
 		_, known := s.banned[p]
-		s.banned[p] = time.Now().Add(banFor)
+		s.banned[p] = ban{until: time.Now().Add(banFor), fault: true}
 		s.mu.Unlock()
 		if !known {
 			s.n.log.Warn("peer is on another network (different genesis); disconnecting", "peer", p, "genesis", st.Genesis)
@@ -165,6 +174,17 @@ func (s *syncer) hint(p peer.ID, b *ledger.Block) {
 	}
 	s.mu.Unlock()
 	s.wake()
+}
+
+// appScore is the application-specific part of a peer's GossipSub score:
+// a peer banned from sync for bad sync data is graylisted in gossip too.
+func (s *syncer) appScore(p peer.ID) float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b, ok := s.banned[p]; ok && b.fault && time.Now().Before(b.until) {
+		return syncFaultPenalty
+	}
+	return 0
 }
 
 // Progress returns the sync in progress, or nil.
@@ -217,8 +237,8 @@ func (s *syncer) pick() (peer.ID, protocol.Status, bool) {
 	var best peer.ID
 	var bestSt protocol.Status
 	for p, st := range s.heads {
-		if until, ok := s.banned[p]; ok {
-			if time.Now().Before(until) {
+		if b, ok := s.banned[p]; ok {
+			if time.Now().Before(b.until) {
 				continue
 			}
 			delete(s.banned, p)
@@ -382,6 +402,16 @@ func (s *syncer) failed(p peer.ID, err error) {
 	switch code := ledger.Code(err); {
 	case s.n.ctx.Err() != nil:
 		return
+	case code == ledger.ErrTooDeep:
+		// Not provably wrong (a peer may hold it after a long split), but
+		// this node will not adopt it: stop asking for a while.
+		s.n.drops.add("sync_" + code.String())
+		s.n.log.Warn("refusing a branch that would rewrite settled history", "peer", p, "err", err)
+		s.mu.Lock()
+		delete(s.heads, p)
+		s.banned[p] = ban{until: time.Now().Add(banFor)}
+		s.mu.Unlock()
+		return
 	case code != 0 && code.Provable():
 		f = &syncFault{"sync_" + code.String(), err}
 	case code == ledger.ErrUnknownParent:
@@ -392,7 +422,7 @@ func (s *syncer) failed(p peer.ID, err error) {
 	s.mu.Lock()
 	delete(s.heads, p)
 	if f != nil {
-		s.banned[p] = time.Now().Add(banFor)
+		s.banned[p] = ban{until: time.Now().Add(banFor), fault: true}
 	}
 	s.mu.Unlock()
 	if f == nil {
@@ -543,6 +573,11 @@ func (s *syncer) serve(st network.Stream) {
 		return
 	}
 	from := st.Conn().RemotePeer()
+	if !s.limit.allow(string(from)) {
+		s.n.drops.add("rate_limited")
+		st.Reset()
+		return
+	}
 	_ = st.SetDeadline(time.Now().Add(s.timeout))
 	var req protocol.Request
 	err := (&frameReader{st: st, r: bufio.NewReader(st), timeout: s.timeout}).json(protocol.MaxSyncRequestBytes, &req)
