@@ -26,7 +26,9 @@ const usage = `gossipchain: a blockchain gossip node.
 
 Usage:
   gossipchain [--port N] [--peer MULTIADDR]... [--data DIR] [--api HOST:PORT]
+              [--api-token TOKEN] [--psk FILE] [--authors FILE] [--finality N]
   gossipchain id [--port N | --data DIR]
+  gossipchain psk > swarm.key
 
 Type a line to add it as a block; /help lists console commands.
 
@@ -67,10 +69,14 @@ func (p *peerList) Set(v string) error {
 }
 
 type options struct {
-	port  int
-	data  string
-	api   string
-	peers peerList
+	port     int
+	data     string
+	api      string
+	apiToken string
+	peers    peerList
+	psk      string
+	authors  string
+	finality int
 }
 
 func parseFlags(name string, args []string, stderr io.Writer) (*options, error) {
@@ -82,6 +88,10 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, error) 
 	if name == "gossipchain" {
 		fs.Var(&o.peers, "peer", "peer multiaddr /ip4/…/tcp/…/p2p/<id> to connect to; repeat or comma-separate")
 		fs.StringVar(&o.api, "api", "", "serve the HTTP API on HOST:PORT (off by default), e.g. 127.0.0.1:8001")
+		fs.StringVar(&o.apiToken, "api-token", os.Getenv("GOSSIPCHAIN_API_TOKEN"), "require this bearer token on every API request (default $GOSSIPCHAIN_API_TOKEN); needed for a non-loopback --api")
+		fs.StringVar(&o.psk, "psk", "", "private network: only nodes with this pre-shared key file can connect (make one with: gossipchain psk)")
+		fs.StringVar(&o.authors, "authors", "", "file of peer IDs allowed to author blocks, one per line; blocks by others are rejected")
+		fs.IntVar(&o.finality, "finality", ledger.DefaultFinality, "deepest reorg accepted, in blocks; deeper branches are refused")
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -98,6 +108,9 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, error) 
 	if o.port < 0 || o.port > 65535 {
 		return nil, fmt.Errorf("--port %d is out of range 0-65535", o.port)
 	}
+	if o.finality < 1 {
+		return nil, fmt.Errorf("--finality %d must be at least 1", o.finality)
+	}
 	if o.data == "" {
 		o.data = node.DefaultDataDir(o.port)
 	}
@@ -105,6 +118,17 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, error) 
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "psk" {
+		if len(args) > 1 {
+			return fmt.Errorf("psk takes no arguments; it prints a new key file: gossipchain psk > swarm.key")
+		}
+		key, err := node.NewPSK()
+		if err != nil {
+			return err
+		}
+		_, err = stdout.Write(key)
+		return err
+	}
 	if len(args) > 0 && args[0] == "id" {
 		o, err := parseFlags("id", args[1:], stderr)
 		if err != nil {
@@ -134,16 +158,29 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	defer stop()
 
 	c := &console{out: stdout, tty: isTerminal(stdout)}
-	n, err := node.New(node.Config{
+	cfg := node.Config{
 		Port:       o.port,
 		DataDir:    o.data,
 		Peers:      o.peers,
 		APIAddr:    o.api,
+		APIToken:   o.apiToken,
+		Finality:   o.finality,
 		Logger:     logger,
 		OnBlock:    c.received,
 		OnSync:     c.synced,
 		OnReappend: c.reappended,
-	})
+	}
+	if o.psk != "" {
+		if cfg.PSK, err = node.LoadPSK(o.psk); err != nil {
+			return err
+		}
+	}
+	if o.authors != "" {
+		if cfg.Authors, err = node.LoadAuthors(o.authors); err != nil {
+			return err
+		}
+	}
+	n, err := node.New(cfg)
 	if err != nil {
 		return err
 	}

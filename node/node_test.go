@@ -38,10 +38,16 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 
 func startNode(t *testing.T, dir string, peers ...*Node) *Node {
 	t.Helper()
-	if dir == "" {
-		dir = t.TempDir()
+	return startNodeWith(t, Config{DataDir: dir}, peers...)
+}
+
+// startNodeWith starts a node from cfg (a temporary data dir if it has
+// none) peered with peers, closed when the test ends.
+func startNodeWith(t *testing.T, cfg Config, peers ...*Node) *Node {
+	t.Helper()
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
 	}
-	cfg := Config{DataDir: dir}
 	for _, p := range peers {
 		cfg.Peers = append(cfg.Peers, peer.AddrInfo{ID: p.ID(), Addrs: p.host.Addrs()})
 	}

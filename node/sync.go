@@ -25,6 +25,10 @@ const (
 	headCheckEvery = 3 * time.Second
 	// banFor is how long a peer that sent bad sync data is not synced from.
 	banFor = time.Minute
+	// coolOff is how long a peer whose sync failed without proving it
+	// faulty (it went away, it does not speak sync) is not synced from: a
+	// peer sending orphans must not make this node retry it per message.
+	coolOff = 2 * time.Second
 	// progressMin is the sync size from which progress is reported.
 	progressMin = 256
 	// progressEvery spaces progress reports.
@@ -423,6 +427,8 @@ func (s *syncer) failed(p peer.ID, err error) {
 	delete(s.heads, p)
 	if f != nil {
 		s.banned[p] = ban{until: time.Now().Add(banFor), fault: true}
+	} else {
+		s.banned[p] = ban{until: time.Now().Add(coolOff)}
 	}
 	s.mu.Unlock()
 	if f == nil {
