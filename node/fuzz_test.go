@@ -1,0 +1,63 @@
+package node
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// FuzzAPI sends arbitrary requests to a real node's API: no answer may be a
+// 5xx, and every answer is JSON. POST /peers is left out: it dials whatever
+// address it is given, and a fuzzer must not reach beyond loopback.
+func FuzzAPI(f *testing.F) {
+	n, err := New(Config{DataDir: f.TempDir()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { n.Close() })
+	h := n.Handler()
+	for _, seed := range []struct {
+		method uint8
+		path   string
+		body   string
+	}{
+		{0, "/status", ""},
+		{0, "/blocks?from=0&limit=5", ""},
+		{0, "/blocks/0", ""},
+		{1, "/blocks", `{"data":"hello"}`},
+		{1, "/blocks", `{"data":"` + strings.Repeat("é", 5000) + `"}`},
+		{0, "/blocks?from=18446744073709551615&limit=1000", ""},
+		{2, "/peers", ""},
+		{0, "/%zz", ""},
+	} {
+		f.Add(seed.method, seed.path, seed.body)
+	}
+	methods := []string{"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS"}
+	calls := 0
+	f.Fuzz(func(t *testing.T, m uint8, path, body string) {
+		method := methods[int(m)%len(methods)]
+		if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, " \r\n\t#") {
+			return
+		}
+		if method == "POST" && strings.HasPrefix(strings.TrimLeft(path, "/"), "peers") {
+			return
+		}
+		req, err := http.NewRequest(method, "http://node"+path, strings.NewReader(body))
+		if err != nil {
+			return
+		}
+		calls++
+		req.RemoteAddr = fmt.Sprintf("127.0.%d.%d:1", calls>>8&255, calls&255) // stay under the rate limit
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("%s %q %.80q: %d %s", method, path, body, rec.Code, rec.Body)
+		}
+		if method != "HEAD" && !json.Valid(rec.Body.Bytes()) {
+			t.Fatalf("%s %q: answer is not JSON: %.200q", method, path, rec.Body)
+		}
+	})
+}
