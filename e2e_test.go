@@ -33,7 +33,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binPath = filepath.Join(dir, "gossipchain")
-	if out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput(); err != nil {
+	args := []string{"build", "-o", binPath}
+	if raceBuild {
+		args = append(args, "-race")
+	}
+	if out, err := exec.Command("go", append(args, ".")...).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
 		os.Exit(1)
 	}
@@ -44,7 +48,7 @@ func TestMain(m *testing.M) {
 
 // waitFor polls cond until it holds or the deadline passes; detail, if
 // given, says what was seen last.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool, detail ...func() string) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool, detail ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -70,7 +74,7 @@ type proc struct {
 	data  string
 }
 
-func startProc(t *testing.T, data string, peers ...string) *proc {
+func startProc(t testing.TB, data string, peers ...string) *proc {
 	t.Helper()
 	args := []string{"--port", "0", "--api", "127.0.0.1:0", "--data", data}
 	for _, p := range peers {
@@ -149,7 +153,7 @@ func (p *proc) stop(t *testing.T) {
 	}
 }
 
-func (p *proc) get(t *testing.T, path string, v any) {
+func (p *proc) get(t testing.TB, path string, v any) {
 	t.Helper()
 	resp, err := http.Get("http://" + p.api + path)
 	if err != nil {
@@ -164,14 +168,14 @@ func (p *proc) get(t *testing.T, path string, v any) {
 	}
 }
 
-func (p *proc) status(t *testing.T) node.Status {
+func (p *proc) status(t testing.TB) node.Status {
 	var s node.Status
 	p.get(t, "/status", &s)
 	return s
 }
 
 // chain returns the node's whole main chain, page by page.
-func (p *proc) chain(t *testing.T) []ledger.Block {
+func (p *proc) chain(t testing.TB) []ledger.Block {
 	var all []ledger.Block
 	for {
 		var page []ledger.Block
