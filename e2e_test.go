@@ -74,11 +74,18 @@ type proc struct {
 	data  string
 }
 
-func startProc(t testing.TB, data string, peers ...string) *proc {
+// startProc starts a node process on data; each extra argument is a peer
+// address, or a flag followed by its value.
+func startProc(t testing.TB, data string, extra ...string) *proc {
 	t.Helper()
 	args := []string{"--port", "0", "--api", "127.0.0.1:0", "--data", data}
-	for _, p := range peers {
-		args = append(args, "--peer", p)
+	for i := 0; i < len(extra); i++ {
+		if strings.HasPrefix(extra[i], "--") && i+1 < len(extra) {
+			args = append(args, extra[i], extra[i+1])
+			i++
+			continue
+		}
+		args = append(args, "--peer", extra[i])
 	}
 	cmd := exec.Command(binPath, args...)
 	cmd.Stderr = &bytes.Buffer{}
@@ -461,6 +468,13 @@ func TestBadInvocations(t *testing.T) {
 		{"port in use", []string{"--port", port, "--data", filepath.Join(dir, "other")}, "already in use"},
 		{"data dir in use", []string{"--port", "0", "--data", running.data}, "in use by another process"},
 		{"corrupt store", []string{"--port", "0", "--data", dir}, "corrupt store"},
+		{"missing psk file", []string{"--port", "0", "--psk", filepath.Join(dir, "nope")}, "psk file"},
+		{"bad psk file", []string{"--port", "0", "--psk", filepath.Join(dir, "chain.db")}, "not a libp2p key file"},
+		{"bad authors file", []string{"--port", "0", "--authors", filepath.Join(dir, "chain.db")}, "not an Ed25519 peer ID"},
+		{"finality 0", []string{"--finality", "0"}, "at least 1"},
+		// 192.0.2.1 is a documentation address: refused before any listen.
+		{"open api without token", []string{"--port", "0", "--data", filepath.Join(dir, "api"), "--api", "192.0.2.1:0"}, "refusing to serve it without an API token"},
+		{"psk with arguments", []string{"psk", "x"}, "takes no arguments"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -479,6 +493,24 @@ func TestBadInvocations(t *testing.T) {
 		})
 	}
 	running.stop(t)
+}
+
+func TestPrivateNetworkProcesses(t *testing.T) {
+	dir := t.TempDir()
+	key, err := exec.Command(binPath, "psk").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "swarm.key")
+	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := startProc(t, filepath.Join(dir, "a"), "--psk", keyFile)
+	b := startProc(t, filepath.Join(dir, "b"), "--psk", keyFile, a.addr)
+	fmt.Fprintln(a.stdin, "private")
+	waitConverged(t, 20*time.Second, []string{"private"}, a, b)
+	a.stop(t)
+	b.stop(t)
 }
 
 func TestIDCommand(t *testing.T) {

@@ -242,3 +242,26 @@ func TestHostileFlood(t *testing.T) {
 		}
 	}
 }
+
+func TestSyncRequestRateLimit(t *testing.T) {
+	n := startNode(t, "")
+	other := startNode(t, "")
+	if _, err := other.Connect(context.Background(), n.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	// A peer asking for status far faster than anyone catching up would:
+	// past the burst, requests are reset and counted.
+	failed := 0
+	for range protocol.SyncRequestBurst + 50 {
+		var st protocol.Status
+		err := other.sync.call(n.ID(), &protocol.Request{Type: protocol.RequestStatus, Status: &protocol.Status{Genesis: ledger.Genesis().Hash, Head: ledger.Genesis().Hash}}, func(r *frameReader) error {
+			return r.json(protocol.MaxSyncHeaderBytes, &st)
+		})
+		if err != nil {
+			failed++
+		}
+	}
+	if failed == 0 || n.Drops()["rate_limited"] == 0 {
+		t.Fatalf("%d requests failed, drops %v; want some rate_limited", failed, n.Drops())
+	}
+}
