@@ -108,7 +108,7 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, error) 
 	if o.port < 0 || o.port > 65535 {
 		return nil, fmt.Errorf("--port %d is out of range 0-65535", o.port)
 	}
-	if o.finality < 1 {
+	if name == "gossipchain" && o.finality < 1 {
 		return nil, fmt.Errorf("--finality %d must be at least 1", o.finality)
 	}
 	if o.data == "" {
