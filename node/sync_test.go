@@ -294,3 +294,53 @@ func TestHostileSyncPeer(t *testing.T) {
 		})
 	}
 }
+
+func TestFinalityInSync(t *testing.T) {
+	// a holds 10 blocks; b a separate chain of 20. With a finality depth of
+	// 5, a refuses b's branch (it would replace all 10) and keeps its own;
+	// a branch that shares a's first 8 blocks and is longer is adopted.
+	a := startNodeWith(t, Config{Finality: 5})
+	mine := fill(t, a, 10)
+	b := startNodeWith(t, Config{Finality: 5})
+	s := ledger.NewSigner(ed25519.NewKeyFromSeed([]byte(strings.Repeat("b", 32))))
+	var other []*ledger.Block
+	parent := ledger.Genesis()
+	for i := 0; i < 20; i++ {
+		blk, err := s.Sign(parent, fmt.Sprintf("other %d", i), time.Now().Add(-time.Minute).Add(time.Duration(i)*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, parent = append(other, blk), blk
+	}
+	if _, err := b.Chain().AddBlocks(other); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Connect(context.Background(), b.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a to refuse b's branch", func() bool { return a.Drops()["sync_reorg_too_deep"] > 0 })
+	if a.Chain().Head().Hash != mine[9].Hash {
+		t.Fatalf("a moved to #%d %s", a.Chain().Height(), a.Chain().Head().Short())
+	}
+
+	c := startNodeWith(t, Config{Finality: 5})
+	if _, err := c.Chain().AddBlocks(mine[:8]); err != nil {
+		t.Fatal(err)
+	}
+	var shallow []*ledger.Block
+	parent = mine[7]
+	for i := 0; i < 5; i++ {
+		blk, err := s.Sign(parent, fmt.Sprintf("shallow %d", i), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		shallow, parent = append(shallow, blk), blk
+	}
+	if _, err := c.Chain().AddBlocks(shallow); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Connect(context.Background(), c.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a to adopt the shallow branch", func() bool { return a.Chain().Head().Hash == shallow[4].Hash })
+}

@@ -63,6 +63,9 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 			return pubsub.ValidationIgnore
 		}
 		n.drops.add(code.String())
+		if code == ledger.ErrTooDeep {
+			n.log.Warn("refusing a branch that would rewrite settled history", "from", from, "err", err)
+		}
 		if code == ledger.ErrUnknownParent {
 			// Held as an orphan; the sender has its ancestors.
 			n.sync.hint(from, b)
