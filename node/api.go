@@ -9,9 +9,11 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"gossipchain/ledger"
 	"gossipchain/protocol"
@@ -77,18 +79,24 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("POST /blocks", n.handleAppend)
 	mux.HandleFunc("GET /peers", n.handlePeers)
 	mux.HandleFunc("POST /peers", n.handleConnect)
+	mux.HandleFunc("GET /events", n.handleEvents)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	mux.Handle("GET /{$}", dashboard())
+	mux.Handle("GET /static/", dashboard())
 	limit := newRateLimiter(protocol.APIRequestsPerSecond, protocol.APIRequestBurst)
 	token := []byte("Bearer " + n.cfg.APIToken)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if n.cfg.APIToken != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), token) != 1 {
-			n.drops.add("api_unauthorized")
+		// The dashboard's files are public: the page asks for the token.
+		public := r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/static/")
+		if !public && n.cfg.APIToken != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), token) != 1 {
+			n.drop("api_unauthorized")
 			w.Header().Set("WWW-Authenticate", `Bearer realm="gossipchain"`)
 			writeError(w, http.StatusUnauthorized, "missing or wrong API token (Authorization: Bearer <token>)")
 			return
 		}
 		client, _, _ := net.SplitHostPort(r.RemoteAddr)
 		if !limit.allow(client) {
-			n.drops.add("api_rate_limited")
+			n.drop("api_rate_limited")
 			w.Header().Set("Retry-After", "1")
 			writeError(w, http.StatusTooManyRequests, "more than %d requests per second from %s", protocol.APIRequestsPerSecond, client)
 			return

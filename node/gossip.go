@@ -36,6 +36,7 @@ func (n *Node) startGossip() error {
 		// the mesh, so a node's own blocks can't be eclipsed.
 		pubsub.WithFloodPublish(true),
 		pubsub.WithRawTracer(n.mesh),
+		pubsub.WithRawTracer(gossipTracer{n.metrics}),
 		// The library logs routine events at info; keep its warnings only.
 		pubsub.WithLogger(slog.New(minLevel{n.log.Handler(), slog.LevelWarn}).With("system", "pubsub")),
 		// Room for the largest block, not the library's 1 MiB default.
@@ -60,6 +61,12 @@ func (n *Node) startGossip() error {
 	go n.consumeBlocks()
 	go n.relayConnected()
 	return nil
+}
+
+// drop counts something dropped, for GET /status and the metrics.
+func (n *Node) drop(reason string) {
+	n.drops.add(reason)
+	n.metrics.dropped.WithLabelValues(reason).Inc()
 }
 
 // dropCounter counts gossip messages dropped, by reason.

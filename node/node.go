@@ -24,6 +24,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"gossipchain/ledger"
 	"gossipchain/protocol"
@@ -31,19 +32,22 @@ import (
 
 // Node is a running gossipchain node. Create it with New, stop it with Close.
 type Node struct {
-	cfg    Config
-	log    *slog.Logger
-	host   host.Host
-	chain  *ledger.Chain
-	signer *ledger.Signer
-	ps     *pubsub.PubSub
-	topic  *pubsub.Topic
-	sub    *pubsub.Subscription
-	mesh   *meshTracer
-	drops  *dropCounter
-	scores *scoreBoard
-	api    *http.Server
-	apiLn  net.Listener
+	cfg        Config
+	log        *slog.Logger
+	host       host.Host
+	chain      *ledger.Chain
+	signer     *ledger.Signer
+	ps         *pubsub.PubSub
+	topic      *pubsub.Topic
+	sub        *pubsub.Subscription
+	mesh       *meshTracer
+	drops      *dropCounter
+	scores     *scoreBoard
+	metrics    *metrics
+	events     *eventHub
+	peerNotify network.Notifiee
+	api        *http.Server
+	apiLn      net.Listener
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -66,6 +70,8 @@ func New(c Config) (_ *Node, err error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, drops: newDropCounter(), scores: &scoreBoard{}, republish: make(chan *delivery, protocol.MaxOrphans), reappend: make(chan struct{}, 1)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.events = newEventHub()
+	n.metrics = newMetrics(n)
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -88,9 +94,10 @@ func New(c Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.signer = ledger.NewSigner(ed25519.PrivateKey(raw))
-	if n.host, err = newHost(key, cfg.ListenHost, cfg.Port, cfg.PSK); err != nil {
+	if n.host, err = newHost(key, cfg.ListenHost, cfg.Port, cfg.PSK, n.metrics.reg); err != nil {
 		return nil, err
 	}
+	n.peerNotify = n.watchPeers()
 	n.sync = newSyncer(n, cfg.SyncTimeout)
 	n.sync.start()
 	if err := n.startGossip(); err != nil {
@@ -145,7 +152,7 @@ func resourceManager() (network.ResourceManager, error) {
 	return rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits))
 }
 
-func newHost(key crypto.PrivKey, listenHost string, port int, psk pnet.PSK) (host.Host, error) {
+func newHost(key crypto.PrivKey, listenHost string, port int, psk pnet.PSK, reg prometheus.Registerer) (host.Host, error) {
 	listen := fmt.Sprintf("/ip4/%s/tcp/%d", listenHost, port)
 	if _, err := ma.NewMultiaddr(listen); err != nil {
 		return nil, fmt.Errorf("listen address %q: %v", listenHost, err)
@@ -165,7 +172,9 @@ func newHost(key crypto.PrivKey, listenHost string, port int, psk pnet.PSK) (hos
 		// second listener sharing it.
 		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
 		libp2p.DisableRelay(),
-		libp2p.DisableMetrics(),
+		// The host's, swarm's and resource manager's own metrics, on the
+		// node's registry (GET /metrics).
+		libp2p.PrometheusRegisterer(reg),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
 	}
@@ -188,6 +197,10 @@ func (n *Node) Close() error {
 	var err error
 	n.closeOnce.Do(func() {
 		n.cancel()
+		n.events.close()
+		if n.peerNotify != nil {
+			n.host.Network().StopNotify(n.peerNotify)
+		}
 		if n.api != nil {
 			n.api.Close()
 		}
@@ -251,6 +264,7 @@ func (n *Node) Append(ctx context.Context, data string) (Published, error) {
 	if err != nil {
 		return Published{}, err
 	}
+	n.added(res, "local")
 	b := res.Added[0]
 	p := Published{Block: b, TopicPeers: len(n.topic.ListPeers())}
 	if err := n.publish(ctx, b); err != nil {
@@ -285,6 +299,17 @@ type PeerInfo struct {
 	// Score is the peer's GossipSub score, once scored: below
 	// GraylistThreshold (-400) everything it sends is ignored.
 	Score *float64 `json:"score,omitempty"`
+	// Head is the head the peer last reported (head exchange, or a block
+	// it relayed), so a user sees who is behind.
+	Head *PeerHead `json:"head,omitempty"`
+	// LatencyMS is the smoothed round-trip time to the peer, once measured.
+	LatencyMS float64 `json:"latency_ms,omitempty"`
+}
+
+// PeerHead is a peer's head as it reported it.
+type PeerHead struct {
+	Height uint64 `json:"height"`
+	Head   string `json:"head"`
 }
 
 // Peers returns the connected peers.
@@ -295,6 +320,12 @@ func (n *Node) Peers() []PeerInfo {
 		pi := PeerInfo{ID: p.String(), Mesh: mesh[p], Addrs: []string{}}
 		if s, ok := n.scores.get(p); ok {
 			pi.Score = &s
+		}
+		if st, ok := n.sync.head(p); ok {
+			pi.Head = &PeerHead{Height: st.Height, Head: st.Head}
+		}
+		if rtt := n.host.Peerstore().LatencyEWMA(p); rtt > 0 {
+			pi.LatencyMS = float64(rtt.Microseconds()) / 1000
 		}
 		for _, c := range n.host.Network().ConnsToPeer(p) {
 			pi.Addrs = append(pi.Addrs, c.RemoteMultiaddr().String())

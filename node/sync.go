@@ -42,7 +42,7 @@ type SyncProgress struct {
 	Height uint64  `json:"height"` // height now
 	Target uint64  `json:"target"` // the peer's height
 	// Done is set on the last report of a sync.
-	Done    bool          `json:"-"`
+	Done    bool          `json:"done,omitempty"`
 	Elapsed time.Duration `json:"-"`
 }
 
@@ -157,7 +157,7 @@ func (s *syncer) noteHead(p peer.ID, st protocol.Status) {
 		if !known {
 			s.n.log.Warn("peer is on another network (different genesis); disconnecting", "peer", p, "genesis", st.Genesis)
 		}
-		s.n.drops.add("sync_other_genesis")
+		s.n.drop("sync_other_genesis")
 		s.n.host.Network().ClosePeer(p)
 		return
 	}
@@ -170,14 +170,36 @@ func (s *syncer) noteHead(p peer.ID, st protocol.Status) {
 	}
 }
 
-// hint records that p relayed block b: p's head is at least b.
+// hint records that p relayed block b, whose parent this node lacks: p's
+// head is at least b, and worth syncing from.
 func (s *syncer) hint(p peer.ID, b *ledger.Block) {
+	s.saw(p, b)
+	s.wake()
+}
+
+// saw records that p relayed block b: its head is at least b.
+func (s *syncer) saw(p peer.ID, b *ledger.Block) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if cur, ok := s.heads[p]; !ok || (protocol.Status{Height: b.Index, Head: b.Hash}).Better(cur.Height, cur.Head) {
 		s.heads[p] = protocol.Status{Genesis: s.genesis, Height: b.Index, Head: b.Hash}
 	}
-	s.mu.Unlock()
-	s.wake()
+}
+
+// head returns the head p last reported, if any.
+func (s *syncer) head(p peer.ID) (protocol.Status, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.heads[p]
+	return st, ok
+}
+
+// reportSync tells the console (OnSync) and the event stream about a sync.
+func (n *Node) reportSync(p SyncProgress) {
+	if n.cfg.OnSync != nil {
+		n.cfg.OnSync(p)
+	}
+	n.events.publish(Event{Type: "sync", Sync: &p})
 }
 
 // appScore is the application-specific part of a peer's GossipSub score:
@@ -290,9 +312,7 @@ func (s *syncer) syncFrom(p peer.ID, target protocol.Status) {
 		}
 		if prog.Height > prog.From {
 			s.n.log.Info("synced", "peer", p, "from", prog.From, "to", prog.Height, "elapsed", prog.Elapsed.Round(time.Millisecond))
-			if s.n.cfg.OnSync != nil {
-				s.n.cfg.OnSync(*prog)
-			}
+			s.n.reportSync(*prog)
 		}
 	}()
 	// The next batch is fetched and its signatures checked while the
@@ -345,6 +365,7 @@ func (s *syncer) syncFrom(p peer.ID, target protocol.Status) {
 			next = fetchNext()
 		}
 		res, err := chain.AddChecked(f.checked)
+		s.n.added(res, "sync")
 		if err != nil {
 			s.failed(p, err)
 			return
@@ -363,9 +384,9 @@ func (s *syncer) syncFrom(p peer.ID, target protocol.Status) {
 		}
 		prog.Height, prog.Target = chain.Height(), target.Height
 		s.setProgress(prog, big)
-		if big && s.n.cfg.OnSync != nil && time.Since(lastReport) >= progressEvery {
+		if big && time.Since(lastReport) >= progressEvery {
 			lastReport = time.Now()
-			s.n.cfg.OnSync(*prog)
+			s.n.reportSync(*prog)
 		}
 		if head := chain.Head(); !target.Better(head.Index, head.Hash) {
 			return
@@ -393,8 +414,8 @@ func (s *syncer) setProgress(p *SyncProgress, announce bool) {
 		s.progress = &cp
 	}
 	s.mu.Unlock()
-	if announce && p != nil && p.Height == p.From && s.n.cfg.OnSync != nil {
-		s.n.cfg.OnSync(*p)
+	if announce && p != nil && p.Height == p.From {
+		s.n.reportSync(*p)
 	}
 }
 
@@ -409,7 +430,7 @@ func (s *syncer) failed(p peer.ID, err error) {
 	case code == ledger.ErrTooDeep:
 		// Not provably wrong (a peer may hold it after a long split), but
 		// this node will not adopt it: stop asking for a while.
-		s.n.drops.add("sync_" + code.String())
+		s.n.drop("sync_" + code.String())
 		s.n.log.Warn("refusing a branch that would rewrite settled history", "peer", p, "err", err)
 		s.mu.Lock()
 		delete(s.heads, p)
@@ -435,7 +456,7 @@ func (s *syncer) failed(p peer.ID, err error) {
 		s.n.log.Info("sync from peer failed; trying others", "peer", p, "err", err)
 		return
 	}
-	s.n.drops.add(f.reason)
+	s.n.drop(f.reason)
 	s.n.log.Warn("peer sent bad sync data; disconnecting", "peer", p, "reason", f.reason, "err", err)
 	s.n.host.Network().ClosePeer(p)
 }
@@ -507,7 +528,14 @@ func (s *syncer) fetch(p peer.ID, locator []string) ([]*ledger.Block, protocol.S
 }
 
 // call sends req to p on a new sync stream and lets read consume the answer.
-func (s *syncer) call(p peer.ID, req *protocol.Request, read func(*frameReader) error) error {
+func (s *syncer) call(p peer.ID, req *protocol.Request, read func(*frameReader) error) (err error) {
+	defer func() {
+		result := "ok"
+		if err != nil {
+			result = "error"
+		}
+		s.n.metrics.syncMade.WithLabelValues(req.Type, result).Inc()
+	}()
 	ctx, cancel := context.WithTimeout(s.n.ctx, s.timeout)
 	defer cancel()
 	st, err := s.n.host.NewStream(network.WithNoDial(ctx, "sync"), p, protocol.SyncID)
@@ -574,13 +602,13 @@ func (s *syncer) serve(st network.Stream) {
 	case s.serving <- struct{}{}:
 		defer func() { <-s.serving }()
 	default:
-		s.n.drops.add("sync_busy")
+		s.n.drop("sync_busy")
 		st.Reset()
 		return
 	}
 	from := st.Conn().RemotePeer()
 	if !s.limit.allow(string(from)) {
-		s.n.drops.add("rate_limited")
+		s.n.drop("rate_limited")
 		st.Reset()
 		return
 	}
@@ -591,11 +619,12 @@ func (s *syncer) serve(st network.Stream) {
 		err = req.Check()
 	}
 	if err != nil {
-		s.n.drops.add("sync_bad_request")
+		s.n.drop("sync_bad_request")
 		s.n.log.Debug("bad sync request", "peer", from, "err", err)
 		st.Reset()
 		return
 	}
+	s.n.metrics.syncServed.WithLabelValues(req.Type).Inc()
 	w := bufio.NewWriter(st)
 	switch req.Type {
 	case protocol.RequestStatus:

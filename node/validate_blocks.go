@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"runtime/debug"
+	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -38,7 +39,8 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 	defer func() {
 		if r := recover(); r != nil {
 			n.log.Error("block validator panicked; rejecting message", "from", from, "panic", r, "stack", string(debug.Stack()))
-			n.drops.add("panic")
+			n.drop("panic")
+			n.metrics.blocksDropped.WithLabelValues("reject", "panic").Inc()
 			verdict = pubsub.ValidationReject
 		}
 	}()
@@ -51,7 +53,8 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 	}
 	b, err := protocol.DecodeBlock(msg.Data)
 	if err != nil {
-		n.drops.add("malformed")
+		n.drop("malformed")
+		n.metrics.blocksDropped.WithLabelValues("reject", "malformed").Inc()
 		n.log.Debug("rejected gossip message", "from", from, "err", err)
 		return pubsub.ValidationReject
 	}
@@ -62,7 +65,12 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 			n.log.Error("store block", "index", b.Index, "err", err)
 			return pubsub.ValidationIgnore
 		}
-		n.drops.add(code.String())
+		n.drop(code.String())
+		verdict := "ignore"
+		if code.Provable() {
+			verdict = "reject"
+		}
+		n.metrics.blocksDropped.WithLabelValues(verdict, code.String()).Inc()
 		if code == ledger.ErrTooDeep {
 			n.log.Warn("refusing a branch that would rewrite settled history", "from", from, "err", err)
 		}
@@ -77,6 +85,9 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 		return pubsub.ValidationIgnore
 	}
 	msg.ValidatorData = &delivery{block: b}
+	n.metrics.propagation.Observe(max(0, time.Since(b.Time()).Seconds()))
+	n.added(res, "gossip")
+	n.sync.saw(from, b)
 	if res.Reorg {
 		n.wakeReappend()
 	}

@@ -1,0 +1,186 @@
+package node
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"gossipchain/ledger"
+)
+
+// Event is one thing GET /events pushes to a client (the dashboard): a block
+// stored, the head moved, a peer came or went, a sync progressed.
+type Event struct {
+	// Type is "block", "head", "peer" or "sync".
+	Type string `json:"type"`
+	// Block and Origin (local, gossip) describe a "block" event.
+	Block  *ledger.Block `json:"block,omitempty"`
+	Origin string        `json:"origin,omitempty"`
+	// Height and Head describe a "head" event.
+	Height uint64 `json:"height,omitempty"`
+	Head   string `json:"head,omitempty"`
+	// Peer and Connected describe a "peer" event.
+	Peer      string `json:"peer,omitempty"`
+	Connected bool   `json:"connected,omitempty"`
+	// Sync describes a "sync" event.
+	Sync *SyncProgress `json:"sync,omitempty"`
+}
+
+// eventQueue is how many events a client may fall behind by; a client
+// further behind is disconnected (it reconnects and reloads).
+const eventQueue = 1024
+
+// eventHub fans events out to the clients of GET /events.
+type eventHub struct {
+	mu     sync.Mutex
+	subs   map[chan Event]struct{}
+	closed bool
+}
+
+func newEventHub() *eventHub { return &eventHub{subs: map[chan Event]struct{}{}} }
+
+// subscribe returns a channel of events, closed when the hub closes or the
+// client falls too far behind, and a function that unsubscribes.
+func (h *eventHub) subscribe() (<-chan Event, func()) {
+	ch := make(chan Event, eventQueue)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		close(ch)
+		return ch, func() {}
+	}
+	h.subs[ch] = struct{}{}
+	return ch, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if _, ok := h.subs[ch]; ok {
+			delete(h.subs, ch)
+			close(ch)
+		}
+	}
+}
+
+func (h *eventHub) publish(e Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ch := range h.subs {
+		select {
+		case ch <- e:
+		default: // too far behind: let it reconnect
+			delete(h.subs, ch)
+			close(ch)
+		}
+	}
+}
+
+func (h *eventHub) subscribers() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs)
+}
+
+func (h *eventHub) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for ch := range h.subs {
+		delete(h.subs, ch)
+		close(ch)
+	}
+}
+
+// added records blocks stored by this node (metrics, events): origin is
+// local or gossip for blocks to announce one by one, sync for a run.
+func (n *Node) added(res ledger.Result, origin string) {
+	if len(res.Added) == 0 {
+		return
+	}
+	n.metrics.blocksAdded.WithLabelValues(origin).Add(float64(len(res.Added)))
+	if res.Reorg {
+		n.metrics.reorged(res.Dropped)
+	}
+	if origin != "sync" {
+		for _, b := range res.Added {
+			n.events.publish(Event{Type: "block", Block: b, Origin: origin})
+		}
+	}
+	if res.HeadChanged {
+		n.events.publish(Event{Type: "head", Height: res.Head.Index, Head: res.Head.Hash})
+	}
+}
+
+// watchPeers publishes a "peer" event whenever a peer connects or its last
+// connection closes.
+func (n *Node) watchPeers() network.Notifiee {
+	nb := &network.NotifyBundle{
+		ConnectedF: func(nw network.Network, c network.Conn) {
+			if len(nw.ConnsToPeer(c.RemotePeer())) == 1 {
+				n.events.publish(Event{Type: "peer", Peer: c.RemotePeer().String(), Connected: true})
+			}
+		},
+		DisconnectedF: func(nw network.Network, c network.Conn) {
+			if nw.Connectedness(c.RemotePeer()) != network.Connected {
+				n.events.publish(Event{Type: "peer", Peer: c.RemotePeer().String()})
+			}
+		},
+	}
+	n.host.Network().Notify(nb)
+	return nb
+}
+
+// eventHeartbeat keeps idle event streams open through proxies.
+const eventHeartbeat = 15 * time.Second
+
+// handleEvents streams events as Server-Sent Events: "event: <type>" and
+// "data: <JSON Event>" per event, starting with the current head.
+func (n *Node) handleEvents(w http.ResponseWriter, r *http.Request) {
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		writeError(w, http.StatusInternalServerError, "streaming is not supported by this connection")
+		return
+	}
+	ch, cancel := n.events.subscribe()
+	defer cancel()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	head := n.chain.Head()
+	send := func(e Event) error {
+		data, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", e.Type, data); err != nil {
+			return err
+		}
+		flusher.Flush()
+		return nil
+	}
+	if send(Event{Type: "head", Height: head.Index, Head: head.Hash}) != nil {
+		return
+	}
+	beat := time.NewTicker(eventHeartbeat)
+	defer beat.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-n.ctx.Done():
+			return
+		case <-beat.C:
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return
+			}
+			flusher.Flush()
+		case e, ok := <-ch:
+			if !ok || send(e) != nil {
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,131 @@
+package node
+
+import (
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the node's Prometheus metrics, on a registry of its own that
+// libp2p registers its host and resource-manager metrics on too. GET
+// /metrics serves it.
+type metrics struct {
+	reg *prometheus.Registry
+
+	blocksAdded   *prometheus.CounterVec // origin: local, gossip, sync
+	blocksDropped *prometheus.CounterVec // verdict: reject, ignore; reason
+	dropped       *prometheus.CounterVec // every counted drop, by reason
+	reorgs        prometheus.Counter     //
+	reorgDepth    prometheus.Histogram   // blocks that left the main chain
+	syncServed    *prometheus.CounterVec // type
+	syncMade      *prometheus.CounterVec // type, result
+	propagation   prometheus.Histogram   // receipt time - block timestamp
+	gossip        *prometheus.CounterVec // GossipSub events, from a RawTracer
+	gossipRPC     *prometheus.CounterVec // direction: sent, received, dropped
+}
+
+func newMetrics(n *Node) *metrics {
+	reg := prometheus.NewRegistry()
+	m := &metrics{
+		reg: reg,
+		blocksAdded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gossipchain_blocks_added_total",
+			Help: "Blocks stored, by origin: local (typed here, or re-appended), gossip, sync.",
+		}, []string{"origin"}),
+		blocksDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gossipchain_blocks_dropped_total",
+			Help: "Gossiped blocks not accepted, by verdict (reject: the sender broke the protocol; ignore: early or known) and reason.",
+		}, []string{"verdict", "reason"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gossipchain_drops_total",
+			Help: "Everything dropped (gossip, sync, API), by reason; the same counts as drops in GET /status.",
+		}, []string{"reason"}),
+		reorgs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gossipchain_reorgs_total",
+			Help: "Switches of the main chain to another branch.",
+		}),
+		reorgDepth: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "gossipchain_reorg_depth_blocks",
+			Help:    "Main-chain blocks replaced by each reorg.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64},
+		}),
+		syncServed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gossipchain_sync_requests_served_total",
+			Help: "Sync requests answered, by type.",
+		}, []string{"type"}),
+		syncMade: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gossipchain_sync_requests_made_total",
+			Help: "Sync requests sent to peers, by type and result (ok, error).",
+		}, []string{"type", "result"}),
+		propagation: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "gossipchain_block_propagation_delay_seconds",
+			Help:    "Time from a block's timestamp to its arrival here by gossip.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14), // 1 ms .. 8 s
+		}),
+		gossip: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gossipchain_gossipsub_messages_total",
+			Help: "GossipSub message events on this node: delivered, duplicate, rejected, undeliverable, throttled.",
+		}, []string{"event"}),
+		gossipRPC: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gossipchain_gossipsub_rpcs_total",
+			Help: "GossipSub RPCs, by direction: sent, received, dropped (queue full).",
+		}, []string{"direction"}),
+	}
+	reg.MustRegister(m.blocksAdded, m.blocksDropped, m.dropped, m.reorgs, m.reorgDepth, m.syncServed, m.syncMade, m.propagation, m.gossip, m.gossipRPC)
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_chain_height", Help: "Index of the main chain's head."},
+			func() float64 { return float64(n.chain.Height()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_orphans", Help: "Blocks held until their parent arrives."},
+			func() float64 { return float64(n.chain.Orphans()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_pending_lines", Help: "Lines typed here waiting to be re-appended after a reorg."},
+			func() float64 { return float64(n.chain.PendingLines()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_peers", Help: "Connected peers."},
+			func() float64 { return float64(len(n.host.Network().Peers())) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_mesh_peers", Help: "Peers in this node's GossipSub mesh for the blocks topic."},
+			func() float64 { return float64(n.MeshPeers()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_event_subscribers", Help: "Clients following GET /events."},
+			func() float64 { return float64(n.events.subscribers()) }),
+	)
+	return m
+}
+
+// reorged records a reorg that replaced dropped main-chain blocks.
+func (m *metrics) reorged(dropped int) {
+	m.reorgs.Inc()
+	m.reorgDepth.Observe(float64(dropped))
+}
+
+// gossipTracer counts GossipSub events into the metrics; go-libp2p-pubsub
+// has no Prometheus metrics of its own.
+type gossipTracer struct{ m *metrics }
+
+func (t gossipTracer) DeliverMessage(*pubsub.Message) { t.m.gossip.WithLabelValues("delivered").Inc() }
+func (t gossipTracer) DuplicateMessage(*pubsub.Message) {
+	t.m.gossip.WithLabelValues("duplicate").Inc()
+}
+func (t gossipTracer) RejectMessage(*pubsub.Message, string) {
+	t.m.gossip.WithLabelValues("rejected").Inc()
+}
+func (t gossipTracer) UndeliverableMessage(*pubsub.Message) {
+	t.m.gossip.WithLabelValues("undeliverable").Inc()
+}
+func (t gossipTracer) ThrottlePeer(peer.ID)                                 { t.m.gossip.WithLabelValues("throttled").Inc() }
+func (t gossipTracer) RecvRPC(*pubsub.RPC)                                  { t.m.gossipRPC.WithLabelValues("received").Inc() }
+func (t gossipTracer) SendRPC(*pubsub.RPC, peer.ID)                         { t.m.gossipRPC.WithLabelValues("sent").Inc() }
+func (t gossipTracer) DropRPC(*pubsub.RPC, peer.ID)                         { t.m.gossipRPC.WithLabelValues("dropped").Inc() }
+func (t gossipTracer) AddPeer(peer.ID, protocol.ID)                         {}
+func (t gossipTracer) RemovePeer(peer.ID)                                   {}
+func (t gossipTracer) Join(string)                                          {}
+func (t gossipTracer) Leave(string)                                         {}
+func (t gossipTracer) Graft(peer.ID, string)                                {}
+func (t gossipTracer) Prune(peer.ID, string)                                {}
+func (t gossipTracer) ValidateMessage(*pubsub.Message)                      {}
+func (t gossipTracer) OnNewOutboundStream(peer.ID, protocol.ID)             {}
+func (t gossipTracer) OnClosedOutboundStream(peer.ID)                       {}
+func (t gossipTracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}

@@ -1,0 +1,257 @@
+// gossipchain dashboard: reads the node's JSON API and follows GET /events
+// (Server-Sent Events, read with fetch so an API token can be sent).
+"use strict";
+
+const PAGE = 50; // blocks per page: the chain can be far longer than a page
+const $ = (id) => document.getElementById(id);
+const state = { height: 0, head: "", from: null, rows: [], peers: [] }; // from null: following the head
+let token = sessionStorage.getItem("gossipchain-token") || "";
+
+async function api(path, opts = {}) {
+  const headers = Object.assign({}, opts.headers || {});
+  if (token) headers["Authorization"] = "Bearer " + token;
+  const resp = await fetch(path, Object.assign({}, opts, { headers }));
+  if (resp.status === 401) {
+    $("token-form").hidden = false;
+    throw new Error("this node's API needs a token");
+  }
+  const body = await resp.json().catch(() => ({}));
+  if (!resp.ok) throw new Error(body.error || resp.statusText);
+  return body;
+}
+
+const short = (s, n = 8) => (s || "").slice(0, n);
+const tail = (s, n = 6) => (s || "").slice(-n);
+
+function age(ms) {
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (s < 60) return s + "s";
+  if (s < 3600) return Math.floor(s / 60) + "m";
+  if (s < 86400) return Math.floor(s / 3600) + "h";
+  return Math.floor(s / 86400) + "d";
+}
+
+function cell(tr, text, cls, title) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  if (title) td.title = title;
+  tr.appendChild(td);
+  return td;
+}
+
+function blockRow(b, fresh) {
+  const tr = document.createElement("tr");
+  tr.className = "block" + (fresh ? " new" : "");
+  tr.dataset.index = b.index;
+  tr.dataset.hash = b.hash;
+  cell(tr, b.index, "num");
+  cell(tr, short(b.hash), null, b.hash).classList.add("mono");
+  cell(tr, b.index === 0 ? "genesis" : tail(b.author), null, b.author);
+  cell(tr, b.data, "data");
+  const a = cell(tr, age(b.timestamp), "age");
+  a.dataset.ts = b.timestamp;
+  return tr;
+}
+
+function renderChain(blocks, freshHash) {
+  const body = $("chain");
+  body.replaceChildren(...blocks.slice().reverse().map((b) => blockRow(b, b.hash === freshHash)));
+  state.rows = blocks;
+  const lo = blocks.length ? blocks[0].index : 0, hi = blocks.length ? blocks[blocks.length - 1].index : 0;
+  $("chain-range").textContent = blocks.length ? `#${lo}–#${hi} of #${state.height}` : "";
+  $("older").disabled = lo === 0;
+  $("newer").disabled = state.from === null;
+  $("latest").disabled = state.from === null;
+}
+
+async function loadChain(freshHash) {
+  const from = state.from === null ? Math.max(0, state.height - PAGE + 1) : state.from;
+  const blocks = await api(`/blocks?from=${from}&limit=${PAGE}`);
+  renderChain(blocks, freshHash);
+}
+
+function setHead(height, head) {
+  state.height = height;
+  state.head = head;
+  $("height").textContent = height;
+  $("head-hash").textContent = short(head, 16);
+  $("head-hash").title = head;
+}
+
+async function loadStatus() {
+  const s = await api("/status");
+  $("node-id").textContent = s.id;
+  $("node-addr").textContent = (s.addrs || [])[0] || "";
+  setHead(s.height, s.head);
+  renderDrops(s.drops || {});
+  renderSync(s.syncing);
+}
+
+function renderDrops(drops) {
+  const keys = Object.keys(drops).sort();
+  const list = $("drops");
+  if (!keys.length) {
+    list.innerHTML = '<li class="none">nothing</li>';
+    return;
+  }
+  list.replaceChildren(...keys.map((k) => {
+    const li = document.createElement("li");
+    li.textContent = `${k}: ${drops[k]}`;
+    return li;
+  }));
+}
+
+function renderSync(p) {
+  $("sync").hidden = !p || p.done;
+  if (!p || p.done) return;
+  const total = Math.max(1, p.target - p.from);
+  $("sync-bar").value = (p.height - p.from) / total;
+  $("sync-text").textContent = `syncing from ${tail(p.peer)}: ${p.height - p.from}/${total} blocks`;
+}
+
+async function loadPeers() {
+  const peers = (await api("/peers")) || [];
+  state.peers = peers;
+  renderPeers();
+}
+
+function renderPeers() {
+  const peers = state.peers;
+  $("peer-count").textContent = peers.length ? `(${peers.length})` : "(none)";
+  $("peers").replaceChildren(...peers.map((p) => {
+    const tr = document.createElement("tr");
+    tr.dataset.peer = p.id;
+    cell(tr, tail(p.id), null, p.id + "\n" + (p.addrs || []).join("\n"));
+    cell(tr, (p.direction || "").slice(0, 3) + (p.mesh ? " ·mesh" : ""));
+    if (p.head) {
+      const d = p.head.height - state.height;
+      const text = `#${p.head.height}` + (d < 0 ? ` (${-d} behind)` : d > 0 ? ` (${d} ahead)` : p.head.head === state.head ? " ✓" : " (fork)");
+      cell(tr, text, d < 0 ? "behind" : d > 0 ? "ahead" : p.head.head === state.head ? "same" : "behind", p.head.head);
+    } else {
+      cell(tr, "?");
+    }
+    cell(tr, p.latency_ms ? p.latency_ms.toFixed(1) + " ms" : "", "num");
+    cell(tr, p.score === undefined ? "" : p.score.toFixed(1), "num" + (p.score < 0 ? " neg" : ""));
+    return tr;
+  }));
+}
+
+// Debounced reloads: many events may arrive at once.
+const timers = {};
+function soon(name, fn, ms = 150) {
+  clearTimeout(timers[name]);
+  timers[name] = setTimeout(() => fn().catch(console.error), ms);
+}
+
+function onEvent(type, e) {
+  switch (type) {
+    case "block": {
+      const b = e.block;
+      if (b.index > state.height) setHead(b.index, b.hash);
+      const top = state.rows.length ? state.rows[state.rows.length - 1] : null;
+      if (state.from === null && top && b.prevHash === top.hash) {
+        const rows = state.rows.concat([b]).slice(-PAGE);
+        renderChain(rows, b.hash);
+      } else if (state.from === null) {
+        soon("chain", () => loadChain(b.hash));
+      }
+      soon("status", loadStatus, 500);
+      break;
+    }
+    case "head":
+      setHead(e.height, e.head);
+      if (state.from === null && (!state.rows.length || state.rows[state.rows.length - 1].hash !== e.head)) soon("chain", loadChain);
+      renderPeers();
+      break;
+    case "peer":
+      soon("peers", loadPeers);
+      break;
+    case "sync":
+      renderSync(e.sync);
+      if (e.sync.done) soon("chain", loadChain);
+      break;
+  }
+}
+
+// follow reads GET /events until it ends, then reconnects.
+async function follow() {
+  for (;;) {
+    try {
+      const headers = token ? { Authorization: "Bearer " + token } : {};
+      const resp = await fetch("/events", { headers });
+      if (!resp.ok) throw new Error(resp.statusText);
+      $("live").className = "live on";
+      $("live").textContent = "live";
+      await loadStatus();
+      await Promise.all([loadChain(), loadPeers()]);
+      const reader = resp.body.getReader();
+      const dec = new TextDecoder();
+      let buf = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += dec.decode(value, { stream: true });
+        let cut;
+        while ((cut = buf.indexOf("\n\n")) >= 0) {
+          const raw = buf.slice(0, cut);
+          buf = buf.slice(cut + 2);
+          let type = "message", data = "";
+          for (const line of raw.split("\n")) {
+            if (line.startsWith("event: ")) type = line.slice(7);
+            else if (line.startsWith("data: ")) data += line.slice(6);
+          }
+          if (data) onEvent(type, JSON.parse(data));
+        }
+      }
+    } catch (err) {
+      console.warn("event stream:", err);
+    }
+    $("live").className = "live off";
+    $("live").textContent = "reconnecting";
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+$("add-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const input = $("add-data");
+  const out = $("add-result");
+  try {
+    const b = await api("/blocks", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ data: input.value }) });
+    out.className = "";
+    out.textContent = `#${b.index} ${short(b.hash)} added`;
+    input.value = "";
+  } catch (err) {
+    out.className = "error";
+    out.textContent = err.message;
+  }
+});
+
+$("older").addEventListener("click", () => {
+  const lo = state.rows.length ? state.rows[0].index : 0;
+  state.from = Math.max(0, lo - PAGE);
+  loadChain().catch(console.error);
+});
+$("newer").addEventListener("click", () => {
+  const hi = state.rows.length ? state.rows[state.rows.length - 1].index : 0;
+  state.from = hi + 1 + PAGE > state.height ? null : hi + 1;
+  loadChain().catch(console.error);
+});
+$("latest").addEventListener("click", () => {
+  state.from = null;
+  loadChain().catch(console.error);
+});
+$("token-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  token = $("token").value;
+  sessionStorage.setItem("gossipchain-token", token);
+  $("token-form").hidden = true;
+});
+
+setInterval(() => {
+  for (const td of document.querySelectorAll("td.age")) td.textContent = age(Number(td.dataset.ts));
+}, 1000);
+setInterval(() => soon("peers", loadPeers), 5000); // scores and latencies change without events
+
+follow();
