@@ -468,6 +468,7 @@ func (s *syncer) exchangeStatus(p peer.ID) {
 	}
 	me := s.status()
 	var st protocol.Status
+	start := time.Now()
 	err := s.call(p, &protocol.Request{Type: protocol.RequestStatus, Status: &me}, func(r *frameReader) error {
 		if err := r.json(protocol.MaxSyncHeaderBytes, &st); err != nil {
 			return err
@@ -486,6 +487,8 @@ func (s *syncer) exchangeStatus(p peer.ID) {
 		}
 		return
 	}
+	// One request and its answer: a round trip, for the peer list.
+	s.n.host.Peerstore().RecordLatency(p, time.Since(start))
 	s.noteHead(p, st)
 }
 

@@ -160,7 +160,7 @@ function onEvent(type, e) {
       break;
     }
     case "head":
-      setHead(e.height, e.head);
+      setHead(e.height || 0, e.head);
       if (state.from === null && (!state.rows.length || state.rows[state.rows.length - 1].hash !== e.head)) soon("chain", loadChain);
       renderPeers();
       break;
