@@ -189,6 +189,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	c.printf("gossipchain node %s, height %d, data %s\n", n.ID(), n.Chain().Height(), o.data)
 	if a := n.APIAddr(); a != "" {
 		c.printf("api: http://%s\n", a)
+		c.printf("dashboard: http://%s/\n", a)
 	}
 	c.printf("peers can join with: --peer %s\n", n.Addr())
 	c.printf("%s\n", n.Addr())

@@ -109,6 +109,7 @@ func (n *Node) added(res ledger.Result, origin string) {
 		}
 	}
 	if res.HeadChanged {
+		n.sync.headMoved()
 		n.events.publish(Event{Type: "head", Height: res.Head.Index, Head: res.Head.Hash})
 	}
 }

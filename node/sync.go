@@ -33,6 +33,10 @@ const (
 	progressMin = 256
 	// progressEvery spaces progress reports.
 	progressEvery = 250 * time.Millisecond
+	// recheckAfter is how soon after this node's head moves it asks its
+	// peers for their heads again (once per burst of moves), so what it
+	// shows of them is fresh and a peer left behind is noticed.
+	recheckAfter = 500 * time.Millisecond
 )
 
 // SyncProgress describes a sync in progress (or just finished).
@@ -68,6 +72,7 @@ type syncer struct {
 	progress *SyncProgress
 	limit    *rateLimiter // sync requests served, per peer
 
+	recheck *time.Timer   // pending head re-check after our head moved
 	kick    chan struct{} // something may be worth syncing
 	ask     chan peer.ID  // peers to exchange status with
 	serving chan struct{} // semaphore of requests being served
@@ -105,7 +110,30 @@ func (s *syncer) start() {
 	go s.askLoop()
 }
 
+// headMoved schedules one head exchange with every peer shortly after this
+// node's head moved; more moves meanwhile share it.
+func (s *syncer) headMoved() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.recheck != nil || s.n.ctx.Err() != nil {
+		return
+	}
+	s.recheck = time.AfterFunc(recheckAfter, func() {
+		s.mu.Lock()
+		s.recheck = nil
+		s.mu.Unlock()
+		for _, p := range s.n.host.Network().Peers() {
+			s.askStatus(p)
+		}
+	})
+}
+
 func (s *syncer) stop() {
+	s.mu.Lock()
+	if s.recheck != nil {
+		s.recheck.Stop()
+	}
+	s.mu.Unlock()
 	if s.notify != nil {
 		s.n.host.Network().StopNotify(s.notify)
 	}

@@ -109,7 +109,7 @@ start() {
 }
 
 table() {
-	printf '%-5s %-80s %-27s %s\n' NODE ADDRESS API LOG
+	printf '%-5s %-80s %-27s %s\n' NODE ADDRESS 'DASHBOARD AND API' LOG
 	for k in $(nodes); do
 		printf '%-5s %-80s %-27s %s\n' "$k" "$(cat "$state/node-$k.addr")" "http://$(api_of "$k")" "$state/node-$k.log"
 	done

@@ -163,6 +163,7 @@ function onEvent(type, e) {
       setHead(e.height || 0, e.head);
       if (state.from === null && (!state.rows.length || state.rows[state.rows.length - 1].hash !== e.head)) soon("chain", loadChain);
       renderPeers();
+      soon("peers", loadPeers, 1000); // the node re-asks its peers' heads 0.5 s after its own moves
       break;
     case "peer":
       soon("peers", loadPeers);

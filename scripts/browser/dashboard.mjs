@@ -48,6 +48,9 @@ try {
     seenOn.push(other);
     await p.close();
   }
+  // Let the peer list catch up with the peers' new heads (re-asked 0.5 s
+  // after the head moves, shown 1 s after) before the picture.
+  await page.waitForTimeout(1500);
   await page.screenshot({ path: shot, fullPage: true });
   if (errors.length) throw new Error("page errors: " + errors.join("; "));
   console.log(JSON.stringify({ id, before, index, text, seenOn, screenshot: shot }));
