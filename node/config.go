@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
 
@@ -59,6 +60,9 @@ type Config struct {
 	// APIToken, if set, is required as "Authorization: Bearer <token>" on
 	// every API request. An API on a non-loopback address needs one.
 	APIToken string
+
+	// gater, if set, vets every connection (tests cut links with it).
+	gater connmgr.ConnectionGater
 }
 
 // DefaultDataDir is the data dir of a node on port, so that two nodes on one

@@ -35,6 +35,10 @@ func (n *Node) startGossip() error {
 		// A locally authored block goes to every subscribed peer, not only
 		// the mesh, so a node's own blocks can't be eclipsed.
 		pubsub.WithFloodPublish(true),
+		// Discovery: a node that prunes a peer from its mesh tells it about
+		// other members (signed peer records), so a node given one
+		// bootstrap peer finds the rest.
+		pubsub.WithPeerExchange(true),
 		pubsub.WithRawTracer(n.mesh),
 		pubsub.WithRawTracer(gossipTracer{n.metrics}),
 		// The library logs routine events at info; keep its warnings only.

@@ -19,7 +19,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/pnet"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
@@ -94,7 +93,7 @@ func New(c Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.signer = ledger.NewSigner(ed25519.PrivateKey(raw))
-	if n.host, err = newHost(key, cfg.ListenHost, cfg.Port, cfg.PSK, n.metrics.reg); err != nil {
+	if n.host, err = newHost(key, cfg, n.metrics.reg); err != nil {
 		return nil, err
 	}
 	n.peerNotify = n.watchPeers()
@@ -152,10 +151,10 @@ func resourceManager() (network.ResourceManager, error) {
 	return rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits))
 }
 
-func newHost(key crypto.PrivKey, listenHost string, port int, psk pnet.PSK, reg prometheus.Registerer) (host.Host, error) {
-	listen := fmt.Sprintf("/ip4/%s/tcp/%d", listenHost, port)
+func newHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer) (host.Host, error) {
+	listen := fmt.Sprintf("/ip4/%s/tcp/%d", cfg.ListenHost, cfg.Port)
 	if _, err := ma.NewMultiaddr(listen); err != nil {
-		return nil, fmt.Errorf("listen address %q: %v", listenHost, err)
+		return nil, fmt.Errorf("listen address %q: %v", cfg.ListenHost, err)
 	}
 	rm, err := resourceManager()
 	if err != nil {
@@ -178,13 +177,16 @@ func newHost(key crypto.PrivKey, listenHost string, port int, psk pnet.PSK, reg 
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
 	}
-	if psk != nil {
-		opts = append(opts, libp2p.PrivateNetwork(psk))
+	if cfg.PSK != nil {
+		opts = append(opts, libp2p.PrivateNetwork(cfg.PSK))
+	}
+	if cfg.gater != nil {
+		opts = append(opts, libp2p.ConnectionGater(cfg.gater))
 	}
 	h, err := libp2p.New(opts...)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use") {
-			return nil, fmt.Errorf("listen on %s: port %d is already in use", listen, port)
+			return nil, fmt.Errorf("listen on %s: port %d is already in use", listen, cfg.Port)
 		}
 		return nil, fmt.Errorf("start libp2p host on %s: %w", listen, err)
 	}

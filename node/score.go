@@ -71,7 +71,7 @@ func scoreOptions(app func(peer.ID) float64, scores *scoreBoard) []pubsub.Option
 		GossipThreshold:             GossipThreshold,
 		PublishThreshold:            PublishThreshold,
 		GraylistThreshold:           GraylistThreshold,
-		AcceptPXThreshold:           10,
+		AcceptPXThreshold:           0,
 		OpportunisticGraftThreshold: 3,
 	}
 	return []pubsub.Option{

@@ -72,11 +72,12 @@ type syncer struct {
 	progress *SyncProgress
 	limit    *rateLimiter // sync requests served, per peer
 
-	recheck *time.Timer   // pending head re-check after our head moved
-	kick    chan struct{} // something may be worth syncing
-	ask     chan peer.ID  // peers to exchange status with
-	serving chan struct{} // semaphore of requests being served
-	notify  network.Notifiee
+	recheck  *time.Timer   // pending head re-check after our head moved
+	kick     chan struct{} // something may be worth syncing
+	discover chan struct{} // a discovery round may be worth it
+	ask      chan peer.ID  // peers to exchange status with
+	serving  chan struct{} // semaphore of requests being served
+	notify   network.Notifiee
 }
 
 func newSyncer(n *Node, timeout time.Duration) *syncer {
@@ -84,7 +85,7 @@ func newSyncer(n *Node, timeout time.Duration) *syncer {
 		n: n, timeout: timeout, genesis: ledger.Genesis().Hash,
 		heads: map[peer.ID]protocol.Status{}, banned: map[peer.ID]ban{},
 		limit: newRateLimiter(protocol.SyncRequestsPerSecond, protocol.SyncRequestBurst),
-		kick:  make(chan struct{}, 1), ask: make(chan peer.ID, 256), serving: make(chan struct{}, protocol.MaxSyncServing),
+		kick:  make(chan struct{}, 1), discover: make(chan struct{}, 1), ask: make(chan peer.ID, 256), serving: make(chan struct{}, protocol.MaxSyncServing),
 	}
 }
 
@@ -94,7 +95,12 @@ func (s *syncer) start() {
 	h := s.n.host
 	h.SetStreamHandler(protocol.SyncID, s.serve)
 	s.notify = &network.NotifyBundle{
-		ConnectedF: func(_ network.Network, c network.Conn) { s.askStatus(c.RemotePeer()) },
+		ConnectedF: func(nw network.Network, c network.Conn) {
+			s.askStatus(c.RemotePeer())
+			if len(nw.Peers()) < targetPeers {
+				s.wakeDiscovery()
+			}
+		},
 		DisconnectedF: func(nw network.Network, c network.Conn) {
 			if nw.Connectedness(c.RemotePeer()) != network.Connected {
 				s.mu.Lock()
@@ -104,8 +110,9 @@ func (s *syncer) start() {
 		},
 	}
 	h.Network().Notify(s.notify)
-	s.n.wg.Add(3)
+	s.n.wg.Add(4)
 	go s.run()
+	go s.discoverLoop()
 	go s.askLoop()
 	go s.askLoop()
 }
@@ -662,6 +669,8 @@ func (s *syncer) serve(st network.Stream) {
 		err = protocol.WriteJSON(w, s.status())
 	case protocol.RequestBlocks:
 		err = s.serveBlocks(w, &req)
+	case protocol.RequestPeers:
+		err = protocol.WriteJSON(w, s.peersAnswer(from))
 	}
 	if err == nil {
 		err = w.Flush()

@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"gossipchain/ledger"
 	"gossipchain/protocol"
@@ -124,21 +126,52 @@ func TestOrphansInReverseOrder(t *testing.T) {
 	}
 }
 
-func TestPartitionHeals(t *testing.T) {
-	// a-b-c-d share a chain; the b-c link is cut; each side extends its own
-	// branch; the link comes back and, with nobody typing, every node ends
-	// on one chain holding every line exactly once.
-	nodes := []*Node{startNode(t, ""), startNode(t, ""), startNode(t, ""), startNode(t, "")}
-	a, b, c, d := nodes[0], nodes[1], nodes[2], nodes[3]
-	link := func(x, y *Node) {
-		t.Helper()
-		if _, err := x.Connect(context.Background(), y.Addr()); err != nil {
-			t.Fatal(err)
-		}
+// cutGater refuses connections to and from the peers it is told to, so a
+// test can cut links that discovery would otherwise re-dial.
+type cutGater struct {
+	mu  sync.Mutex
+	cut map[peer.ID]bool
+}
+
+func (g *cutGater) set(p peer.ID, cut bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cut == nil {
+		g.cut = map[peer.ID]bool{}
 	}
-	link(a, b)
-	link(b, c)
-	link(c, d)
+	g.cut[p] = cut
+}
+
+func (g *cutGater) allowed(p peer.ID) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return !g.cut[p]
+}
+
+func (g *cutGater) InterceptPeerDial(p peer.ID) bool                                { return g.allowed(p) }
+func (g *cutGater) InterceptAddrDial(p peer.ID, _ ma.Multiaddr) bool                { return g.allowed(p) }
+func (g *cutGater) InterceptAccept(network.ConnMultiaddrs) bool                     { return true }
+func (g *cutGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
+func (g *cutGater) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
+	return g.allowed(p)
+}
+
+func TestPartitionHeals(t *testing.T) {
+	// Four nodes that found each other share a chain; every link between
+	// {a, b} and {c, d} is cut (and stays cut: discovery would re-dial);
+	// each side extends its own branch; the cut is lifted and one link
+	// made: with nobody typing, every node ends on one chain holding every
+	// line exactly once.
+	gaters := []*cutGater{{}, {}, {}, {}}
+	var nodes []*Node
+	for i := range gaters {
+		var peers []*Node
+		if i > 0 {
+			peers = nodes[:1]
+		}
+		nodes = append(nodes, startNodeWith(t, Config{gater: gaters[i]}, peers...))
+	}
+	a, b, c, d := nodes[0], nodes[1], nodes[2], nodes[3]
 	waitMesh(t, nodes...)
 	var lines []string
 	appendLines := func(n *Node, name string, count int) {
@@ -153,11 +186,28 @@ func TestPartitionHeals(t *testing.T) {
 	appendLines(a, "shared", 2)
 	waitConverged(t, 10*time.Second, lines, nodes...)
 
-	// The cut: links that are not configured peers are not re-dialled.
-	b.host.Network().ClosePeer(c.ID())
-	c.host.Network().ClosePeer(b.ID())
-	waitFor(t, 5*time.Second, "b and c apart", func() bool {
-		return b.host.Network().Connectedness(c.ID()) != network.Connected
+	cut := func(on bool) {
+		for _, x := range []int{0, 1} {
+			for _, y := range []int{2, 3} {
+				gaters[x].set(nodes[y].ID(), on)
+				gaters[y].set(nodes[x].ID(), on)
+				if on {
+					nodes[x].host.Network().ClosePeer(nodes[y].ID())
+					nodes[y].host.Network().ClosePeer(nodes[x].ID())
+				}
+			}
+		}
+	}
+	cut(true)
+	waitFor(t, 5*time.Second, "the two sides apart", func() bool {
+		for _, x := range []*Node{a, b} {
+			for _, y := range []*Node{c, d} {
+				if x.host.Network().Connectedness(y.ID()) == network.Connected {
+					return false
+				}
+			}
+		}
+		return true
 	})
 	left, right := append([]string{}, lines...), append([]string{}, lines...)
 	appendLines(a, "a", 3)
@@ -169,7 +219,10 @@ func TestPartitionHeals(t *testing.T) {
 	waitConverged(t, 10*time.Second, left, a, b)
 	waitConverged(t, 10*time.Second, right, c, d)
 
-	link(b, c)
+	cut(false)
+	if _, err := b.Connect(context.Background(), c.Addr()); err != nil {
+		t.Fatal(err)
+	}
 	waitConverged(t, 30*time.Second, lines, nodes...)
 	if p := a.Chain().PendingLines() + b.Chain().PendingLines(); p != 0 {
 		t.Fatalf("%d lines still pending on the losing side", p)

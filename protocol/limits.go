@@ -49,6 +49,12 @@ const (
 	// rate_limited. A catching-up peer makes one request per 1,000 blocks.
 	SyncRequestsPerSecond = 20
 	SyncRequestBurst      = 50
+	// MaxPeersPerAnswer bounds the peers one discovery answer lists, and
+	// MaxAddrsPerPeer the addresses given for each.
+	MaxPeersPerAnswer = 32
+	MaxAddrsPerPeer   = 8
+	// MaxPeersAnswerBytes bounds a discovery answer frame.
+	MaxPeersAnswerBytes = 32 << 10
 	// SyncTimeout bounds every read and write of a sync exchange.
 	SyncTimeout = 10 * time.Second
 

@@ -21,6 +21,7 @@ const SyncID = "/gossipchain/sync/1.0.0"
 const (
 	RequestStatus = "status"
 	RequestBlocks = "blocks"
+	RequestPeers  = "peers"
 )
 
 // Status is what a node says about its chain.
@@ -72,8 +73,23 @@ func (r *Request) Check() error {
 			return fmt.Errorf("limit %d out of range 1..%d", r.Limit, MaxBlocksPerResponse)
 		}
 		return nil
+	case RequestPeers:
+		return nil
 	}
 	return fmt.Errorf("unknown request type %.32q", r.Type)
+}
+
+// PeerAddrs is one peer a node is connected to, as it tells others for
+// discovery: its ID and the addresses it can be dialled on.
+type PeerAddrs struct {
+	ID    string   `json:"id"`
+	Addrs []string `json:"addrs"`
+}
+
+// PeersAnswer answers a peers request: some of the server's connected
+// peers (not the asker), at most MaxPeersPerAnswer.
+type PeersAnswer struct {
+	Peers []PeerAddrs `json:"peers"`
 }
 
 func (s *Status) check() error {

@@ -1,0 +1,133 @@
+package node
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"gossipchain/protocol"
+)
+
+// Discovery. A node given one bootstrap peer asks its peers whom they are
+// connected to (a "peers" request on the sync protocol) and dials some of
+// them until it has targetPeers connections, so the GossipSub mesh can form
+// among many peers and survives the bootstrap peer leaving. GossipSub's own
+// peer exchange (on PRUNE) helps too, but only reaches a peer that a full
+// mesh prunes: a newcomer grafted into a mesh with room learns nobody.
+const (
+	targetPeers   = 8
+	discoverEvery = 5 * time.Second
+	maxDialsRound = 4
+)
+
+// discoverLoop keeps the peer count up to targetPeers: at start, whenever
+// a connection is made while below it, and every discoverEvery.
+func (s *syncer) discoverLoop() {
+	defer s.n.wg.Done()
+	tick := time.NewTicker(discoverEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.n.ctx.Done():
+			return
+		case <-tick.C:
+		case <-s.discover:
+		}
+		s.discoverRound()
+	}
+}
+
+func (s *syncer) wakeDiscovery() {
+	select {
+	case s.discover <- struct{}{}:
+	default:
+	}
+}
+
+// discoverRound asks one random peer for its peers and dials a few this
+// node is not connected to.
+func (s *syncer) discoverRound() {
+	nw := s.n.host.Network()
+	connected := nw.Peers()
+	need := targetPeers - len(connected)
+	if need <= 0 || len(connected) == 0 {
+		return
+	}
+	from := connected[rand.N(len(connected))]
+	var answer protocol.PeersAnswer
+	err := s.call(from, &protocol.Request{Type: protocol.RequestPeers}, func(r *frameReader) error {
+		return r.json(protocol.MaxPeersAnswerBytes, &answer)
+	})
+	if err != nil {
+		s.n.log.Debug("peers request failed", "peer", from, "err", err)
+		return
+	}
+	candidates := s.candidates(answer)
+	rand.Shuffle(len(candidates), func(i, j int) { candidates[i], candidates[j] = candidates[j], candidates[i] })
+	for _, pi := range candidates[:min(len(candidates), need, maxDialsRound)] {
+		ctx, cancel := context.WithTimeout(s.n.ctx, dialTimeout)
+		err := s.n.host.Connect(ctx, pi)
+		cancel()
+		if err != nil {
+			s.n.log.Debug("discovered peer unreachable", "peer", pi.ID, "err", err)
+		}
+	}
+}
+
+// candidates turns a peers answer into peers worth dialling: well-formed,
+// not this node, not connected, not banned.
+func (s *syncer) candidates(a protocol.PeersAnswer) []peer.AddrInfo {
+	var out []peer.AddrInfo
+	for _, pa := range a.Peers[:min(len(a.Peers), protocol.MaxPeersPerAnswer)] {
+		id, err := peer.Decode(pa.ID)
+		if err != nil || id == s.n.host.ID() || s.n.host.Network().Connectedness(id) == network.Connected {
+			continue
+		}
+		s.mu.Lock()
+		b, banned := s.banned[id]
+		s.mu.Unlock()
+		if banned && time.Now().Before(b.until) {
+			continue
+		}
+		pi := peer.AddrInfo{ID: id}
+		for _, a := range pa.Addrs[:min(len(pa.Addrs), protocol.MaxAddrsPerPeer)] {
+			if m, err := ma.NewMultiaddr(a); err == nil {
+				pi.Addrs = append(pi.Addrs, m)
+			}
+		}
+		if len(pi.Addrs) > 0 {
+			out = append(out, pi)
+		}
+	}
+	return out
+}
+
+// peersAnswer lists some of this node's connected peers for asker.
+func (s *syncer) peersAnswer(asker peer.ID) protocol.PeersAnswer {
+	ps := s.n.host.Peerstore()
+	ids := s.n.host.Network().Peers()
+	rand.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+	answer := protocol.PeersAnswer{Peers: []protocol.PeerAddrs{}}
+	for _, id := range ids {
+		if id == asker {
+			continue
+		}
+		pa := protocol.PeerAddrs{ID: id.String()}
+		for _, a := range ps.Addrs(id) {
+			if len(pa.Addrs) < protocol.MaxAddrsPerPeer {
+				pa.Addrs = append(pa.Addrs, a.String())
+			}
+		}
+		if len(pa.Addrs) > 0 {
+			answer.Peers = append(answer.Peers, pa)
+		}
+		if len(answer.Peers) == protocol.MaxPeersPerAnswer {
+			break
+		}
+	}
+	return answer
+}

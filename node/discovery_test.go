@@ -1,0 +1,63 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+func TestDiscoveryFromOneBootstrap(t *testing.T) {
+	const count = 30
+	boot := startNode(t, "")
+	nodes := []*Node{boot}
+	start := time.Now()
+	for i := 1; i < count; i++ {
+		nodes = append(nodes, startNode(t, "", boot))
+	}
+	waitMesh(t, nodes...)
+	waitFor(t, 60*time.Second, "every node connected to more than the bootstrap", func() bool {
+		for _, n := range nodes[1:] {
+			if len(n.host.Network().Peers()) < 3 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("all %d nodes have >= 3 peers after %v", count, time.Since(start))
+	lo, hi := count, 0
+	for _, n := range nodes[1:] {
+		c := len(n.host.Network().Peers())
+		lo, hi = min(lo, c), max(hi, c)
+	}
+	t.Logf("peers per node: %d..%d", lo, hi)
+	var lines []string
+	for i := 0; i < 5; i++ {
+		line := fmt.Sprintf("with bootstrap %d", i)
+		if _, err := nodes[1+i*5].Append(context.Background(), line); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, line)
+	}
+	waitConverged(t, 30*time.Second, lines, nodes...)
+
+	// A newcomer given only the bootstrap address: how long until it is in
+	// the mesh with peers of its own and has the chain.
+	joined := time.Now()
+	late := startNode(t, "", boot)
+	waitFor(t, 30*time.Second, "the newcomer in the mesh with peers beyond the bootstrap", func() bool {
+		return late.MeshPeers() > 0 && len(late.host.Network().Peers()) >= 3 && late.Chain().Height() == uint64(len(lines))
+	})
+	t.Logf("newcomer with one bootstrap address: %d peers, in the mesh and synced after %v", len(late.host.Network().Peers()), time.Since(joined))
+	nodes = append(nodes, late)
+	boot.Close()
+	rest := nodes[1:]
+	for i := 0; i < 5; i++ {
+		line := fmt.Sprintf("without bootstrap %d", i)
+		if _, err := rest[2+i*5].Append(context.Background(), line); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, line)
+	}
+	waitConverged(t, 30*time.Second, lines, rest...)
+}
