@@ -36,6 +36,15 @@ func (c *console) received(b *ledger.Block, from peer.ID) {
 	c.printf("< %s\n", blockLine(b))
 }
 
+// alone reports losing the last peer, and getting one back.
+func (c *console) alone(alone bool) {
+	if alone {
+		c.printf("! no peer connected: lines typed now are kept here and reach the others when a peer returns\n")
+		return
+	}
+	c.printf("~ connected to a peer again\n")
+}
+
 // reappended reports a line typed here that is added again because a reorg
 // took its earlier block off the main chain.
 func (c *console) reappended(b *ledger.Block) {

@@ -475,6 +475,8 @@ func TestBadInvocations(t *testing.T) {
 		// 192.0.2.1 is a documentation address: refused before any listen.
 		{"open api without token", []string{"--port", "0", "--data", filepath.Join(dir, "api"), "--api", "192.0.2.1:0"}, "refusing to serve it without an API token"},
 		{"psk with arguments", []string{"psk", "x"}, "takes no arguments"},
+		{"bad listen address", []string{"--listen", "localhost:1"}, "not an IP address"},
+		{"bad announce address", []string{"--announce", "127.0.0.1:1"}, "not a multiaddr"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -511,6 +513,27 @@ func TestPrivateNetworkProcesses(t *testing.T) {
 	waitConverged(t, 20*time.Second, []string{"private"}, a, b)
 	a.stop(t)
 	b.stop(t)
+}
+
+func TestListenAndAnnounce(t *testing.T) {
+	// --listen on another loopback address: the printed address is that
+	// one, and a peer reaches the node on it.
+	dir := t.TempDir()
+	a := startProc(t, filepath.Join(dir, "a"), "--listen", "127.0.0.2")
+	if !strings.HasPrefix(a.addr, "/ip4/127.0.0.2/tcp/") {
+		t.Fatalf("printed address %s, want one on 127.0.0.2", a.addr)
+	}
+	b := startProc(t, filepath.Join(dir, "b"), a.addr)
+	fmt.Fprintln(b.stdin, "over 127.0.0.2")
+	waitConverged(t, 20*time.Second, []string{"over 127.0.0.2"}, a, b)
+	// --announce replaces the printed (and advertised) address.
+	c := startProc(t, filepath.Join(dir, "c"), "--announce", "/ip4/127.0.0.3/tcp/4242")
+	if !strings.HasPrefix(c.addr, "/ip4/127.0.0.3/tcp/4242/p2p/") {
+		t.Fatalf("printed address %s, want the announced one", c.addr)
+	}
+	for _, p := range []*proc{a, b, c} {
+		p.stop(t)
+	}
 }
 
 func TestIDCommand(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -25,8 +26,9 @@ import (
 const usage = `gossipchain: a blockchain gossip node.
 
 Usage:
-  gossipchain [--port N] [--peer MULTIADDR]... [--data DIR] [--api HOST:PORT]
-              [--api-token TOKEN] [--psk FILE] [--authors FILE] [--finality N]
+  gossipchain [--port N] [--listen IP] [--announce MULTIADDR]... [--peer MULTIADDR]...
+              [--data DIR] [--api HOST:PORT] [--api-token TOKEN]
+              [--psk FILE] [--authors FILE] [--finality N]
   gossipchain id [--port N | --data DIR]
   gossipchain psk > swarm.key
 
@@ -43,6 +45,25 @@ func main() {
 		fmt.Fprintln(os.Stderr, "gossipchain:", err)
 		os.Exit(1)
 	}
+}
+
+// addrList is a repeatable flag of multiaddrs, also comma-separated.
+type addrList []ma.Multiaddr
+
+func (a *addrList) String() string { return "" }
+
+func (a *addrList) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		addr, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return fmt.Errorf("%q is not a multiaddr: %v", s, err)
+		}
+		*a = append(*a, addr)
+	}
+	return nil
 }
 
 // peerList is a repeatable flag that also takes comma-separated lists.
@@ -70,6 +91,8 @@ func (p *peerList) Set(v string) error {
 
 type options struct {
 	port     int
+	listen   string
+	announce addrList
 	data     string
 	api      string
 	apiToken string
@@ -86,7 +109,9 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, error) 
 	fs.IntVar(&o.port, "port", 3000, "TCP port to listen on (0: any free port)")
 	fs.StringVar(&o.data, "data", "", "data dir for the identity and chain (default .gossipchain/node-<port>)")
 	if name == "gossipchain" {
-		fs.Var(&o.peers, "peer", "peer multiaddr /ip4/…/tcp/…/p2p/<id> to connect to; repeat or comma-separate")
+		fs.Var(&o.peers, "peer", "bootstrap peer /ip4/…/tcp/…/p2p/<id>: connected to and kept; the node finds the others through it; repeat or comma-separate")
+		fs.StringVar(&o.listen, "listen", "127.0.0.1", "IP address to listen on: 127.0.0.1 is this machine only, 0.0.0.0 every interface")
+		fs.Var(&o.announce, "announce", "address peers should dial instead of the listening ones, e.g. /ip4/203.0.113.7/tcp/3001 (behind NAT); repeat or comma-separate")
 		fs.StringVar(&o.api, "api", "", "serve the HTTP API on HOST:PORT (off by default), e.g. 127.0.0.1:8001")
 		fs.StringVar(&o.apiToken, "api-token", os.Getenv("GOSSIPCHAIN_API_TOKEN"), "require this bearer token on every API request (default $GOSSIPCHAIN_API_TOKEN); needed for a non-loopback --api")
 		fs.StringVar(&o.psk, "psk", "", "private network: only nodes with this pre-shared key file can connect (make one with: gossipchain psk)")
@@ -107,6 +132,9 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, error) 
 	}
 	if o.port < 0 || o.port > 65535 {
 		return nil, fmt.Errorf("--port %d is out of range 0-65535", o.port)
+	}
+	if name == "gossipchain" && net.ParseIP(o.listen) == nil {
+		return nil, fmt.Errorf("--listen %q is not an IP address", o.listen)
 	}
 	if name == "gossipchain" && o.finality < 1 {
 		return nil, fmt.Errorf("--finality %d must be at least 1", o.finality)
@@ -160,6 +188,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	c := &console{out: stdout, tty: isTerminal(stdout)}
 	cfg := node.Config{
 		Port:       o.port,
+		ListenHost: o.listen,
+		Announce:   o.announce,
 		DataDir:    o.data,
 		Peers:      o.peers,
 		APIAddr:    o.api,
@@ -169,6 +199,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		OnBlock:    c.received,
 		OnSync:     c.synced,
 		OnReappend: c.reappended,
+		OnAlone:    c.alone,
 	}
 	if o.psk != "" {
 		if cfg.PSK, err = node.LoadPSK(o.psk); err != nil {

@@ -129,7 +129,10 @@ type Status struct {
 	Drops  map[string]uint64 `json:"drops"`
 	// Pending counts lines typed here waiting to be appended again after a
 	// reorg; Syncing is set while blocks are fetched from a peer.
-	Pending int           `json:"pending"`
+	Pending int `json:"pending"`
+	// Alone is set when every peer this node had is gone: blocks added
+	// now reach the others when one returns.
+	Alone   bool          `json:"alone"`
 	Syncing *SyncProgress `json:"syncing,omitempty"`
 }
 
@@ -145,6 +148,7 @@ func (n *Node) Status() Status {
 		Drops:   n.Drops(),
 		Addrs:   []string{},
 		Pending: n.chain.PendingLines(),
+		Alone:   n.alone.Load(),
 		Syncing: n.sync.Progress(),
 	}
 	for _, a := range n.Addrs() {

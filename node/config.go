@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"gossipchain/ledger"
 	"gossipchain/protocol"
@@ -21,8 +22,16 @@ import (
 // Config describes one node. The zero value plus a DataDir is a node on a
 // free loopback port with no peers and no API.
 type Config struct {
-	// ListenHost is the IPv4 address to listen on; default 127.0.0.1.
+	// ListenHost is the IP address to listen on: default 127.0.0.1 (this
+	// machine only); 0.0.0.0 (or ::) for every interface.
 	ListenHost string
+	// Announce, if set, are the addresses peers are told to dial (and the
+	// ones printed), instead of the listening ones: for a node behind NAT
+	// or port forwarding.
+	Announce []ma.Multiaddr
+	// OnAlone, if set, is called when the last peer disconnects (true) and
+	// when a peer connects again after that (false).
+	OnAlone func(alone bool)
 	// Port is the TCP port; 0 picks a free one.
 	Port int
 	// DataDir holds the identity key and the chain store.

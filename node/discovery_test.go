@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
@@ -60,4 +61,33 @@ func TestDiscoveryFromOneBootstrap(t *testing.T) {
 		lines = append(lines, line)
 	}
 	waitConverged(t, 30*time.Second, lines, rest...)
+}
+
+func TestAloneAndBack(t *testing.T) {
+	var mu sync.Mutex
+	var calls []bool
+	a := startNodeWith(t, Config{OnAlone: func(alone bool) {
+		mu.Lock()
+		calls = append(calls, alone)
+		mu.Unlock()
+	}})
+	dir := t.TempDir()
+	b := startNode(t, dir, a)
+	waitFor(t, 10*time.Second, "a and b connected", func() bool { return len(a.Peers()) == 1 })
+	if a.Status().Alone {
+		t.Fatal("alone while connected")
+	}
+	b.Close()
+	waitFor(t, 10*time.Second, "a to say it is alone", func() bool { return a.Status().Alone })
+	b2 := startNode(t, dir, a) // same node back
+	waitFor(t, 10*time.Second, "a to say it has a peer again", func() bool { return !a.Status().Alone })
+	if _, err := a.Append(context.Background(), "after the return"); err != nil {
+		t.Fatal(err)
+	}
+	waitSameHead(t, 10*time.Second, 1, a, b2)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(calls) != 2 || !calls[0] || calls[1] {
+		t.Fatalf("OnAlone calls %v, want [true false]", calls)
+	}
 }

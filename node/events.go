@@ -115,17 +115,29 @@ func (n *Node) added(res ledger.Result, origin string) {
 }
 
 // watchPeers publishes a "peer" event whenever a peer connects or its last
-// connection closes.
+// connection closes, and notes when the node is left with no peer at all.
 func (n *Node) watchPeers() network.Notifiee {
 	nb := &network.NotifyBundle{
 		ConnectedF: func(nw network.Network, c network.Conn) {
 			if len(nw.ConnsToPeer(c.RemotePeer())) == 1 {
 				n.events.publish(Event{Type: "peer", Peer: c.RemotePeer().String(), Connected: true})
 			}
+			if n.alone.CompareAndSwap(true, false) {
+				n.log.Info("connected to a peer again", "peer", c.RemotePeer())
+				if n.cfg.OnAlone != nil {
+					n.cfg.OnAlone(false)
+				}
+			}
 		},
 		DisconnectedF: func(nw network.Network, c network.Conn) {
 			if nw.Connectedness(c.RemotePeer()) != network.Connected {
 				n.events.publish(Event{Type: "peer", Peer: c.RemotePeer().String()})
+			}
+			if len(nw.Peers()) == 0 && n.ctx.Err() == nil && n.alone.CompareAndSwap(false, true) {
+				n.log.Warn("no peer connected: blocks added here reach the others when one returns")
+				if n.cfg.OnAlone != nil {
+					n.cfg.OnAlone(true)
+				}
 			}
 		},
 	}

@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -23,6 +25,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"gossipchain/ledger"
@@ -45,6 +48,7 @@ type Node struct {
 	metrics    *metrics
 	events     *eventHub
 	peerNotify network.Notifiee
+	alone      atomic.Bool // the last peer left, none has come back
 	api        *http.Server
 	apiLn      net.Listener
 
@@ -152,9 +156,13 @@ func resourceManager() (network.ResourceManager, error) {
 }
 
 func newHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer) (host.Host, error) {
-	listen := fmt.Sprintf("/ip4/%s/tcp/%d", cfg.ListenHost, cfg.Port)
-	if _, err := ma.NewMultiaddr(listen); err != nil {
-		return nil, fmt.Errorf("listen address %q: %v", cfg.ListenHost, err)
+	ip := net.ParseIP(cfg.ListenHost)
+	if ip == nil {
+		return nil, fmt.Errorf("listen address %q is not an IP address", cfg.ListenHost)
+	}
+	listen := fmt.Sprintf("/ip4/%s/tcp/%d", ip, cfg.Port)
+	if ip.To4() == nil {
+		listen = fmt.Sprintf("/ip6/%s/tcp/%d", ip, cfg.Port)
 	}
 	rm, err := resourceManager()
 	if err != nil {
@@ -179,6 +187,10 @@ func newHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer) (host.Ho
 	}
 	if cfg.PSK != nil {
 		opts = append(opts, libp2p.PrivateNetwork(cfg.PSK))
+	}
+	if len(cfg.Announce) > 0 {
+		announce := cfg.Announce
+		opts = append(opts, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return announce }))
 	}
 	if cfg.gater != nil {
 		opts = append(opts, libp2p.ConnectionGater(cfg.gater))
@@ -238,9 +250,26 @@ func (n *Node) ID() peer.ID { return n.host.ID() }
 func (n *Node) Chain() *ledger.Chain { return n.chain }
 
 // Addrs returns the node's full dialable addresses, /p2p/<id> included.
+// Announced addresses come as given; listening on every interface, the
+// addresses other machines can reach come before loopback ones.
 func (n *Node) Addrs() []ma.Multiaddr {
-	addrs, _ := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: n.host.ID(), Addrs: n.host.Addrs()})
+	own := slices.Clone(n.host.Addrs())
+	if len(n.cfg.Announce) == 0 {
+		slices.SortStableFunc(own, func(a, b ma.Multiaddr) int { return cmpBool(manet.IsIPLoopback(a), manet.IsIPLoopback(b)) })
+	}
+	addrs, _ := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: n.host.ID(), Addrs: own})
 	return addrs
+}
+
+// cmpBool orders false before true.
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
 
 // Addr returns the node's first full address, the one to give to peers.
