@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -90,4 +91,79 @@ func TestAloneAndBack(t *testing.T) {
 	if len(calls) != 2 || !calls[0] || calls[1] {
 		t.Fatalf("OnAlone calls %v, want [true false]", calls)
 	}
+}
+
+func TestChurn(t *testing.T) {
+	// Eight nodes, one bootstrap; nodes are stopped and started again at
+	// random (a bounded loop) while lines are typed on running ones. At the
+	// end, with every node running again, all hold one chain with every
+	// line exactly once.
+	const count, rounds = 8, 24
+	rng := rand.New(rand.NewPCG(7, 7))
+	dirs := make([]string, count)
+	nodes := make([]*Node, count)
+	for i := range nodes {
+		dirs[i] = t.TempDir()
+		var peers []*Node
+		if i > 0 {
+			peers = nodes[:1]
+		}
+		nodes[i] = startNode(t, dirs[i], peers...)
+	}
+	waitMesh(t, nodes...)
+	running := func() []int {
+		var out []int
+		for i, n := range nodes {
+			if n != nil {
+				out = append(out, i)
+			}
+		}
+		return out
+	}
+	var lines []string
+	for r := 0; r < rounds; r++ {
+		up := running()
+		i := rng.IntN(count)
+		switch {
+		case nodes[i] != nil && len(up) > 3:
+			nodes[i].Close()
+			nodes[i] = nil
+		case nodes[i] == nil:
+			via := nodes[up[rng.IntN(len(up))]]
+			nodes[i] = startNode(t, dirs[i], via)
+		}
+		// A line on a running node that has a peer, out before the next
+		// change.
+		up = running()
+		var n *Node
+		waitFor(t, 20*time.Second, "a running node with a peer", func() bool {
+			for _, j := range up {
+				if nodes[j].MeshPeers() > 0 {
+					n = nodes[j]
+					return true
+				}
+			}
+			return false
+		})
+		line := fmt.Sprintf("churn %d", r)
+		p, err := n.Append(context.Background(), line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, line)
+		waitFor(t, 20*time.Second, "the line on another running node", func() bool {
+			for _, j := range up {
+				if nodes[j] != n && nodes[j].Chain().Has(p.Block.Hash) {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	for i := range nodes {
+		if nodes[i] == nil {
+			nodes[i] = startNode(t, dirs[i], nodes[running()[0]])
+		}
+	}
+	waitConverged(t, 60*time.Second, lines, nodes...)
 }
