@@ -195,13 +195,15 @@ check() {
 			continue
 		fi
 		head="$(echo "$s" | json_field head)"
+		# Lines still to be re-appended after a reorg: not settled yet.
+		[ "$(echo "$s" | json_field pending)" = 0 ] || head="$head (pending)"
 		printf '%-5s %-8s %-7s %-6s %s\n' "$k" up "$(echo "$s" | json_field height)" "$(echo "$s" | json_field peers)" "$head"
 		heads="$heads$head"$'\n'
 		running=$((running + 1))
 	done
 	[ "$any" = 1 ] || die "no cluster in $state (scripts/cluster.sh start first)"
 	if [ "$running" -gt 0 ] && [ "$(printf '%s' "$heads" | sort -u | wc -l)" = 1 ]; then
-		echo "converged: all $running running nodes have the same head${others}"
+		echo "converged: all $running running nodes have the same head, nothing pending${others}"
 	else
 		echo "not converged${others}"
 		return 1

@@ -109,12 +109,14 @@ check() {
 		fi
 		local head
 		head="$(echo "$s" | json_field head)"
+		# Lines still to be re-appended after a reorg: not settled yet.
+		[ "$(echo "$s" | json_field pending)" = 0 ] || head="$head (pending)"
 		printf '%-8s %-7s %-6s %s\n' "$k" "$(echo "$s" | json_field height)" "$(echo "$s" | json_field peers)" "$head"
 		heads="$heads$head"$'\n'
 	done
 	[ "$any" = 1 ] || die "no lab is up (scripts/netlab.sh up first)"
 	if [ "$(printf '%s' "$heads" | sort -u | wc -l)" = 1 ]; then
-		echo "converged: all nodes have the same head"
+		echo "converged: all nodes have the same head, nothing pending"
 	else
 		echo "not converged"
 		return 1
