@@ -17,7 +17,7 @@ import (
 type Event struct {
 	// Type is "block", "head", "peer" or "sync".
 	Type string `json:"type"`
-	// Block and Origin (local, gossip) describe a "block" event.
+	// Block and Origin (local, gossip, sync) describe a "block" event.
 	Block  *ledger.Block `json:"block,omitempty"`
 	Origin string        `json:"origin,omitempty"`
 	// Height and Head describe a "head" event.
@@ -29,6 +29,9 @@ type Event struct {
 	// Sync describes a "sync" event.
 	Sync *SyncProgress `json:"sync,omitempty"`
 }
+
+// maxSyncBlockEvents is the largest sync batch announced block by block.
+const maxSyncBlockEvents = 100
 
 // eventQueue is how many events a client may fall behind by; a client
 // further behind is disconnected (it reconnects and reloads).
@@ -103,7 +106,9 @@ func (n *Node) added(res ledger.Result, origin string) {
 	if res.Reorg {
 		n.metrics.reorged(res.Dropped)
 	}
-	if origin != "sync" {
+	// A long sync is announced by its head (and "sync" progress), not
+	// block by block.
+	if origin != "sync" || len(res.Added) <= maxSyncBlockEvents {
 		for _, b := range res.Added {
 			n.events.publish(Event{Type: "block", Block: b, Origin: origin})
 		}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# bench.sh runs gossipchain's benchmark suite on loopback and prints a table:
+# gossipchain against gossipsub-bare (the library with defaults, nothing
+# checked or stored), seed-dial (a TCP dial per block per peer: the design
+# gossipchain replaces) and floor (one persistent libp2p stream).
+#
+#   scripts/bench.sh [--quick] [--json]
+#
+# --quick: fewer nodes and blocks (well under 2 minutes); --json: one JSON
+# object per line instead of the table. The suite is node/benchsuite_test.go
+# (TestBenchSuite); the sync and flood benchmarks are go test -bench (see
+# docs/BENCHMARKS.md).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+mode=full json=0
+for arg in "$@"; do
+	case "$arg" in
+	--quick) mode=quick ;;
+	--json) json=1 ;;
+	*) echo "bench: unknown argument '$arg' (use --quick, --json)" >&2; exit 2 ;;
+	esac
+done
+out="$(cd "$root" && GOSSIPCHAIN_BENCH=$mode go test -run '^TestBenchSuite$' -count=1 -timeout 30m -v ./node 2>&1)" || {
+	echo "$out" | tail -n 30 >&2
+	echo "bench: the suite failed" >&2
+	exit 1
+}
+lines="$(echo "$out" | sed -n 's/^BENCH //p')"
+if [ "$json" = 1 ]; then
+	echo "$lines"
+	exit 0
+fi
+printf '%-12s %-15s %5s %6s %7s %8s %8s %8s\n' SCENARIO SYSTEM NODES BLOCKS DELIV% P50_MS P99_MS MAX_MS
+echo "$lines" | while IFS= read -r l; do
+	f() { echo "$l" | sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p"; }
+	printf '%-12s %-15s %5s %6s %7s %8s %8s %8s\n' "$(f scenario)" "$(f system)" "$(f nodes)" "$(f blocks)" "$(f delivered_pct)" "$(f p50_ms)" "$(f p99_ms)" "$(f max_ms)"
+done
