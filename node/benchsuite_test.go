@@ -10,6 +10,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +23,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
+	libp2pmetrics "github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -51,6 +55,11 @@ type benchResult struct {
 	P99ms        float64 `json:"p99_ms"`
 	Maxms        float64 `json:"max_ms"`
 	BlocksPerS   float64 `json:"blocks_per_s,omitempty"`
+	// OriginBytesPerBlock is what the origin sent per block (payload bytes
+	// on its connections, all protocols).
+	OriginBytesPerBlock float64 `json:"origin_bytes_per_block,omitempty"`
+	RSSMiB              float64 `json:"rss_mib,omitempty"`
+	HeapMiBPerHost      float64 `json:"heap_mib_per_host,omitempty"`
 }
 
 // benchSystem is one way of getting a block from an origin to n-1 others.
@@ -168,10 +177,13 @@ type gossipchainSystem struct {
 	wg    sync.WaitGroup
 }
 
-func startGossipchain(t *testing.T, n int, arr *arrivals, wires [][]int) *gossipchainSystem {
+func startGossipchain(t *testing.T, n int, arr *arrivals, wires [][]int, origin libp2pmetrics.Reporter) *gossipchainSystem {
 	s := &gossipchainSystem{}
 	for i := 0; i < n; i++ {
 		cfg := Config{DataDir: t.TempDir()}
+		if i == 0 {
+			cfg.bandwidth = origin
+		}
 		for _, j := range wires[i] {
 			cfg.Peers = append(cfg.Peers, peer.AddrInfo{ID: s.nodes[j].ID(), Addrs: s.nodes[j].host.Addrs()})
 		}
@@ -180,9 +192,13 @@ func startGossipchain(t *testing.T, n int, arr *arrivals, wires [][]int) *gossip
 			t.Fatal(err)
 		}
 		s.nodes = append(s.nodes, node)
-		// Arrival = stored, by gossip or (for a missed message) by sync.
+		// Arrival = on the main chain, by gossip or by sync: announced
+		// blocks at once, long syncs (announced by their head) by polling.
 		events, _ := node.events.subscribe()
-		s.wg.Add(1)
+		if i == 0 {
+			continue // the origin: its blocks are its own
+		}
+		s.wg.Add(2)
 		go func(i int) {
 			defer s.wg.Done()
 			for e := range events {
@@ -191,6 +207,20 @@ func startGossipchain(t *testing.T, n int, arr *arrivals, wires [][]int) *gossip
 				}
 			}
 		}(i)
+		go func(i int, n *Node) {
+			defer s.wg.Done()
+			var last uint64
+			for n.ctx.Err() == nil {
+				if h := n.Chain().Height(); h > last {
+					blocks, _ := n.Chain().Range(last+1, int(h-last))
+					for _, b := range blocks {
+						arr.arrived(i, b.Data)
+					}
+					last = h
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}(i, node)
 	}
 	waitMesh(t, s.nodes...)
 	return s
@@ -217,11 +247,15 @@ type bareSystem struct {
 	wg     sync.WaitGroup
 }
 
-func startBare(t *testing.T, n int, arr *arrivals, wires [][]int) *bareSystem {
+func startBare(t *testing.T, n int, arr *arrivals, wires [][]int, origin libp2pmetrics.Reporter) *bareSystem {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &bareSystem{cancel: cancel}
 	for i := 0; i < n; i++ {
-		h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics())
+		opts := []libp2p.Option{libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics()}
+		if i == 0 && origin != nil {
+			opts = append(opts, libp2p.BandwidthReporter(origin))
+		}
+		h, err := libp2p.New(opts...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -247,7 +281,7 @@ func startBare(t *testing.T, n int, arr *arrivals, wires [][]int) *bareSystem {
 					return
 				}
 				if m.ReceivedFrom != h.ID() {
-					arr.arrived(i, string(m.Data))
+					arr.arrived(i, tutorialData(m.Data))
 				}
 			}
 		}(i)
@@ -279,7 +313,30 @@ func startBare(t *testing.T, n int, arr *arrivals, wires [][]int) *bareSystem {
 }
 
 func (s *bareSystem) publish(origin int, payload string) error {
-	return s.topics[origin].Publish(context.Background(), []byte(payload))
+	return s.topics[origin].Publish(context.Background(), tutorialBlock(payload))
+}
+
+// tutorialBlock wraps payload in a block as the design gossipchain replaces
+// sent it (index, timestamp, data, hash, previous hash: about 225 bytes of
+// JSON), so gossipsub-bare and seed-dial carry blocks of that size.
+func tutorialBlock(payload string) []byte {
+	b, _ := json.Marshal(struct {
+		Index     int
+		Timestamp string
+		Data      string
+		Hash      string
+		PrevHash  string
+	}{0, time.Now().Format(time.RFC3339), payload, strings.Repeat("ab", 32), strings.Repeat("cd", 32)})
+	return b
+}
+
+// tutorialData returns the payload of a tutorial block (or data itself).
+func tutorialData(data []byte) string {
+	var b struct{ Data string }
+	if json.Unmarshal(data, &b) == nil && b.Data != "" {
+		return b.Data
+	}
+	return string(data)
 }
 
 func (s *bareSystem) close() {
@@ -296,8 +353,9 @@ func (s *bareSystem) close() {
 // TCP; to send a block, the origin dials every other node, writes the block
 // as JSON, and closes the connection.
 type seedDialSystem struct {
-	lns []net.Listener
-	wg  sync.WaitGroup
+	lns  []net.Listener
+	wg   sync.WaitGroup
+	sent int64 // bytes the origin wrote
 }
 
 func startSeedDial(t *testing.T, n int, arr *arrivals) *seedDialSystem {
@@ -320,9 +378,8 @@ func startSeedDial(t *testing.T, n int, arr *arrivals) *seedDialSystem {
 				go func() {
 					defer s.wg.Done()
 					defer c.Close()
-					var msg struct{ Data string }
-					if json.NewDecoder(c).Decode(&msg) == nil {
-						arr.arrived(i, msg.Data)
+					if data, err := io.ReadAll(io.LimitReader(c, 1<<16)); err == nil {
+						arr.arrived(i, tutorialData(data))
 					}
 				}()
 			}
@@ -332,7 +389,7 @@ func startSeedDial(t *testing.T, n int, arr *arrivals) *seedDialSystem {
 }
 
 func (s *seedDialSystem) publish(origin int, payload string) error {
-	msg, _ := json.Marshal(map[string]string{"data": payload})
+	msg := tutorialBlock(payload)
 	for i, ln := range s.lns {
 		if i == origin {
 			continue
@@ -341,7 +398,8 @@ func (s *seedDialSystem) publish(origin int, payload string) error {
 		if err != nil {
 			return err
 		}
-		_, err = c.Write(msg)
+		n, err := c.Write(msg)
+		s.sent += int64(n)
 		c.Close()
 		if err != nil {
 			return err
@@ -440,10 +498,63 @@ func propagate(t *testing.T, sys benchSystem, arr *arrivals, nodes, blocks, rate
 			return
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for arr.count() < blocks*(nodes-1) && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	waitDelivered(arr, blocks*(nodes-1))
+}
+
+// waitDelivered waits until want arrivals are in, or none has come for 5 s
+// (what is lost stays lost), or a minute has passed.
+func waitDelivered(arr *arrivals, want int) {
+	deadline := time.Now().Add(time.Minute)
+	last, lastChange := -1, time.Now()
+	for time.Now().Before(deadline) {
+		got := arr.count()
+		if got >= want || time.Since(lastChange) > 5*time.Second {
+			return
+		}
+		if got != last {
+			last, lastChange = got, time.Now()
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// burst publishes blocks from node 0 as fast as it takes them and reports
+// how long until every node held every block (or the deadline passed).
+func burst(t *testing.T, sys benchSystem, arr *arrivals, nodes, blocks int) time.Duration {
+	start := time.Now()
+	for seq := 0; seq < blocks; seq++ {
+		arr.published(seq)
+		if err := sys.publish(0, fmt.Sprintf("%d|%s", seq, benchData)); err != nil {
+			t.Errorf("publish %d: %v", seq, err)
+			break
+		}
+	}
+	waitDelivered(arr, blocks*(nodes-1))
+	return arr.last().Sub(start)
+}
+
+// last returns the latest arrival.
+func (a *arrivals) last() time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var t time.Time
+	for k, at := range a.seen {
+		if k[0] >= 0 && at.After(t) {
+			t = at
+		}
+	}
+	return t
+}
+
+// startSystem starts system name with n nodes.
+func startSystem(t *testing.T, name string, n int, arr *arrivals, wires [][]int, origin libp2pmetrics.Reporter) benchSystem {
+	switch name {
+	case "gossipchain":
+		return startGossipchain(t, n, arr, wires, origin)
+	case "gossipsub-bare":
+		return startBare(t, n, arr, wires, origin)
+	}
+	return startSeedDial(t, n, arr)
 }
 
 func report(r benchResult) {
@@ -451,32 +562,81 @@ func report(r benchResult) {
 	fmt.Printf("BENCH %s\n", line)
 }
 
+// heapMiB is the live heap after a collection.
+func heapMiB() float64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return float64(m.HeapAlloc) / (1 << 20)
+}
+
+// idleRSS builds the gossipchain binary, runs one node for a few seconds
+// and returns its resident memory in MiB.
+func idleRSS(t *testing.T) float64 {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "gossipchain")
+	if out, err := exec.Command("go", "build", "-o", bin, "..").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "--port", "0", "--api", "127.0.0.1:0", "--data", filepath.Join(dir, "data"))
+	stdin, _ := cmd.StdinPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait(); stdin.Close() }()
+	time.Sleep(3 * time.Second) // idle means running a while with nothing to do
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		var kb float64
+		if _, err := fmt.Sscanf(line, "VmRSS: %f kB", &kb); err == nil {
+			return round2(kb / 1024)
+		}
+	}
+	return 0
+}
+
 func TestBenchSuite(t *testing.T) {
 	mode := os.Getenv("GOSSIPCHAIN_BENCH")
 	if mode == "" {
 		t.Skip("benchmark suite: run scripts/bench.sh (or set GOSSIPCHAIN_BENCH=quick|full)")
 	}
-	sizes, blocks := []int{3, 10, 25}, 300
-	if mode == "quick" {
-		sizes, blocks = []int{3, 10}, 100
+	quick := mode == "quick"
+	sizes, blocks, burstBlocks, burstNodes, egressNodes, scaleNodes := []int{3, 10, 25}, 300, 10000, 10, 25, 100
+	if quick {
+		sizes, blocks, burstBlocks, burstNodes, egressNodes, scaleNodes = []int{3, 10}, 100, 1000, 10, 10, 0
 	}
 	const rate = 100
+	systems := []string{"gossipchain", "gossipsub-bare", "seed-dial"}
+
+	// propagation: paced blocks from one origin; at egressNodes, also what
+	// the origin sends per block.
 	for _, n := range sizes {
 		wires := wiring(n, rand.New(rand.NewPCG(1, uint64(n))))
-		for _, name := range []string{"gossipchain", "gossipsub-bare", "seed-dial"} {
+		for _, name := range systems {
 			arr := newArrivals()
-			var sys benchSystem
-			switch name {
-			case "gossipchain":
-				sys = startGossipchain(t, n, arr, wires)
-			case "gossipsub-bare":
-				sys = startBare(t, n, arr, wires)
-			case "seed-dial":
-				sys = startSeedDial(t, n, arr)
-			}
+			bw := libp2pmetrics.NewBandwidthCounter()
+			before := heapMiB()
+			sys := startSystem(t, name, n, arr, wires, bw)
+			heap := heapMiB() - before
+			out0 := bw.GetBandwidthTotals().TotalOut
 			propagate(t, sys, arr, n, blocks, rate)
+			r := arr.result("propagation", name, n, blocks)
+			if n == egressNodes {
+				switch s := sys.(type) {
+				case *seedDialSystem:
+					r.OriginBytesPerBlock = round2(float64(s.sent) / float64(blocks))
+				default:
+					r.OriginBytesPerBlock = round2(float64(bw.GetBandwidthTotals().TotalOut-out0) / float64(blocks))
+				}
+				if name != "seed-dial" {
+					r.HeapMiBPerHost = round2(heap / float64(n))
+				}
+			}
 			sys.close()
-			report(arr.result("propagation", name, n, blocks))
+			report(r)
 		}
 	}
 	arr := newArrivals()
@@ -484,4 +644,28 @@ func TestBenchSuite(t *testing.T) {
 	propagate(t, floor, arr, 2, blocks, rate)
 	floor.close()
 	report(arr.result("propagation", "floor", 2, blocks))
+
+	// burst: as fast as the origin takes them.
+	wires := wiring(burstNodes, rand.New(rand.NewPCG(2, uint64(burstNodes))))
+	for _, name := range systems {
+		arr := newArrivals()
+		sys := startSystem(t, name, burstNodes, arr, wires, nil)
+		took := burst(t, sys, arr, burstNodes, burstBlocks)
+		sys.close()
+		r := arr.result("burst", name, burstNodes, burstBlocks)
+		r.BlocksPerS = round2(float64(burstBlocks) * r.DeliveredPct / 100 / took.Seconds())
+		report(r)
+	}
+
+	// scale: many gossipchain hosts, paced blocks.
+	if scaleNodes > 0 {
+		arr := newArrivals()
+		sys := startGossipchain(t, scaleNodes, arr, wiring(scaleNodes, rand.New(rand.NewPCG(3, 3))), nil)
+		propagate(t, sys, arr, scaleNodes, 100, 20)
+		sys.close()
+		report(arr.result("scale", "gossipchain", scaleNodes, 100))
+	}
+
+	// footprint: an idle node process.
+	report(benchResult{Scenario: "footprint", System: "gossipchain", Nodes: 1, RSSMiB: idleRSS(t)})
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/connmgr"
+	libp2pmetrics "github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
 	ma "github.com/multiformats/go-multiaddr"
@@ -72,6 +73,9 @@ type Config struct {
 
 	// gater, if set, vets every connection (tests cut links with it).
 	gater connmgr.ConnectionGater
+	// bandwidth, if set, counts the bytes the host sends and receives
+	// (the benchmark suite's origin egress).
+	bandwidth libp2pmetrics.Reporter
 }
 
 // DefaultDataDir is the data dir of a node on port, so that two nodes on one

@@ -192,6 +192,9 @@ func newHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer) (host.Ho
 		announce := cfg.Announce
 		opts = append(opts, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return announce }))
 	}
+	if cfg.bandwidth != nil {
+		opts = append(opts, libp2p.BandwidthReporter(cfg.bandwidth))
+	}
 	if cfg.gater != nil {
 		opts = append(opts, libp2p.ConnectionGater(cfg.gater))
 	}
