@@ -40,6 +40,9 @@ type Chain struct {
 	head    *Block            // main[len(main)-1]
 	orphans *orphanPool       // valid blocks waiting for their parent
 	lines   *lineBook         // lines typed on this node
+
+	unsynced map[string]*Block // committed in memory, not yet on disk
+	flush    *flusher          // writes commits to the store in batches
 }
 
 // Option configures a Chain.
@@ -74,7 +77,7 @@ func Open(path string, opts ...Option) (c *Chain, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c = &Chain{db: db, now: time.Now, finality: DefaultFinality, known: map[string]uint64{}, parents: map[string]string{}, orphans: newOrphanPool(MaxOrphans), lines: newLineBook()}
+	c = &Chain{db: db, now: time.Now, finality: DefaultFinality, known: map[string]uint64{}, parents: map[string]string{}, orphans: newOrphanPool(MaxOrphans), lines: newLineBook(), unsynced: map[string]*Block{}}
 	for _, o := range opts {
 		o(c)
 	}
@@ -93,6 +96,7 @@ func Open(path string, opts ...Option) (c *Chain, err error) {
 	if err := c.load(); err != nil {
 		return nil, err
 	}
+	c.flush = startFlusher(c)
 	return c, nil
 }
 
@@ -184,8 +188,14 @@ func (c *Chain) load() error {
 	})
 }
 
-// Close closes the store.
-func (c *Chain) Close() error { return c.db.Close() }
+// Close writes what is not on disk yet and closes the store.
+func (c *Chain) Close() error {
+	err := c.flush.stop()
+	if cerr := c.db.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
 
 // Result says what adding a block changed.
 type Result struct {
@@ -199,6 +209,22 @@ type Result struct {
 	// Dropped is how many blocks left the main chain.
 	Reorg   bool
 	Dropped int
+
+	durable <-chan error // receives once the change is on disk
+}
+
+// Wait returns once the blocks of this result are on disk (fsynced), or the
+// store's error. Blocks are usable, relayable and served at once; only
+// acknowledgements (an API answer, a console line) need to wait.
+func (r Result) Wait() error {
+	if r.durable == nil {
+		return nil
+	}
+	err, ok := <-r.durable
+	if !ok {
+		return nil
+	}
+	return err
 }
 
 // Add validates b and stores it, with every held orphan it connects, in one
@@ -333,7 +359,9 @@ func (c *Chain) checkAll(bs []*Block) (int, error) {
 	return len(bs), nil
 }
 
-// Append signs data as a new block on the head and stores it.
+// Append signs data as a new block on the head and adds it. The block can
+// be published at once; call Result.Wait before acknowledging it (it is on
+// disk when Wait returns).
 func (c *Chain) Append(s *Signer, data string) (Result, error) {
 	if c.authors != nil && !c.authors[s.ID()] {
 		return Result{}, ruleError(ErrUnknownAuthor, "this node (%s) is not on the authors list", s.ID())
@@ -357,9 +385,11 @@ func (c *Chain) signOn(s *Signer, parent *Block, data string) (*Block, error) {
 	return s.Sign(parent, data, t)
 }
 
-// commit stores blocks (each one's parent stored or earlier in the list),
-// records the local lines among them, and moves the head to the best tip,
-// all in one transaction. c.mu is held.
+// commit adds blocks (each one's parent stored or earlier in the list),
+// records the local lines among them, and moves the head to the best tip:
+// at once in memory, and in one store transaction that the flusher writes,
+// with whatever else was committed meanwhile, under one fsync. Result.Wait
+// returns when that transaction is durable. c.mu is held.
 func (c *Chain) commit(blocks []*Block, local []localLine) (Result, error) {
 	best := c.head
 	for _, b := range blocks {
@@ -379,38 +409,20 @@ func (c *Chain) commit(blocks []*Block, local []localLine) (Result, error) {
 			return Result{}, ruleError(ErrTooDeep, "branch to block %d %s forks at height %d: it would replace %d blocks, finality depth is %d", best.Index, best.Short(), fork, res.Dropped, c.finality)
 		}
 	}
-	err := c.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range blocks {
-			if err := putBlock(tx, b); err != nil {
-				return err
-			}
-		}
-		if err := putLines(tx, local); err != nil {
-			return err
-		}
-		if branch == nil {
-			return nil
-		}
-		mb := tx.Bucket(bucketMain)
-		for h := len(c.main) - 1; h > fork+len(branch); h-- {
-			if err := mb.Delete(heightKey(uint64(h))); err != nil {
-				return err
-			}
-		}
-		for i, hash := range branch {
-			if err := mb.Put(heightKey(uint64(fork+1+i)), hashKey(hash)); err != nil {
-				return err
-			}
-		}
-		return tx.Bucket(bucketMeta).Put(keyHead, hashKey(best.Hash))
-	})
-	if err != nil {
-		return Result{}, fmt.Errorf("store blocks: %w", err)
+	if err := c.flush.failed(); err != nil {
+		return Result{}, err
+	}
+	w := &write{blocks: blocks, local: local, oldLen: len(c.main), fork: fork, branch: branch, done: make(chan error, 1)}
+	if branch != nil {
+		w.head = best.Hash
 	}
 	for _, b := range blocks {
 		c.known[b.Hash] = b.Index
 		c.parents[b.Hash] = b.PrevHash
+		c.unsynced[b.Hash] = b
 	}
+	res.durable = w.done
+	c.flush.enqueue(w)
 	for _, l := range local {
 		c.lines.add(l)
 	}
@@ -496,10 +508,15 @@ func (c *Chain) Range(from uint64, limit int) ([]*Block, error) {
 		end := min(uint64(len(c.main)), from+uint64(limit))
 		hashes = append(hashes, c.main[from:end]...)
 	}
+	fresh := c.unsyncedOf(hashes)
 	c.mu.RUnlock()
 	out := make([]*Block, 0, len(hashes))
 	err := c.db.View(func(tx *bolt.Tx) error {
 		for _, h := range hashes {
+			if b, ok := fresh[h]; ok {
+				out = append(out, b)
+				continue
+			}
 			b, err := getBlock(tx, h)
 			if err != nil {
 				return err

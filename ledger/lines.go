@@ -130,6 +130,9 @@ func (c *Chain) PendingLines() int {
 // Reappend signs up to max pending lines again, in the order they were
 // typed, as a run of new blocks on the head, and stores them in one
 // transaction. It returns the new blocks (none if no line is pending).
+//
+// Like Append, the blocks can be published at once; Result.Wait returns
+// when they are on disk.
 func (c *Chain) Reappend(s *Signer, max int) (Result, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -143,9 +146,13 @@ func (c *Chain) Reappend(s *Signer, max int) (Result, error) {
 	err := c.db.View(func(tx *bolt.Tx) error {
 		parent := c.head
 		for _, line := range pending {
-			old, err := getBlock(tx, c.lines.blocks[line][0])
-			if err != nil {
-				return err
+			first := c.lines.blocks[line][0]
+			old, ok := c.unsynced[first]
+			if !ok {
+				var err error
+				if old, err = getBlock(tx, first); err != nil {
+					return err
+				}
 			}
 			b, err := c.signOn(s, parent, old.Data)
 			if err != nil {

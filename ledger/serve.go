@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -45,6 +46,7 @@ func (c *Chain) After(locator []string, maxBlocks, maxBytes int) (raw [][]byte, 
 	if from >= 0 && from < len(c.main) {
 		hashes = append(hashes, c.main[from:min(len(c.main), from+maxBlocks)]...)
 	}
+	fresh := c.unsyncedOf(hashes)
 	c.mu.RUnlock()
 	if from < 0 {
 		return nil, false, nil
@@ -52,14 +54,19 @@ func (c *Chain) After(locator []string, maxBlocks, maxBytes int) (raw [][]byte, 
 	err = c.db.View(func(tx *bolt.Tx) error {
 		size := 0
 		for _, h := range hashes {
-			v := tx.Bucket(bucketBlocks).Get(hashKey(h))
-			if v == nil {
+			var v []byte
+			if b, ok := fresh[h]; ok {
+				var err error
+				if v, err = json.Marshal(b); err != nil {
+					return err
+				}
+			} else if v = bytes.Clone(tx.Bucket(bucketBlocks).Get(hashKey(h))); v == nil {
 				return fmt.Errorf("%w: block %s missing", ErrCorrupt, short(h))
 			}
 			if size += len(v); size > maxBytes && len(raw) > 0 {
 				break
 			}
-			raw = append(raw, bytes.Clone(v))
+			raw = append(raw, v)
 		}
 		return nil
 	})

@@ -301,8 +301,14 @@ func (n *Node) Append(ctx context.Context, data string) (Published, error) {
 	n.added(res, "local")
 	b := res.Added[0]
 	p := Published{Block: b, TopicPeers: len(n.topic.ListPeers())}
-	if err := n.publish(ctx, b); err != nil {
-		return p, fmt.Errorf("block %d stored but not published: %w", b.Index, err)
+	// Out first, then acknowledged once on disk: the fsync overlaps the
+	// first hop.
+	perr := n.publish(ctx, b)
+	if err := res.Wait(); err != nil {
+		return Published{}, fmt.Errorf("block %d not stored: %w", b.Index, err)
+	}
+	if perr != nil {
+		return p, fmt.Errorf("block %d stored but not published: %w", b.Index, perr)
 	}
 	return p, nil
 }

@@ -61,6 +61,12 @@ func (n *Node) reappendLoop() {
 			if err := n.publish(n.ctx, b); err != nil && n.ctx.Err() == nil {
 				n.log.Warn("publish re-appended block", "index", b.Index, "err", err)
 			}
+		}
+		if err := res.Wait(); err != nil {
+			n.log.Error("store re-appended lines", "err", err)
+			continue
+		}
+		for _, b := range res.Added {
 			if n.cfg.OnReappend != nil {
 				n.cfg.OnReappend(b)
 			}

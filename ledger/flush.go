@@ -1,0 +1,167 @@
+package ledger
+
+import (
+	"fmt"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Group commit. Commits change the chain in memory at once; the flusher
+// writes them to the store in order, every commit waiting meanwhile in one
+// transaction and one fsync. A block is then checked, stored in memory and
+// relayed without waiting for the disk, and a burst costs one fsync per
+// batch rather than per block. Each transaction holds whole commits (a reorg
+// with its blocks), so a crash leaves the store at a commit boundary: the
+// old chain or the new one, never a mix, and never a block that is not
+// linked. Blocks lost in a crash were not acknowledged to anyone (Append
+// waits) and come back from peers by sync.
+
+// write is one commit's changes to the store.
+type write struct {
+	blocks []*Block
+	local  []localLine
+	oldLen int      // main-chain length before the commit
+	fork   int      // height where the new main chain leaves the old one
+	branch []string // main-chain hashes above fork, if the head moved
+	head   string   // the new head, if it moved
+	done   chan error
+}
+
+type flusher struct {
+	c    *Chain
+	wake chan struct{}
+	quit chan struct{}
+	wg   sync.WaitGroup
+
+	mu    sync.Mutex
+	queue []*write
+	err   error // the first store failure: nothing commits after it
+	once  sync.Once
+}
+
+func startFlusher(c *Chain) *flusher {
+	f := &flusher{c: c, wake: make(chan struct{}, 1), quit: make(chan struct{})}
+	f.wg.Add(1)
+	go f.run()
+	return f
+}
+
+func (f *flusher) enqueue(w *write) {
+	f.mu.Lock()
+	f.queue = append(f.queue, w)
+	f.mu.Unlock()
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (f *flusher) failed() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+// stop writes what is queued and ends the flusher.
+func (f *flusher) stop() error {
+	f.once.Do(func() { close(f.quit) })
+	f.wg.Wait()
+	return f.failed()
+}
+
+func (f *flusher) run() {
+	defer f.wg.Done()
+	for {
+		select {
+		case <-f.wake:
+			f.flush()
+		case <-f.quit:
+			f.flush()
+			return
+		}
+	}
+}
+
+// flush writes every queued commit in one transaction.
+func (f *flusher) flush() {
+	f.mu.Lock()
+	batch := f.queue
+	f.queue = nil
+	failed := f.err
+	f.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	err := failed
+	if err == nil {
+		err = f.c.db.Update(func(tx *bolt.Tx) error {
+			for _, w := range batch {
+				if err := w.apply(tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			err = fmt.Errorf("store blocks: %w", err)
+			f.mu.Lock()
+			f.err = err
+			f.mu.Unlock()
+		}
+	}
+	if err == nil {
+		f.c.mu.Lock()
+		for _, w := range batch {
+			for _, b := range w.blocks {
+				delete(f.c.unsynced, b.Hash)
+			}
+		}
+		f.c.mu.Unlock()
+	}
+	for _, w := range batch {
+		w.done <- err
+		close(w.done)
+	}
+}
+
+func (w *write) apply(tx *bolt.Tx) error {
+	for _, b := range w.blocks {
+		if err := putBlock(tx, b); err != nil {
+			return err
+		}
+	}
+	if err := putLines(tx, w.local); err != nil {
+		return err
+	}
+	if w.branch == nil {
+		return nil
+	}
+	mb := tx.Bucket(bucketMain)
+	for h := w.oldLen - 1; h > w.fork+len(w.branch); h-- {
+		if err := mb.Delete(heightKey(uint64(h))); err != nil {
+			return err
+		}
+	}
+	for i, hash := range w.branch {
+		if err := mb.Put(heightKey(uint64(w.fork+1+i)), hashKey(hash)); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bucketMeta).Put(keyHead, hashKey(w.head))
+}
+
+// unsyncedOf returns the blocks among hashes that are not on disk yet.
+// c.mu is held.
+func (c *Chain) unsyncedOf(hashes []string) map[string]*Block {
+	if len(c.unsynced) == 0 {
+		return nil
+	}
+	out := map[string]*Block{}
+	for _, h := range hashes {
+		if b, ok := c.unsynced[h]; ok {
+			out[h] = b
+		}
+	}
+	return out
+}
