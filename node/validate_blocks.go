@@ -22,8 +22,9 @@ type delivery struct {
 }
 
 // validateBlock is the blocks topic validator. A message is relayed only if
-// it is accepted here, and it is accepted only once its block is stored, so
-// a node never forwards what it would not keep.
+// it is accepted here, and it is accepted only once its block is added to
+// the chain (in memory at once, on disk with the next group commit), so a
+// node never forwards what it would not keep.
 //
 //	rule                                                verdict
 //	not a block: bad JSON, unknown fields, oversized    REJECT
