@@ -232,3 +232,40 @@ func TestAuthorsList(t *testing.T) {
 		t.Fatalf("unlisted author in a run: %v", err)
 	}
 }
+
+func TestGroupCommit(t *testing.T) {
+	c, path := openTest(t)
+	run := build(t, signer(1), Genesis(), 300, "g")
+	var last Result
+	for _, b := range run {
+		res, err := c.Add(b) // no wait: in memory now, on disk with a later batch
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = res
+	}
+	// Readers see every block at once, on disk or not yet.
+	data := assertLinked(t, c, 301)
+	if data[300] != run[299].Data {
+		t.Fatalf("last block %q", data[300])
+	}
+	if raw, found, err := c.After([]string{Genesis().Hash}, 1000, 1<<20); err != nil || !found || len(raw) != 300 {
+		t.Fatalf("After: %d blocks, %v, %v", len(raw), found, err)
+	}
+	if err := last.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Append(signer(2), "typed")
+	if err != nil || res.Wait() != nil {
+		t.Fatalf("append: %v", err)
+	}
+	c.Close()
+	c2, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if c2.Height() != 301 {
+		t.Fatalf("after reopen: height %d, want 301", c2.Height())
+	}
+}
