@@ -204,6 +204,13 @@ func waitConverged(t *testing.T, timeout time.Duration, lines []string, procs ..
 		last = converged(t, lines, procs)
 		return last == ""
 	}, func() string { return last })
+	sameChains(t, procs...)
+}
+
+// sameChains fails unless every node's main chain is the same, block by
+// block, and returns it.
+func sameChains(t *testing.T, procs ...*proc) []ledger.Block {
+	t.Helper()
 	ref := procs[0].chain(t)
 	for _, p := range procs[1:] {
 		got := p.chain(t)
@@ -216,6 +223,7 @@ func waitConverged(t *testing.T, timeout time.Duration, lines []string, procs ..
 			}
 		}
 	}
+	return ref
 }
 
 // converged says why procs are not yet on one chain holding lines exactly
@@ -282,20 +290,9 @@ func TestThreeProcessesOneChain(t *testing.T) {
 			})
 		}
 	}
-	ref := a.chain(t)
+	ref := sameChains(t, procs...)
 	if len(ref) != want+1 {
 		t.Fatalf("chain has %d blocks, want %d", len(ref), want+1)
-	}
-	for _, p := range procs[1:] {
-		got := p.chain(t)
-		if len(got) != len(ref) {
-			t.Fatalf("chain lengths differ: %d vs %d", len(got), len(ref))
-		}
-		for i := range ref {
-			if got[i] != ref[i] {
-				t.Fatalf("block %d differs between nodes:\n%+v\n%+v", i, got[i], ref[i])
-			}
-		}
 	}
 	if !strings.Contains(b.output(), "from node 0") {
 		t.Errorf("node b's console did not print node a's block:\n%s", b.output())

@@ -72,17 +72,14 @@ type peerList []peer.AddrInfo
 func (p *peerList) String() string { return "" }
 
 func (p *peerList) Set(v string) error {
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s == "" {
-			continue
-		}
-		addr, err := ma.NewMultiaddr(s)
-		if err != nil {
-			return fmt.Errorf("%q is not a multiaddr: %v", s, err)
-		}
+	var addrs addrList
+	if err := addrs.Set(v); err != nil {
+		return err
+	}
+	for _, addr := range addrs {
 		pi, err := peer.AddrInfoFromP2pAddr(addr)
 		if err != nil {
-			return fmt.Errorf("%q must end in /p2p/<peer id>: %v", s, err)
+			return fmt.Errorf("%q must end in /p2p/<peer id>: %v", addr, err)
 		}
 		*p = append(*p, *pi)
 	}

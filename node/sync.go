@@ -125,9 +125,7 @@ func (s *syncer) headMoved() {
 		s.mu.Lock()
 		s.recheck = nil
 		s.mu.Unlock()
-		for _, p := range s.n.host.Network().Peers() {
-			s.askStatus(p)
-		}
+		s.askAll()
 	})
 }
 
@@ -156,6 +154,13 @@ func (s *syncer) askStatus(p peer.ID) {
 	select {
 	case s.ask <- p:
 	default:
+	}
+}
+
+// askAll queues a status exchange with every connected peer.
+func (s *syncer) askAll() {
+	for _, p := range s.n.host.Network().Peers() {
+		s.askStatus(p)
 	}
 }
 
@@ -268,9 +273,7 @@ func (s *syncer) run() {
 		case <-s.n.ctx.Done():
 			return
 		case <-tick.C:
-			for _, p := range s.n.host.Network().Peers() {
-				s.askStatus(p)
-			}
+			s.askAll()
 			continue
 		case <-s.kick:
 		}
