@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -99,6 +100,14 @@ func (n *Node) Handler() http.Handler {
 			n.drop("api_rate_limited")
 			w.Header().Set("Retry-After", "1")
 			writeError(w, http.StatusTooManyRequests, "more than %d requests per second from %s", protocol.APIRequestsPerSecond, client)
+			return
+		}
+		if clean := cleanPath(r.URL.Path); clean != r.URL.Path {
+			// The mux would redirect with an HTML body; redirect in JSON.
+			u := *r.URL
+			u.Path, u.RawPath = clean, ""
+			w.Header().Set("Location", u.String())
+			writeJSON(w, http.StatusTemporaryRedirect, map[string]string{"error": "path is not canonical", "location": u.String()})
 			return
 		}
 		if _, pattern := mux.Handler(r); pattern == "" {
@@ -297,6 +306,19 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	}
 	return true
+}
+
+// cleanPath is the canonical form of an API path, as http.ServeMux sees it:
+// no "." or ".." elements, no repeated slashes, a trailing slash kept.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	clean := path.Clean("/" + p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/"
+	}
+	return clean
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

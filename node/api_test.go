@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"path"
 	"strings"
 	"testing"
 
@@ -31,6 +32,8 @@ func TestAPIErrors(t *testing.T) {
 		{"GET", "/blocks/abc", "", http.StatusBadRequest},
 		{"GET", "/blocks/99", "", http.StatusNotFound},
 		{"GET", "/nope", "", http.StatusNotFound},
+		{"GET", "/blocks//1", "", http.StatusTemporaryRedirect},
+		{"GET", "/static/../status", "", http.StatusTemporaryRedirect},
 		{"DELETE", "/blocks", "", http.StatusMethodNotAllowed},
 		{"POST", "/peers", `{"addr":"not a multiaddr"}`, http.StatusBadRequest},
 		{"POST", "/peers", `{"addr":"/ip4/127.0.0.1/tcp/1"}`, http.StatusBadRequest},
@@ -42,7 +45,10 @@ func TestAPIErrors(t *testing.T) {
 			t.Errorf("%s %s %.40q: %d %s, want %d", tc.method, tc.path, tc.body, rec.Code, rec.Body, tc.code)
 			continue
 		}
-		if rec.Code >= 400 {
+		if rec.Code == http.StatusTemporaryRedirect && rec.Header().Get("Location") != path.Clean(tc.path) {
+			t.Errorf("%s %s: redirected to %q, want %q", tc.method, tc.path, rec.Header().Get("Location"), path.Clean(tc.path))
+		}
+		if rec.Code >= 300 {
 			var e struct{ Error string }
 			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error == "" {
 				t.Errorf("%s %s: error body %q is not {\"error\": ...}", tc.method, tc.path, rec.Body)

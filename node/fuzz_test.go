@@ -34,6 +34,7 @@ func FuzzAPI(f *testing.F) {
 		{0, "/blocks?from=18446744073709551615&limit=1000", ""},
 		{2, "/peers", ""},
 		{0, "/%zz", ""},
+		{0, "/blocks//0", ""},
 	} {
 		f.Add(seed.method, seed.path, seed.body)
 	}
