@@ -41,6 +41,8 @@ type Chain struct {
 	orphans *orphanPool       // valid blocks waiting for their parent
 	lines   *lineBook         // lines typed on this node
 
+	verified *verifiedSet // recently checked blocks (own lock)
+
 	unsynced map[string]*Block // committed in memory, not yet on disk
 	flush    *flusher          // writes commits to the store in batches
 }
@@ -77,7 +79,7 @@ func Open(path string, opts ...Option) (c *Chain, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c = &Chain{db: db, now: time.Now, finality: DefaultFinality, known: map[string]uint64{}, parents: map[string]string{}, orphans: newOrphanPool(MaxOrphans), lines: newLineBook(), unsynced: map[string]*Block{}}
+	c = &Chain{db: db, now: time.Now, finality: DefaultFinality, known: map[string]uint64{}, parents: map[string]string{}, orphans: newOrphanPool(MaxOrphans), lines: newLineBook(), unsynced: map[string]*Block{}, verified: newVerifiedSet()}
 	for _, o := range opts {
 		o(c)
 	}
@@ -211,6 +213,7 @@ type Result struct {
 	Dropped int
 
 	durable <-chan error // receives once the change is on disk
+	flush   *flusher
 }
 
 // Wait returns once the blocks of this result are on disk (fsynced), or the
@@ -220,6 +223,7 @@ func (r Result) Wait() error {
 	if r.durable == nil {
 		return nil
 	}
+	r.flush.waiting()
 	err, ok := <-r.durable
 	if !ok {
 		return nil
@@ -253,8 +257,20 @@ func (c *Chain) Add(b *Block) (Result, error) {
 	return c.commit(append([]*Block{b}, c.orphans.descendants(b.Hash, b.Index)...), nil)
 }
 
-// check is the part of validation that needs no other block.
+// check is the part of validation that needs no other block. A copy of a
+// block checked moments ago passes at the cost of a hash.
 func (c *Chain) check(b *Block) error {
+	if c.verified.has(b) {
+		return nil
+	}
+	if err := c.checkNew(b); err != nil {
+		return err
+	}
+	c.verified.add(b)
+	return nil
+}
+
+func (c *Chain) checkNew(b *Block) error {
 	if err := b.CheckSanity(); err != nil {
 		return err
 	}
@@ -382,7 +398,11 @@ func (c *Chain) signOn(s *Signer, parent *Block, data string) (*Block, error) {
 	if floor := parent.Time().Add(time.Millisecond); t.Before(floor) {
 		t = floor
 	}
-	return s.Sign(parent, data, t)
+	b, err := s.Sign(parent, data, t)
+	if err == nil {
+		c.verified.add(b)
+	}
+	return b, err
 }
 
 // commit adds blocks (each one's parent stored or earlier in the list),
@@ -421,7 +441,7 @@ func (c *Chain) commit(blocks []*Block, local []localLine) (Result, error) {
 		c.parents[b.Hash] = b.PrevHash
 		c.unsynced[b.Hash] = b
 	}
-	res.durable = w.done
+	res.durable, res.flush = w.done, c.flush
 	c.flush.enqueue(w)
 	for _, l := range local {
 		c.lines.add(l)

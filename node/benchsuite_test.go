@@ -70,6 +70,12 @@ type benchSystem interface {
 	close()
 }
 
+// pipeliner is a system that takes a block before acknowledging it: a
+// writer with many blocks posts the next while earlier ones are confirmed.
+type pipeliner interface {
+	post(origin int, payload string) (wait func() error, err error)
+}
+
 // arrivals collects when each node first saw each block.
 type arrivals struct {
 	mu   sync.Mutex
@@ -229,6 +235,14 @@ func startGossipchain(t *testing.T, n int, arr *arrivals, wires [][]int, origin 
 func (s *gossipchainSystem) publish(origin int, payload string) error {
 	_, err := s.nodes[origin].Append(context.Background(), payload)
 	return err
+}
+
+func (s *gossipchainSystem) post(origin int, payload string) (func() error, error) {
+	r, err := s.nodes[origin].Post(context.Background(), payload)
+	if err != nil {
+		return nil, err
+	}
+	return func() error { _, err := r.Wait(); return err }, nil
 }
 
 func (s *gossipchainSystem) close() {
@@ -519,14 +533,41 @@ func waitDelivered(arr *arrivals, want int) {
 }
 
 // burst publishes blocks from node 0 as fast as it takes them and reports
-// how long until every node held every block (or the deadline passed).
+// how long until every node held every block (or the deadline passed). A
+// system that confirms blocks after taking them is given the next block
+// while it confirms earlier ones (at most 1,024 unconfirmed), as a client
+// with many lines would.
 func burst(t *testing.T, sys benchSystem, arr *arrivals, nodes, blocks int) time.Duration {
 	start := time.Now()
-	for seq := 0; seq < blocks; seq++ {
-		arr.published(seq)
-		if err := sys.publish(0, fmt.Sprintf("%d|%s", seq, benchData)); err != nil {
-			t.Errorf("publish %d: %v", seq, err)
-			break
+	if p, ok := sys.(pipeliner); ok {
+		waits := make(chan func() error, 1024)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for wait := range waits {
+				if err := wait(); err != nil {
+					t.Errorf("confirm: %v", err)
+				}
+			}
+		}()
+		for seq := 0; seq < blocks; seq++ {
+			arr.published(seq)
+			wait, err := p.post(0, fmt.Sprintf("%d|%s", seq, benchData))
+			if err != nil {
+				t.Errorf("post %d: %v", seq, err)
+				break
+			}
+			waits <- wait
+		}
+		close(waits)
+		<-done
+	} else {
+		for seq := 0; seq < blocks; seq++ {
+			arr.published(seq)
+			if err := sys.publish(0, fmt.Sprintf("%d|%s", seq, benchData)); err != nil {
+				t.Errorf("publish %d: %v", seq, err)
+				break
+			}
 		}
 	}
 	waitDelivered(arr, blocks*(nodes-1))
@@ -604,16 +645,43 @@ func TestBenchSuite(t *testing.T) {
 		t.Skip("benchmark suite: run scripts/bench.sh (or set GOSSIPCHAIN_BENCH=quick|full)")
 	}
 	quick := mode == "quick"
-	sizes, blocks, burstBlocks, burstNodes, egressNodes, scaleNodes := []int{3, 10, 25}, 300, 10000, 10, 25, 100
+	sizes, blocks, burstBlocks, burstNodes, egressNodes, scaleNodes, syncBlocks := []int{3, 10, 25}, 300, 10000, 10, 25, 100, 10000
+	if s := os.Getenv("GOSSIPCHAIN_BENCH_SIZES"); s != "" { // profiling one size
+		sizes = nil
+		for _, f := range strings.Split(s, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil || n < 2 {
+				t.Fatalf("GOSSIPCHAIN_BENCH_SIZES: %q is not a node count", f)
+			}
+			sizes = append(sizes, n)
+		}
+	}
 	if quick {
-		sizes, blocks, burstBlocks, burstNodes, egressNodes, scaleNodes = []int{3, 10}, 100, 1000, 10, 10, 0
+		sizes, blocks, burstBlocks, burstNodes, egressNodes, scaleNodes, syncBlocks = []int{3, 10}, 100, 1000, 10, 10, 0, 2000
 	}
 	const rate = 100
 	systems := []string{"gossipchain", "gossipsub-bare", "seed-dial"}
+	// GOSSIPCHAIN_BENCH_ONLY names scenarios and systems to run; an empty
+	// choice of either means all of them.
+	scenarios, chosen := map[string]bool{}, []string{}
+	for _, s := range strings.Split(os.Getenv("GOSSIPCHAIN_BENCH_ONLY"), ",") {
+		if slices.Contains(systems, s) {
+			chosen = append(chosen, s)
+		} else if s != "" {
+			scenarios[s] = true
+		}
+	}
+	if len(chosen) > 0 {
+		systems = chosen
+	}
+	run := func(scenario string) bool { return len(scenarios) == 0 || scenarios[scenario] }
 
 	// propagation: paced blocks from one origin; at egressNodes, also what
 	// the origin sends per block.
 	for _, n := range sizes {
+		if !run("propagation") {
+			break
+		}
 		wires := wiring(n, rand.New(rand.NewPCG(1, uint64(n))))
 		for _, name := range systems {
 			arr := newArrivals()
@@ -639,15 +707,20 @@ func TestBenchSuite(t *testing.T) {
 			report(r)
 		}
 	}
-	arr := newArrivals()
-	floor := startFloor(t, arr)
-	propagate(t, floor, arr, 2, blocks, rate)
-	floor.close()
-	report(arr.result("propagation", "floor", 2, blocks))
+	if run("propagation") && len(chosen) == 0 {
+		arr := newArrivals()
+		floor := startFloor(t, arr)
+		propagate(t, floor, arr, 2, blocks, rate)
+		floor.close()
+		report(arr.result("propagation", "floor", 2, blocks))
+	}
 
 	// burst: as fast as the origin takes them.
 	wires := wiring(burstNodes, rand.New(rand.NewPCG(2, uint64(burstNodes))))
 	for _, name := range systems {
+		if !run("burst") {
+			break
+		}
 		arr := newArrivals()
 		sys := startSystem(t, name, burstNodes, arr, wires, nil)
 		took := burst(t, sys, arr, burstNodes, burstBlocks)
@@ -657,8 +730,17 @@ func TestBenchSuite(t *testing.T) {
 		report(r)
 	}
 
+	// sync: a late joiner fetching syncBlocks from one peer (gossipchain
+	// only: the other two have no way to catch up).
+	if run("sync") {
+		src := syncSource(t, syncBlocks)
+		took := syncOnce(t, src)
+		src.Close()
+		report(benchResult{Scenario: "sync", System: "gossipchain", Nodes: 2, Blocks: syncBlocks, DeliveredPct: 100, BlocksPerS: round2(float64(syncBlocks) / took.Seconds())})
+	}
+
 	// scale: many gossipchain hosts, paced blocks.
-	if scaleNodes > 0 {
+	if scaleNodes > 0 && run("scale") {
 		arr := newArrivals()
 		sys := startGossipchain(t, scaleNodes, arr, wiring(scaleNodes, rand.New(rand.NewPCG(3, 3))), nil)
 		propagate(t, sys, arr, scaleNodes, 100, 20)
@@ -667,5 +749,7 @@ func TestBenchSuite(t *testing.T) {
 	}
 
 	// footprint: an idle node process.
-	report(benchResult{Scenario: "footprint", System: "gossipchain", Nodes: 1, RSSMiB: idleRSS(t)})
+	if run("footprint") {
+		report(benchResult{Scenario: "footprint", System: "gossipchain", Nodes: 1, RSSMiB: idleRSS(t)})
+	}
 }

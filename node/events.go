@@ -114,6 +114,9 @@ func (n *Node) added(res ledger.Result, origin string) {
 		}
 	}
 	if res.HeadChanged {
+		if origin == "gossip" {
+			n.sync.gossipMoved()
+		}
 		n.sync.headMoved()
 		n.events.publish(Event{Type: "head", Height: res.Head.Index, Head: res.Head.Hash})
 	}

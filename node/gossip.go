@@ -29,7 +29,8 @@ func (n *Node) startGossip() error {
 		// message too would be redundant and costs most of the throughput.
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
 		pubsub.WithNoAuthor(),
-		pubsub.WithMessageIdFn(func(m *pb.Message) string { return protocol.MessageID(m.Data) }),
+		// Content IDs (protocol.MessageID), remembered per message bytes.
+		pubsub.WithMessageIdFn(func(m *pb.Message) string { return n.msgs.decode(m.Data).id }),
 		pubsub.WithPeerOutboundQueueSize(peerOutboundQueue),
 		pubsub.WithValidateQueueSize(validateQueue),
 		// A locally authored block goes to every subscribed peer, not only

@@ -44,6 +44,7 @@ type Node struct {
 	sub        *pubsub.Subscription
 	mesh       *meshTracer
 	drops      *dropCounter
+	msgs       *messages // recently decoded gossip messages
 	scores     *scoreBoard
 	metrics    *metrics
 	events     *eventHub
@@ -71,7 +72,7 @@ func New(c Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, drops: newDropCounter(), scores: &scoreBoard{}, republish: make(chan *delivery, protocol.MaxOrphans), reappend: make(chan struct{}, 1)}
+	n := &Node{cfg: cfg, log: cfg.Logger, drops: newDropCounter(), msgs: newMessages(), scores: &scoreBoard{}, republish: make(chan *delivery, protocol.MaxOrphans), reappend: make(chan struct{}, 1)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.events = newEventHub()
 	n.metrics = newMetrics(n)
@@ -291,26 +292,58 @@ type Published struct {
 	TopicPeers int
 }
 
-// Append makes data a new block on the head, stores it, then publishes it.
-// The block is stored (and so returned) even if publishing finds no peer.
+// Append makes data a new block on the head, publishes it and returns once
+// it is on disk. The block is stored (and so returned) even if publishing
+// finds no peer.
 func (n *Node) Append(ctx context.Context, data string) (Published, error) {
-	res, err := n.chain.Append(n.signer, data)
+	r, err := n.Post(ctx, data)
 	if err != nil {
 		return Published{}, err
 	}
+	return r.Wait()
+}
+
+// Receipt is a block this node has signed, added and published, on its way
+// to disk.
+type Receipt struct {
+	Published
+	res  ledger.Result
+	perr error
+	once sync.Once
+	err  error
+}
+
+// Post makes data a new block on the head and publishes it without waiting
+// for the disk: a writer with many lines posts them one after another and
+// waits on the receipts (in order) meanwhile, and the node writes them with
+// few fsyncs. Nothing is acknowledged until Wait says so.
+func (n *Node) Post(ctx context.Context, data string) (*Receipt, error) {
+	res, err := n.chain.Append(n.signer, data)
+	if err != nil {
+		return nil, err
+	}
 	n.added(res, "local")
 	b := res.Added[0]
-	p := Published{Block: b, TopicPeers: len(n.topic.ListPeers())}
 	// Out first, then acknowledged once on disk: the fsync overlaps the
 	// first hop.
-	perr := n.publish(ctx, b)
-	if err := res.Wait(); err != nil {
-		return Published{}, fmt.Errorf("block %d not stored: %w", b.Index, err)
+	return &Receipt{
+		Published: Published{Block: b, TopicPeers: len(n.topic.ListPeers())},
+		res:       res,
+		perr:      n.publish(ctx, b),
+	}, nil
+}
+
+// Wait returns once the block is on disk: an error means it is not stored
+// (and Published is empty), or stored but not published.
+func (r *Receipt) Wait() (Published, error) {
+	r.once.Do(func() { r.err = r.res.Wait() })
+	if r.err != nil {
+		return Published{}, fmt.Errorf("block %d not stored: %w", r.Block.Index, r.err)
 	}
-	if perr != nil {
-		return p, fmt.Errorf("block %d stored but not published: %w", b.Index, perr)
+	if r.perr != nil {
+		return r.Published, fmt.Errorf("block %d stored but not published: %w", r.Block.Index, r.perr)
 	}
-	return p, nil
+	return r.Published, nil
 }
 
 // Connect dials addr (a multiaddr ending in /p2p/<id>) once.

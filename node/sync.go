@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -33,6 +34,12 @@ const (
 	// peers for their heads again (once per burst of moves), so what it
 	// shows of them is fresh and a peer left behind is noticed.
 	recheckAfter = 500 * time.Millisecond
+	// gossipGrace is how long after gossip last moved this node's head a
+	// peer that is ahead is left to gossip: during a burst every peer is a
+	// few blocks ahead, and fetching what is already on its way would
+	// spend bandwidth and CPU twice. Once gossip stalls (a lost block, a
+	// late start, a healed partition), sync starts.
+	gossipGrace = 500 * time.Millisecond
 )
 
 // SyncProgress describes a sync in progress (or just finished).
@@ -69,11 +76,14 @@ type syncer struct {
 	limit    *rateLimiter // sync requests served, per peer
 
 	recheck  *time.Timer   // pending head re-check after our head moved
+	grace    *time.Timer   // pending sync once gossip has had its grace
 	kick     chan struct{} // something may be worth syncing
 	discover chan struct{} // a discovery round may be worth it
 	ask      chan peer.ID  // peers to exchange status with
 	serving  chan struct{} // semaphore of requests being served
 	notify   network.Notifiee
+
+	lastGossip atomic.Int64 // when gossip last moved the head (Unix ns)
 }
 
 func newSyncer(n *Node, timeout time.Duration) *syncer {
@@ -129,10 +139,22 @@ func (s *syncer) headMoved() {
 	})
 }
 
+// gossipMoved notes that gossip just moved this node's head.
+func (s *syncer) gossipMoved() { s.lastGossip.Store(time.Now().UnixNano()) }
+
+// graceLeft is how much longer gossip is given before a peer ahead is
+// synced from (0: none).
+func (s *syncer) graceLeft() time.Duration {
+	return max(0, gossipGrace-time.Since(time.Unix(0, s.lastGossip.Load())))
+}
+
 func (s *syncer) stop() {
 	s.mu.Lock()
 	if s.recheck != nil {
 		s.recheck.Stop()
+	}
+	if s.grace != nil {
+		s.grace.Stop()
 	}
 	s.mu.Unlock()
 	if s.notify != nil {
@@ -146,6 +168,22 @@ func (s *syncer) wake() {
 	case s.kick <- struct{}{}:
 	default:
 	}
+}
+
+// wakeAfter wakes the sync loop after d (once, however often it is asked
+// meanwhile).
+func (s *syncer) wakeAfter(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.grace != nil || s.n.ctx.Err() != nil {
+		return
+	}
+	s.grace = time.AfterFunc(d, func() {
+		s.mu.Lock()
+		s.grace = nil
+		s.mu.Unlock()
+		s.wake()
+	})
 }
 
 // askStatus queues a status exchange with p; if the queue is full the
@@ -278,6 +316,10 @@ func (s *syncer) run() {
 		case <-s.kick:
 		}
 		for s.n.ctx.Err() == nil {
+			if wait := s.graceLeft(); wait > 0 {
+				s.wakeAfter(wait)
+				break
+			}
 			p, target, ok := s.pick()
 			if !ok {
 				break

@@ -9,7 +9,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"gossipchain/ledger"
-	"gossipchain/protocol"
 )
 
 // delivery is the ValidatorData of an accepted block message, so the
@@ -52,7 +51,8 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 		}
 		return pubsub.ValidationReject
 	}
-	b, err := protocol.DecodeBlock(msg.Data)
+	d := n.msgs.decode(msg.Data)
+	b, err := d.block, d.err
 	if err != nil {
 		n.drop("malformed")
 		n.metrics.blocksDropped.WithLabelValues("reject", "malformed").Inc()

@@ -4,23 +4,37 @@
 # checked or stored), seed-dial (a TCP dial per block per peer: the design
 # gossipchain replaces) and floor (one persistent libp2p stream).
 #
-#   scripts/bench.sh [--quick] [--json]
+#   scripts/bench.sh [--quick] [--json] [--only SCENARIO[,SCENARIO...]]
 #
 # --quick: fewer nodes and blocks (well under 2 minutes); --json: one JSON
-# object per line instead of the table. The suite is node/benchsuite_test.go
+# object per line instead of the table; --only: just these scenarios
+# (propagation, burst, sync, scale, footprint) and/or systems
+# (gossipchain, gossipsub-bare, seed-dial), e.g. --only burst,gossipchain. The suite is node/benchsuite_test.go
 # (TestBenchSuite); the sync and flood benchmarks are go test -bench (see
 # docs/BENCHMARKS.md).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-mode=full json=0
-for arg in "$@"; do
-	case "$arg" in
+mode=full json=0 only=
+while [ $# -gt 0 ]; do
+	case "$1" in
 	--quick) mode=quick ;;
 	--json) json=1 ;;
-	*) echo "bench: unknown argument '$arg' (use --quick, --json)" >&2; exit 2 ;;
+	--only)
+		[ $# -ge 2 ] || { echo "bench: --only needs a list of scenarios" >&2; exit 2; }
+		only=$2
+		shift
+		for s in ${only//,/ }; do
+			case "$s" in
+			propagation | burst | sync | scale | footprint | gossipchain | gossipsub-bare | seed-dial) ;;
+			*) echo "bench: unknown scenario or system '$s'" >&2; exit 2 ;;
+			esac
+		done
+		;;
+	*) echo "bench: unknown argument '$1' (use --quick, --json, --only LIST)" >&2; exit 2 ;;
 	esac
+	shift
 done
-out="$(cd "$root" && GOSSIPCHAIN_BENCH=$mode go test -run '^TestBenchSuite$' -count=1 -timeout 30m -v ./node 2>&1)" || {
+out="$(cd "$root" && GOSSIPCHAIN_BENCH=$mode GOSSIPCHAIN_BENCH_ONLY=$only go test -run '^TestBenchSuite$' -count=1 -timeout 30m -v ./node 2>&1)" || {
 	echo "$out" | tail -n 30 >&2
 	echo "bench: the suite failed" >&2
 	exit 1
