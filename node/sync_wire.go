@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -112,7 +113,10 @@ func (s *syncer) call(p peer.ID, req *protocol.Request, read func(*frameReader) 
 		st.Reset()
 		return err
 	}
-	if err := read(&frameReader{st: st, r: bufio.NewReader(st), timeout: s.timeout}); err != nil {
+	r := bufReaders.Get().(*bufio.Reader)
+	r.Reset(st)
+	defer putReader(r)
+	if err := read(&frameReader{st: st, r: r, timeout: s.timeout}); err != nil {
 		st.Reset()
 		return err
 	}
@@ -120,6 +124,16 @@ func (s *syncer) call(p peer.ID, req *protocol.Request, read func(*frameReader) 
 	st.Close()
 	return nil
 }
+
+// Sync streams are many and short (a head exchange is a few hundred
+// bytes): their buffers are reused rather than allocated per stream.
+var (
+	bufReaders = sync.Pool{New: func() any { return bufio.NewReader(nil) }}
+	bufWriters = sync.Pool{New: func() any { return bufio.NewWriter(nil) }}
+)
+
+func putReader(r *bufio.Reader) { r.Reset(nil); bufReaders.Put(r) }
+func putWriter(w *bufio.Writer) { w.Reset(nil); bufWriters.Put(w) }
 
 func isTimeout(err error) bool {
 	var ne net.Error
@@ -175,7 +189,10 @@ func (s *syncer) serve(st network.Stream) {
 	}
 	_ = st.SetDeadline(time.Now().Add(s.timeout))
 	var req protocol.Request
-	err := (&frameReader{st: st, r: bufio.NewReader(st), timeout: s.timeout}).json(protocol.MaxSyncRequestBytes, &req)
+	r := bufReaders.Get().(*bufio.Reader)
+	r.Reset(st)
+	err := (&frameReader{st: st, r: r, timeout: s.timeout}).json(protocol.MaxSyncRequestBytes, &req)
+	putReader(r)
 	if err == nil {
 		err = req.Check()
 	}
@@ -186,7 +203,9 @@ func (s *syncer) serve(st network.Stream) {
 		return
 	}
 	s.n.metrics.syncServed.WithLabelValues(req.Type).Inc()
-	w := bufio.NewWriter(st)
+	w := bufWriters.Get().(*bufio.Writer)
+	w.Reset(st)
+	defer putWriter(w)
 	switch req.Type {
 	case protocol.RequestStatus:
 		err = protocol.WriteJSON(w, s.status())
