@@ -52,6 +52,9 @@ func TestNetlab(t *testing.T) {
 		if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), prefix+"-") {
 			t.Errorf("namespaces left after down:\n%s", out)
 		}
+		if left := processesUnder(state); len(left) > 0 {
+			t.Errorf("processes left after down:\n%s", strings.Join(left, "\n"))
+		}
 	})
 	must("up", "4")
 	var lines []string
@@ -89,4 +92,19 @@ func TestNetlab(t *testing.T) {
 	if len(chain) != len(lines)+1 {
 		t.Errorf("chain has %d blocks, want %d", len(chain), len(lines)+1)
 	}
+}
+
+// processesUnder lists the running processes whose command line names dir
+// (zombies have none).
+func processesUnder(dir string) []string {
+	var out []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		cmd, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || !strings.Contains(string(cmd), dir) {
+			continue
+		}
+		out = append(out, e.Name()+": "+strings.ReplaceAll(strings.TrimRight(string(cmd), "\x00"), "\x00", " "))
+	}
+	return out
 }

@@ -75,7 +75,9 @@ up() {
 		id="$("$bin" id --data "$data")"
 		local args=(--listen "$(addr_of "$k")" --port "$port" --data "$data" --api "127.0.0.1:$api")
 		[ -n "$boot" ] && args+=(--peer "$boot")
-		in_ns "$k" nohup "$bin" "${args[@]}" </dev/null >"$state/node-$k.out" 2>"$state/node-$k.log" &
+		# Not through in_ns: a function run in the background is a subshell,
+		# and $! would be that shell, not the node (ip and nohup exec).
+		ip netns exec "$(ns_of "$k")" nohup "$bin" "${args[@]}" </dev/null >"$state/node-$k.out" 2>"$state/node-$k.log" &
 		echo $! >"$state/node-$k.pid"
 		[ -z "$boot" ] && boot="/ip4/$(addr_of 1)/tcp/$port/p2p/$id"
 	done
