@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -46,20 +47,38 @@ import (
 
 // benchResult is one line of the suite's output.
 type benchResult struct {
-	Scenario     string  `json:"scenario"`
-	System       string  `json:"system"`
-	Nodes        int     `json:"nodes"`
-	Blocks       int     `json:"blocks"`
-	DeliveredPct float64 `json:"delivered_pct"`
-	P50ms        float64 `json:"p50_ms"`
-	P99ms        float64 `json:"p99_ms"`
-	Maxms        float64 `json:"max_ms"`
-	BlocksPerS   float64 `json:"blocks_per_s,omitempty"`
+	Scenario     string   `json:"scenario"`
+	System       string   `json:"system"`
+	Nodes        int      `json:"nodes"`
+	Blocks       int      `json:"blocks,omitempty"`
+	DeliveredPct *float64 `json:"delivered_pct,omitempty"` // nil: not a delivery scenario
+	P50ms        float64  `json:"p50_ms,omitempty"`
+	P99ms        float64  `json:"p99_ms,omitempty"`
+	Maxms        float64  `json:"max_ms,omitempty"`
+	BlocksPerS   float64  `json:"blocks_per_s,omitempty"`
 	// OriginBytesPerBlock is what the origin sent per block (payload bytes
 	// on its connections, all protocols).
 	OriginBytesPerBlock float64 `json:"origin_bytes_per_block,omitempty"`
 	RSSMiB              float64 `json:"rss_mib,omitempty"`
 	HeapMiBPerHost      float64 `json:"heap_mib_per_host,omitempty"`
+	// CPUmsPerBlock is the CPU time the whole process (every node, and
+	// the harness) spent per block while the scenario ran: on a shared
+	// machine, what the latencies above are paid with.
+	CPUmsPerBlock float64 `json:"cpu_ms_per_block,omitempty"`
+}
+
+// cpuTime is the CPU time (user and system) this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuPerBlock is the CPU time used since start, in ms per block.
+func cpuPerBlock(start time.Duration, blocks int) float64 {
+	return round2(float64((cpuTime() - start).Microseconds()) / 1000 / float64(blocks))
 }
 
 // benchSystem is one way of getting a block from an origin to n-1 others.
@@ -153,7 +172,7 @@ func (a *arrivals) result(scenario, system string, nodes, blocks int) benchResul
 		return round2(lat[min(len(lat)-1, int(p*float64(len(lat))))])
 	}
 	r := benchResult{Scenario: scenario, System: system, Nodes: nodes, Blocks: blocks,
-		DeliveredPct: round2(100 * float64(len(lat)) / float64(blocks*(nodes-1)))}
+		DeliveredPct: percent(100 * float64(len(lat)) / float64(blocks*(nodes-1)))}
 	r.P50ms, r.P99ms = pct(0.50), pct(0.99)
 	if len(lat) > 0 {
 		r.Maxms = round2(lat[len(lat)-1])
@@ -162,6 +181,9 @@ func (a *arrivals) result(scenario, system string, nodes, blocks int) benchResul
 }
 
 func round2(v float64) float64 { return float64(int64(v*100+0.5)) / 100 }
+
+// percent is a percentage for benchResult.DeliveredPct.
+func percent(v float64) *float64 { v = round2(v); return &v }
 
 const benchData = "a line typed on a console, about as long as people type"
 
@@ -689,9 +711,10 @@ func TestBenchSuite(t *testing.T) {
 			before := heapMiB()
 			sys := startSystem(t, name, n, arr, wires, bw)
 			heap := heapMiB() - before
-			out0 := bw.GetBandwidthTotals().TotalOut
+			out0, cpu0 := bw.GetBandwidthTotals().TotalOut, cpuTime()
 			propagate(t, sys, arr, n, blocks, rate)
 			r := arr.result("propagation", name, n, blocks)
+			r.CPUmsPerBlock = cpuPerBlock(cpu0, blocks)
 			if n == egressNodes {
 				switch s := sys.(type) {
 				case *seedDialSystem:
@@ -723,10 +746,13 @@ func TestBenchSuite(t *testing.T) {
 		}
 		arr := newArrivals()
 		sys := startSystem(t, name, burstNodes, arr, wires, nil)
+		cpu0 := cpuTime()
 		took := burst(t, sys, arr, burstNodes, burstBlocks)
+		cpu := cpuPerBlock(cpu0, burstBlocks)
 		sys.close()
 		r := arr.result("burst", name, burstNodes, burstBlocks)
-		r.BlocksPerS = round2(float64(burstBlocks) * r.DeliveredPct / 100 / took.Seconds())
+		r.CPUmsPerBlock = cpu
+		r.BlocksPerS = round2(float64(burstBlocks) * *r.DeliveredPct / 100 / took.Seconds())
 		report(r)
 	}
 
@@ -736,7 +762,7 @@ func TestBenchSuite(t *testing.T) {
 		src := syncSource(t, syncBlocks)
 		took := syncOnce(t, src)
 		src.Close()
-		report(benchResult{Scenario: "sync", System: "gossipchain", Nodes: 2, Blocks: syncBlocks, DeliveredPct: 100, BlocksPerS: round2(float64(syncBlocks) / took.Seconds())})
+		report(benchResult{Scenario: "sync", System: "gossipchain", Nodes: 2, Blocks: syncBlocks, DeliveredPct: percent(100), BlocksPerS: round2(float64(syncBlocks) / took.Seconds())})
 	}
 
 	// scale: many gossipchain hosts, paced blocks.

@@ -114,10 +114,14 @@ func (n *Node) added(res ledger.Result, origin string) {
 		}
 	}
 	if res.HeadChanged {
+		// A head moved by gossip is news its peers are getting the same
+		// way; one moved here (typed, synced, re-appended) is worth a head
+		// exchange soon, so a peer left behind is noticed.
 		if origin == "gossip" {
 			n.sync.gossipMoved()
+		} else {
+			n.sync.headMoved()
 		}
-		n.sync.headMoved()
 		n.events.publish(Event{Type: "head", Height: res.Head.Index, Head: res.Head.Hash})
 	}
 }

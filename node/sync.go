@@ -30,9 +30,10 @@ const (
 	progressMin = 256
 	// progressEvery spaces progress reports.
 	progressEvery = 250 * time.Millisecond
-	// recheckAfter is how soon after this node's head moves it asks its
-	// peers for their heads again (once per burst of moves), so what it
-	// shows of them is fresh and a peer left behind is noticed.
+	// recheckAfter is how soon after this node moves its own head (a line
+	// typed, a sync, a re-append; not a block gossip brought, which its
+	// peers are receiving too) it asks its peers for their heads again,
+	// once per burst of moves, so a peer left behind is noticed.
 	recheckAfter = 500 * time.Millisecond
 	// gossipGrace is how long after gossip last moved this node's head a
 	// peer that is ahead is left to gossip: during a burst every peer is a

@@ -44,14 +44,14 @@ if [ "$json" = 1 ]; then
 	echo "$lines"
 	exit 0
 fi
-fmt='%-12s %-15s %5s %6s %7s %8s %8s %8s %9s %9s %8s %9s\n'
-printf "$fmt" SCENARIO SYSTEM NODES BLOCKS DELIV% P50_MS P99_MS MAX_MS BLOCKS/S ORIGIN_B/BLK RSS_MIB HEAP/HOST
+fmt='%-12s %-15s %5s %6s %7s %8s %8s %8s %9s %12s %11s %8s %9s\n'
+printf "$fmt" SCENARIO SYSTEM NODES BLOCKS DELIV% P50_MS P99_MS MAX_MS BLOCKS/S ORIGIN_B/BLK CPU_MS/BLK RSS_MIB HEAP/HOST
 echo "$lines" | while IFS= read -r l; do
-	f() { echo "$l" | sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p"; }
-	if [ "$(f scenario)" = footprint ]; then
-		printf "$fmt" "$(f scenario)" "$(f system)" "$(f nodes)" - - - - - - - "$(f rss_mib)" -
-		continue
-	fi
+	f() {
+		local v
+		v=$(echo "$l" | sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p")
+		echo "${v:--}"
+	}
 	printf "$fmt" "$(f scenario)" "$(f system)" "$(f nodes)" "$(f blocks)" "$(f delivered_pct)" "$(f p50_ms)" "$(f p99_ms)" "$(f max_ms)" \
-		"$(f blocks_per_s)" "$(f origin_bytes_per_block)" "$(f rss_mib)" "$(f heap_mib_per_host)"
+		"$(f blocks_per_s)" "$(f origin_bytes_per_block)" "$(f cpu_ms_per_block)" "$(f rss_mib)" "$(f heap_mib_per_host)"
 done
