@@ -16,8 +16,8 @@ import (
 // connected to (a "peers" request on the sync protocol) and dials some of
 // them until it has targetPeers connections, so the GossipSub mesh can form
 // among many peers and survives the bootstrap peer leaving. GossipSub's own
-// peer exchange (on PRUNE) helps too, but only reaches a peer that a full
-// mesh prunes: a newcomer grafted into a mesh with room learns nobody.
+// peer exchange (on PRUNE) is off (see gossip.go): it only reaches a peer
+// that a full mesh prunes, and then connects it to up to 16 more.
 const (
 	targetPeers   = 8
 	discoverEvery = 5 * time.Second
@@ -53,7 +53,9 @@ func (s *syncer) wakeDiscovery() {
 func (s *syncer) discoverRound() {
 	nw := s.n.host.Network()
 	connected := nw.Peers()
-	need := targetPeers - len(connected)
+	// Configured peers still being dialled count: at start they are the
+	// connections this node is about to have.
+	need := targetPeers - len(connected) - int(s.n.dialing.Load())
 	if need <= 0 || len(connected) == 0 {
 		return
 	}

@@ -36,10 +36,11 @@ func (n *Node) startGossip() error {
 		// A locally authored block goes to every subscribed peer, not only
 		// the mesh, so a node's own blocks can't be eclipsed.
 		pubsub.WithFloodPublish(true),
-		// Discovery: a node that prunes a peer from its mesh tells it about
-		// other members (signed peer records), so a node given one
-		// bootstrap peer finds the rest.
-		pubsub.WithPeerExchange(true),
+		// No peer exchange on PRUNE: a pruned peer would dial up to 16 of
+		// the peers named, whatever it has already, and in a small network
+		// every node drifts towards a connection to every other (21-24 of
+		// 24 at 25 nodes, measured), each one more peer to gossip with for
+		// every block. Discovery (discovery.go) keeps targetPeers instead.
 		pubsub.WithRawTracer(n.mesh),
 		pubsub.WithRawTracer(gossipTracer{n.metrics}),
 		// The library logs routine events at info; keep its warnings only.

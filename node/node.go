@@ -49,7 +49,8 @@ type Node struct {
 	metrics    *metrics
 	events     *eventHub
 	peerNotify network.Notifiee
-	alone      atomic.Bool // the last peer left, none has come back
+	alone      atomic.Bool  // the last peer left, none has come back
+	dialing    atomic.Int32 // configured peers being dialled right now
 	api        *http.Server
 	apiLn      net.Listener
 

@@ -31,7 +31,9 @@ func (n *Node) keepConnected(pi peer.AddrInfo) {
 			wait := checkEvery
 			if n.host.Network().Connectedness(pi.ID) != network.Connected {
 				ctx, cancel := context.WithTimeout(n.ctx, dialTimeout)
+				n.dialing.Add(1)
 				err := n.host.Connect(ctx, pi)
+				n.dialing.Add(-1)
 				cancel()
 				switch {
 				case n.ctx.Err() != nil:
