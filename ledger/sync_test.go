@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 func TestAddBlocks(t *testing.T) {
@@ -267,5 +269,45 @@ func TestGroupCommit(t *testing.T) {
 	defer c2.Close()
 	if c2.Height() != 301 {
 		t.Fatalf("after reopen: height %d, want 301", c2.Height())
+	}
+}
+
+// A change nobody waits for still reaches the disk on its own (lazily, in a
+// batch), and Wait on a later one does not wait for that batch's timer.
+func TestLazyFlushWrites(t *testing.T) {
+	c, _ := openTest(t)
+	run := build(t, signer(1), Genesis(), 20, "l")
+	for _, b := range run {
+		if _, err := c.Add(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	onDisk := func(hash string) bool {
+		found := false
+		c.db.View(func(tx *bolt.Tx) error {
+			found = tx.Bucket(bucketBlocks).Get(hashKey(hash)) != nil
+			return nil
+		})
+		return found
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !onDisk(run[19].Hash) {
+		if time.Now().After(deadline) {
+			t.Fatal("a received block never reached the disk without a waiter")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.mu.RLock()
+	left := len(c.unsynced)
+	c.mu.RUnlock()
+	if left != 0 {
+		t.Errorf("%d blocks still only in memory after their batch was written", left)
+	}
+	res, err := c.Append(signer(2), "typed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Wait(); err != nil || !onDisk(res.Added[0].Hash) {
+		t.Fatalf("Wait returned (%v) before the block was on disk", err)
 	}
 }

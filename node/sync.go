@@ -41,6 +41,8 @@ const (
 	// spend bandwidth and CPU twice. Once gossip stalls (a lost block, a
 	// late start, a healed partition), sync starts.
 	gossipGrace = 500 * time.Millisecond
+	// maxGossipDefer bounds how long gossipGrace can put a sync off.
+	maxGossipDefer = 5 * time.Second
 )
 
 // SyncProgress describes a sync in progress (or just finished).
@@ -307,6 +309,7 @@ func (s *syncer) run() {
 	defer s.n.wg.Done()
 	tick := time.NewTicker(headCheckEvery)
 	defer tick.Stop()
+	var deferred time.Time // when a sync was first put off for gossip
 	for {
 		select {
 		case <-s.n.ctx.Done():
@@ -317,14 +320,23 @@ func (s *syncer) run() {
 		case <-s.kick:
 		}
 		for s.n.ctx.Err() == nil {
-			if wait := s.graceLeft(); wait > 0 {
-				s.wakeAfter(wait)
-				break
-			}
 			p, target, ok := s.pick()
 			if !ok {
+				deferred = time.Time{}
 				break
 			}
+			if wait := s.graceLeft(); wait > 0 {
+				if deferred.IsZero() {
+					deferred = time.Now()
+				}
+				// A peer keeping the head moving by gossip must not keep
+				// this node from a better branch for long.
+				if time.Since(deferred) < maxGossipDefer {
+					s.wakeAfter(wait)
+					break
+				}
+			}
+			deferred = time.Time{}
 			s.syncFrom(p, target)
 		}
 		s.n.wakeReappend()

@@ -397,3 +397,27 @@ func TestFinalityInSync(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "a to adopt the shallow branch", func() bool { return a.Chain().Head().Hash == shallow[4].Hash })
 }
+
+// While gossip delivers a steady stream, nobody fetches it a second time by
+// sync, although every peer's head is a few blocks ahead at any moment.
+func TestGossipStreamNeedsNoSync(t *testing.T) {
+	const blocks = 300
+	nodes := line(t, 3)
+	for i := 0; i < blocks; i++ {
+		if _, err := nodes[0].Append(context.Background(), fmt.Sprintf("stream %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitSameHead(t, 30*time.Second, blocks, nodes...)
+	for _, n := range nodes[1:] {
+		fams := scrape(t, n)
+		for _, result := range []string{"ok", "error"} {
+			if v, _ := value(fams, "gossipchain_sync_requests_made_total", map[string]string{"type": "blocks", "result": result}); v != 0 {
+				t.Errorf("node %s fetched blocks by sync %v times (%s) while gossip delivered them", n.ID(), v, result)
+			}
+		}
+		if v, _ := value(fams, "gossipchain_blocks_added_total", map[string]string{"origin": "gossip"}); v != blocks {
+			t.Errorf("node %s added %v blocks by gossip, want %d", n.ID(), v, blocks)
+		}
+	}
+}
