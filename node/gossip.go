@@ -38,8 +38,8 @@ func (n *Node) startGossip() error {
 		pubsub.WithFloodPublish(true),
 		// No peer exchange on PRUNE: a pruned peer would dial up to 16 of
 		// the peers named, whatever it has already, and in a small network
-		// every node drifts towards a connection to every other (21-24 of
-		// 24 at 25 nodes, measured), each one more peer to gossip with for
+		// every node drifts towards a connection to every other (17-24 of
+		// 24 at 25 nodes, most above 20), each one more peer to gossip with for
 		// every block. Discovery (discovery.go) keeps targetPeers instead.
 		pubsub.WithRawTracer(n.mesh),
 		pubsub.WithRawTracer(gossipTracer{n.metrics}),
