@@ -73,7 +73,20 @@ func (c *console) synced(p node.SyncProgress) {
 }
 
 // read handles stdin until it ends; end of input leaves the node running.
+// Lines are posted one after another without waiting for the disk (a file
+// piped in goes at the node's pace, not one fsync per line); each is
+// acknowledged, in order, once it is stored. A command waits for the
+// acknowledgements before it, so the output keeps the input's order.
 func (c *console) read(ctx context.Context, in io.Reader) {
+	acks := make(chan ack, 256) // lines in flight at most
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for a := range acks {
+			c.acknowledge(a)
+		}
+	}()
+	defer func() { close(acks); <-done }()
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -82,23 +95,52 @@ func (c *console) read(ctx context.Context, in io.Reader) {
 			continue
 		}
 		if strings.HasPrefix(line, "/") {
+			reached := make(chan struct{})
+			acks <- ack{reached: reached}
+			<-reached
 			c.command(line)
 			continue
 		}
-		p, err := c.node.Append(ctx, line)
-		switch {
-		case p.Block == nil:
-			c.printf("! not added: %v\n", err)
-		case err != nil:
-			c.printf("> #%d %s added, but publishing failed: %v\n", p.Block.Index, p.Block.Short(), err)
-		case p.TopicPeers == 0:
-			c.printf("> #%d %s added (no peers yet: kept locally)\n", p.Block.Index, p.Block.Short())
-		default:
-			c.printf("> #%d %s added, sent to %d peers\n", p.Block.Index, p.Block.Short(), p.TopicPeers)
+		r, err := c.node.Post(ctx, line)
+		if err != nil {
+			acks <- ack{text: fmt.Sprintf("! not added: %v\n", err)}
+			continue
 		}
+		acks <- ack{receipt: r}
 	}
 	if err := sc.Err(); err != nil {
-		c.printf("! console input: %v\n", err)
+		acks <- ack{text: fmt.Sprintf("! console input: %v\n", err)}
+	}
+}
+
+// ack is what the console owes the user for one input line, in order: a
+// posted line's receipt to report once stored, a text to print, or a mark
+// to close once everything before it is out.
+type ack struct {
+	receipt *node.Receipt
+	text    string
+	reached chan struct{}
+}
+
+func (c *console) acknowledge(a ack) {
+	switch {
+	case a.reached != nil:
+		close(a.reached)
+		return
+	case a.receipt == nil:
+		c.printf("%s", a.text)
+		return
+	}
+	p, err := a.receipt.Wait()
+	switch {
+	case p.Block == nil:
+		c.printf("! not added: %v\n", err)
+	case err != nil:
+		c.printf("> #%d %s added, but publishing failed: %v\n", p.Block.Index, p.Block.Short(), err)
+	case p.TopicPeers == 0:
+		c.printf("> #%d %s added (no peers yet: kept locally)\n", p.Block.Index, p.Block.Short())
+	default:
+		c.printf("> #%d %s added, sent to %d peers\n", p.Block.Index, p.Block.Short(), p.TopicPeers)
 	}
 }
 

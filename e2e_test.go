@@ -617,3 +617,50 @@ func TestClusterScript(t *testing.T) {
 		}
 	}
 }
+
+// Lines piped in are taken without waiting for the disk, yet acknowledged
+// in order, each once stored, and a command prints after the lines before
+// it.
+func TestPipedLinesInOrder(t *testing.T) {
+	const count = 500
+	p := startProc(t, filepath.Join(t.TempDir(), "n"))
+	var in strings.Builder
+	for i := 1; i <= count; i++ {
+		fmt.Fprintf(&in, "piped %d\n", i)
+	}
+	in.WriteString("/chain 1\n")
+	if _, err := io.WriteString(p.stdin, in.String()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the /chain answer", func() bool {
+		return p.find(fmt.Sprintf("  #%d ", count)) != ""
+	})
+	var acked []int
+	chainAt, lastAck := -1, -1
+	p.mu.Lock()
+	for i, l := range p.lines {
+		var n int
+		if _, err := fmt.Sscanf(l, "> #%d", &n); err == nil {
+			acked = append(acked, n)
+			lastAck = i
+		} else if strings.HasPrefix(l, fmt.Sprintf("  #%d ", count)) {
+			chainAt = i
+		}
+	}
+	p.mu.Unlock()
+	if len(acked) != count {
+		t.Fatalf("%d acknowledgements for %d lines", len(acked), count)
+	}
+	for i, n := range acked {
+		if n != i+1 {
+			t.Fatalf("acknowledgement %d is for block #%d", i+1, n)
+		}
+	}
+	if chainAt < lastAck {
+		t.Fatalf("/chain printed at output line %d, before the last acknowledgement (line %d)", chainAt, lastAck)
+	}
+	st := p.status(t)
+	if st.Height != count {
+		t.Fatalf("height %d, want %d", st.Height, count)
+	}
+}
