@@ -440,6 +440,13 @@ func TestConcurrentTyping(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	defer func() {
+		if t.Failed() {
+			for _, p := range procs {
+				t.Logf("stderr of %s:\n%s", p.addr, p.cmd.Stderr)
+			}
+		}
+	}()
 	waitConverged(t, 60*time.Second, lines, procs...)
 	for _, p := range procs {
 		p.stop(t)

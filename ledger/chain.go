@@ -21,8 +21,17 @@ const MaxClockDrift = 2 * time.Minute
 const MaxOrphans = 1024
 
 // DefaultFinality is how many main-chain blocks a reorg may replace at most,
-// unless WithFinality says otherwise: history deeper than that is settled.
+// unless WithFinality says otherwise: history deeper than that is settled,
+// once it has been on this node's main chain for DefaultSettle.
 const DefaultFinality = 64
+
+// DefaultSettle is how long a block must have been on this node's main
+// chain before finality protects it (WithSettle). Nodes typing at the same
+// moment each extend their own branch faster than gossip crosses between
+// them (a pasted or piped batch of lines takes milliseconds); those
+// branches must still merge, however deep they grew, when they meet
+// seconds later. History that has stood for this long is settled.
+const DefaultSettle = 10 * time.Second
 
 // Chain is the set of valid blocks a node holds, stored on disk, and the main
 // chain chosen among them: the longest, and among equally long ones the one
@@ -32,11 +41,13 @@ type Chain struct {
 	now      func() time.Time
 	authors  map[string]bool // if set, the only authors admitted
 	finality int             // deepest reorg allowed
+	settle   time.Duration   // how long before finality protects a block
 
 	mu      sync.RWMutex      // guards the fields below
 	known   map[string]uint64 // hash -> height of every stored block
 	parents map[string]string // hash -> prevHash of every stored block
 	main    []string          // main chain hashes by height
+	since   []time.Time       // when each main-chain block became so (zero: before Open)
 	head    *Block            // main[len(main)-1]
 	orphans *orphanPool       // valid blocks waiting for their parent
 	lines   *lineBook         // lines typed on this node
@@ -70,6 +81,12 @@ func WithAuthors(ids []string) Option {
 // history.
 func WithFinality(depth int) Option { return func(c *Chain) { c.finality = depth } }
 
+// WithSettle sets how long a block must have been on this node's main
+// chain before a reorg deeper than the finality depth may not remove it
+// (default DefaultSettle; 0: at once). Blocks found on disk at Open are
+// settled.
+func WithSettle(d time.Duration) Option { return func(c *Chain) { c.settle = d } }
+
 // Open opens (creating if needed) the store at path and restores the chain
 // from it, checking that every main-chain block links to the one before.
 // It returns ErrInUse if another process holds the store and an error
@@ -79,7 +96,7 @@ func Open(path string, opts ...Option) (c *Chain, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c = &Chain{db: db, now: time.Now, finality: DefaultFinality, known: map[string]uint64{}, parents: map[string]string{}, orphans: newOrphanPool(MaxOrphans), lines: newLineBook(), unsynced: map[string]*Block{}, verified: newVerifiedSet()}
+	c = &Chain{db: db, now: time.Now, finality: DefaultFinality, settle: DefaultSettle, known: map[string]uint64{}, parents: map[string]string{}, orphans: newOrphanPool(MaxOrphans), lines: newLineBook(), unsynced: map[string]*Block{}, verified: newVerifiedSet()}
 	for _, o := range opts {
 		o(c)
 	}
@@ -176,6 +193,7 @@ func (c *Chain) load() error {
 				return fmt.Errorf("%w: block %d does not link to block %d", ErrCorrupt, b.Index, prev.Index)
 			}
 			c.main = append(c.main, b.Hash)
+			c.since = append(c.since, time.Time{})
 			prev = b
 			return nil
 		})
@@ -425,7 +443,7 @@ func (c *Chain) commit(blocks []*Block, local []localLine) (Result, error) {
 		res.Head, res.HeadChanged = best, true
 		res.Dropped = len(c.main) - 1 - fork
 		res.Reorg = res.Dropped > 0
-		if res.Dropped > c.finality {
+		if res.Dropped > c.finality && c.settled(fork+1) {
 			return Result{}, ruleError(ErrTooDeep, "branch to block %d %s forks at height %d: it would replace %d blocks, finality depth is %d", best.Index, best.Short(), fork, res.Dropped, c.finality)
 		}
 	}
@@ -449,10 +467,24 @@ func (c *Chain) commit(blocks []*Block, local []localLine) (Result, error) {
 	if branch != nil {
 		dropped := append([]string(nil), c.main[fork+1:]...)
 		c.main = append(c.main[:fork+1], branch...)
+		now := c.now()
+		c.since = c.since[:fork+1]
+		for range branch {
+			c.since = append(c.since, now)
+		}
 		c.head = best
 		c.lines.update(dropped, branch, c.onMain)
 	}
 	return res, nil
+}
+
+// settled reports whether the main-chain block at height h has been there
+// for c.settle. Times only grow with height (a reorg gives its whole branch
+// the same, later time), so the deepest block a reorg drops decides. c.mu
+// is held.
+func (c *Chain) settled(h int) bool {
+	at := c.since[h]
+	return at.IsZero() || c.now().Sub(at) >= c.settle
 }
 
 // branchTo returns the height where the chain ending at tip leaves the main

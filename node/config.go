@@ -73,6 +73,9 @@ type Config struct {
 
 	// gater, if set, vets every connection (tests cut links with it).
 	gater connmgr.ConnectionGater
+	// settleAtOnce lets finality protect blocks as soon as they are deep
+	// (tests of finality; see ledger.WithSettle).
+	settleAtOnce bool
 	// bandwidth, if set, counts the bytes the host sends and receives
 	// (the benchmark suite's origin egress).
 	bandwidth libp2pmetrics.Reporter

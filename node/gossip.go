@@ -30,7 +30,7 @@ func (n *Node) startGossip() error {
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
 		pubsub.WithNoAuthor(),
 		// Content IDs (protocol.MessageID), remembered per message bytes.
-		pubsub.WithMessageIdFn(func(m *pb.Message) string { return n.msgs.id(m.Data) }),
+		pubsub.WithMessageIdFn(func(m *pb.Message) string { return n.msgIDs.id(m.Data) }),
 		pubsub.WithPeerOutboundQueueSize(peerOutboundQueue),
 		pubsub.WithValidateQueueSize(validateQueue),
 		// A locally authored block goes to every subscribed peer, not only

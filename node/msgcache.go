@@ -8,90 +8,61 @@ import (
 	"gossipchain/protocol"
 )
 
-// messageKeep is how many decoded gossip messages a node remembers (in each
-// of two generations).
+// messageKeep is how many message IDs a node remembers (in each of two
+// generations).
 const messageKeep = 4096
 
-// messages remembers recently decoded gossip messages by the SHA-256 of
+// messageIDs remembers the IDs of recent gossip messages by the SHA-256 of
 // their bytes. GossipSub names every copy of a message that arrives (each
-// block comes from several peers) on its single event loop, before it knows
-// the copy is a duplicate, and the validator then needs the block again:
-// decoding it once and hashing its bytes for the rest keeps that loop
-// fast. Decoding is deterministic, so a remembered answer is the answer.
-// Once the validator has the block, only the ID is kept.
+// block comes from several peers, and flood publishing sends an author's
+// block to all of them) on its single event loop, before it knows the copy
+// is a duplicate; naming means decoding and hashing the block
+// (protocol.MessageID). Remembering the answer keeps that loop at one
+// SHA-256 per copy. Only IDs are kept, never blocks, so a flood of
+// messages waiting for validation costs no extra memory here.
 //
 // Two generations of at most messageKeep entries bound it: when the
 // current one fills it becomes the previous one and the oldest is dropped.
-type messages struct {
+type messageIDs struct {
 	mu        sync.Mutex
-	cur, prev map[[sha256.Size]byte]decoded
+	cur, prev map[[sha256.Size]byte]string
 }
 
-// decoded is a gossip message's block (nil if it is not one, with err) and
-// message ID (protocol.MessageID).
-type decoded struct {
-	block *ledger.Block
-	id    string
-	err   error
-	slim  bool // the block was handed to the validator and forgotten
+func newMessageIDs() *messageIDs {
+	return &messageIDs{cur: map[[sha256.Size]byte]string{}, prev: map[[sha256.Size]byte]string{}}
 }
 
-func newMessages() *messages {
-	return &messages{cur: map[[sha256.Size]byte]decoded{}, prev: map[[sha256.Size]byte]decoded{}}
-}
-
-// id returns data's message ID, from memory when data was seen lately.
-func (m *messages) id(data []byte) string {
-	return m.lookup(data, false).id
-}
-
-// decode returns what protocol.DecodeMessage returns for data, and keeps
-// only the ID in memory: the validator is the block's last reader (later
-// copies are named, not validated again).
-func (m *messages) decode(data []byte) decoded {
-	return m.lookup(data, true)
-}
-
-func (m *messages) lookup(data []byte, validating bool) decoded {
+// id returns protocol.MessageID(data), from memory when data was seen
+// lately.
+func (m *messageIDs) id(data []byte) string {
 	key := sha256.Sum256(data)
 	m.mu.Lock()
-	d, ok := m.cur[key]
+	id, ok := m.cur[key]
 	if !ok {
-		d, ok = m.prev[key]
-	}
-	if ok && validating {
-		// Drop the block from memory (in the newest generation; an old
-		// entry ages out).
-		if _, cur := m.cur[key]; cur {
-			m.cur[key] = decoded{id: d.id, err: d.err, slim: true}
-		}
+		id, ok = m.prev[key]
 	}
 	m.mu.Unlock()
-	if ok && !(validating && d.slim) {
-		return d
+	if ok {
+		return id
 	}
-	d.block, d.id, d.err = protocol.DecodeMessage(data)
-	if validating {
-		m.remember(key, decoded{id: d.id, err: d.err, slim: true})
-	} else {
-		m.remember(key, d)
-	}
-	return d
+	id = protocol.MessageID(data)
+	m.remember(key, id)
+	return id
 }
 
 // published remembers the ID of a message this node is about to publish,
-// so naming it does not decode it (its validation needs no decoding).
-func (m *messages) published(data []byte, b *ledger.Block) {
+// so naming it does not decode it.
+func (m *messageIDs) published(data []byte, b *ledger.Block) {
 	if id, ok := protocol.BlockID(b); ok {
-		m.remember(sha256.Sum256(data), decoded{id: id, slim: true})
+		m.remember(sha256.Sum256(data), id)
 	}
 }
 
-func (m *messages) remember(key [sha256.Size]byte, d decoded) {
+func (m *messageIDs) remember(key [sha256.Size]byte, id string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if len(m.cur) >= messageKeep {
-		m.prev, m.cur = m.cur, make(map[[sha256.Size]byte]decoded, messageKeep)
+		m.prev, m.cur = m.cur, make(map[[sha256.Size]byte]string, messageKeep)
 	}
-	m.cur[key] = d
+	m.cur[key] = id
 }

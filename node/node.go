@@ -44,7 +44,7 @@ type Node struct {
 	sub        *pubsub.Subscription
 	mesh       *meshTracer
 	drops      *dropCounter
-	msgs       *messages // recently decoded gossip messages
+	msgIDs     *messageIDs // IDs of recent gossip messages
 	scores     *scoreBoard
 	metrics    *metrics
 	events     *eventHub
@@ -73,7 +73,7 @@ func New(c Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, drops: newDropCounter(), msgs: newMessages(), scores: &scoreBoard{}, republish: make(chan *delivery, protocol.MaxOrphans), reappend: make(chan struct{}, 1)}
+	n := &Node{cfg: cfg, log: cfg.Logger, drops: newDropCounter(), msgIDs: newMessageIDs(), scores: &scoreBoard{}, republish: make(chan *delivery, protocol.MaxOrphans), reappend: make(chan struct{}, 1)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.events = newEventHub()
 	n.metrics = newMetrics(n)
@@ -87,6 +87,9 @@ func New(c Config) (_ *Node, err error) {
 		return nil, err
 	}
 	opts := []ledger.Option{ledger.WithFinality(cfg.Finality)}
+	if cfg.settleAtOnce {
+		opts = append(opts, ledger.WithSettle(0))
+	}
 	if cfg.Authors != nil {
 		opts = append(opts, ledger.WithAuthors(cfg.Authors))
 	}

@@ -67,6 +67,6 @@ func (n *Node) publishDelivery(ctx context.Context, d *delivery) error {
 	if err != nil {
 		return err
 	}
-	n.msgs.published(data, d.block)
+	n.msgIDs.published(data, d.block)
 	return n.topic.Publish(ctx, data, pubsub.WithValidatorData(d))
 }

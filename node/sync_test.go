@@ -352,9 +352,9 @@ func TestFinalityInSync(t *testing.T) {
 	// a holds 10 blocks; b a separate chain of 20. With a finality depth of
 	// 5, a refuses b's branch (it would replace all 10) and keeps its own;
 	// a branch that shares a's first 8 blocks and is longer is adopted.
-	a := startNodeWith(t, Config{Finality: 5})
+	a := startNodeWith(t, Config{Finality: 5, settleAtOnce: true})
 	mine := fill(t, a, 10)
-	b := startNodeWith(t, Config{Finality: 5})
+	b := startNodeWith(t, Config{Finality: 5, settleAtOnce: true})
 	s := ledger.NewSigner(ed25519.NewKeyFromSeed([]byte(strings.Repeat("b", 32))))
 	var other []*ledger.Block
 	parent := ledger.Genesis()
@@ -376,7 +376,7 @@ func TestFinalityInSync(t *testing.T) {
 		t.Fatalf("a moved to #%d %s", a.Chain().Height(), a.Chain().Head().Short())
 	}
 
-	c := startNodeWith(t, Config{Finality: 5})
+	c := startNodeWith(t, Config{Finality: 5, settleAtOnce: true})
 	if _, err := c.Chain().AddBlocks(mine[:8]); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"gossipchain/ledger"
+	"gossipchain/protocol"
 )
 
 // delivery is the ValidatorData of an accepted block message, so the
@@ -51,8 +52,7 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 		}
 		return pubsub.ValidationReject
 	}
-	d := n.msgs.decode(msg.Data)
-	b, err := d.block, d.err
+	b, err := protocol.DecodeBlock(msg.Data)
 	if err != nil {
 		n.drop("malformed")
 		n.metrics.blocksDropped.WithLabelValues("reject", "malformed").Inc()

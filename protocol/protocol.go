@@ -54,21 +54,13 @@ func DecodeBlock(data []byte) (*ledger.Block, error) {
 // A message that is not a well-formed block is named "raw:" plus the SHA-256
 // of its bytes; it is rejected by validation anyway.
 func MessageID(data []byte) string {
-	_, id, _ := DecodeMessage(data)
-	return id
-}
-
-// DecodeMessage decodes a gossip message and names it: the block (nil,
-// with the error, if it is not one) and its message ID (see MessageID).
-func DecodeMessage(data []byte) (*ledger.Block, string, error) {
-	b, err := DecodeBlock(data)
-	if err == nil {
+	if b, err := DecodeBlock(data); err == nil {
 		if id, ok := BlockID(b); ok {
-			return b, id, nil
+			return id
 		}
 	}
 	sum := sha256.Sum256(data)
-	return b, "raw:" + hex.EncodeToString(sum[:]), err
+	return "raw:" + hex.EncodeToString(sum[:])
 }
 
 // BlockID returns the message ID of b (see MessageID); ok is false when
