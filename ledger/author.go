@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"math/big"
+	"sync"
 )
 
 // An author is named by its libp2p peer ID. For an Ed25519 key the peer ID
@@ -21,8 +22,39 @@ func AuthorID(pub ed25519.PublicKey) string {
 	return base58Encode(append(append([]byte{}, authorPrefix...), pub...))
 }
 
-// AuthorKey returns the Ed25519 public key embedded in a peer ID.
+// authorKeys remembers the keys of recent authors: a chain has few, and
+// decoding a peer ID (base58, big-number arithmetic) costs about a tenth of
+// a signature check. Bounded: it starts over when full.
+var authorKeys = struct {
+	sync.Mutex
+	m map[string]ed25519.PublicKey
+}{m: map[string]ed25519.PublicKey{}}
+
+const authorKeysKeep = 1024
+
+// AuthorKey returns the Ed25519 public key embedded in a peer ID. The key
+// returned may be shared: callers must not modify it.
 func AuthorKey(id string) (ed25519.PublicKey, error) {
+	authorKeys.Lock()
+	key, ok := authorKeys.m[id]
+	authorKeys.Unlock()
+	if ok {
+		return key, nil
+	}
+	key, err := decodeAuthor(id)
+	if err != nil {
+		return nil, err
+	}
+	authorKeys.Lock()
+	if len(authorKeys.m) >= authorKeysKeep {
+		authorKeys.m = map[string]ed25519.PublicKey{}
+	}
+	authorKeys.m[id] = key
+	authorKeys.Unlock()
+	return key, nil
+}
+
+func decodeAuthor(id string) (ed25519.PublicKey, error) {
 	// An Ed25519 peer ID is always 52 characters; checking first also bounds
 	// the work base58 decoding does on hostile input.
 	if len(id) != 52 {

@@ -280,4 +280,20 @@ func TestAuthorRoundTrip(t *testing.T) {
 			t.Errorf("AuthorKey(%q) accepted", bad)
 		}
 	}
+	// Remembered keys answer the same, and the memory stays bounded.
+	for i := range 2*authorKeysKeep + 1 {
+		seed := make([]byte, ed25519.SeedSize)
+		seed[0], seed[1] = byte(i), byte(i>>8)
+		id := NewSigner(ed25519.NewKeyFromSeed(seed)).ID()
+		pub, err := AuthorKey(id)
+		if again, _ := AuthorKey(id); err != nil || AuthorID(pub) != id || !pub.Equal(again) {
+			t.Fatalf("author %d: %v", i, err)
+		}
+	}
+	authorKeys.Lock()
+	n := len(authorKeys.m)
+	authorKeys.Unlock()
+	if n > authorKeysKeep {
+		t.Errorf("%d author keys remembered, bound %d", n, authorKeysKeep)
+	}
 }

@@ -765,9 +765,15 @@ func TestBenchSuite(t *testing.T) {
 	// sync: a late joiner fetching syncBlocks from one peer (gossipchain
 	// only: the other two have no way to catch up).
 	if run("sync") {
+		// The median of three fresh joiners: one sync is half a second.
 		src := syncSource(t, syncBlocks)
-		took := syncOnce(t, src)
+		var times []time.Duration
+		for range 3 {
+			times = append(times, syncOnce(t, src))
+		}
 		src.Close()
+		slices.Sort(times)
+		took := times[1]
 		report(t, benchResult{Scenario: "sync", System: "gossipchain", Nodes: 2, Blocks: syncBlocks, DeliveredPct: percent(100), BlocksPerS: round2(float64(syncBlocks) / took.Seconds())})
 	}
 
