@@ -185,19 +185,26 @@ func TestLocatorAndAfter(t *testing.T) {
 	}
 }
 
-func TestFinalityDepth(t *testing.T) {
-	path := t.TempDir() + "/chain.db"
+// openFinality opens a chain with a finality depth of 5 and a clock the
+// test moves, holding 10 main-chain blocks added at testNow.
+func openFinality(t *testing.T) (*Chain, *time.Time, []*Block) {
+	t.Helper()
 	now := testNow
-	c, err := Open(path, WithClock(func() time.Time { return now }), WithFinality(5))
+	c, err := Open(t.TempDir()+"/chain.db", WithClock(func() time.Time { return now }), WithFinality(5))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	main := build(t, signer(1), Genesis(), 10, "m")
 	if _, err := c.AddBlocks(main); err != nil {
 		t.Fatal(err)
 	}
-	now = now.Add(DefaultSettle) // the main chain has stood long enough
+	return c, &now, main
+}
+
+func TestFinalityDepth(t *testing.T) {
+	c, now, main := openFinality(t)
+	*now = now.Add(DefaultSettle) // the main chain has stood long enough
 	// Forking below block 4 would replace 6 blocks: refused, nothing stored.
 	deep := build(t, signer(2), main[3], 20, "d")
 	if _, err := c.AddBlocks(deep); Code(err) != ErrTooDeep || c.Head().Hash != main[9].Hash || c.Has(deep[0].Hash) {
@@ -318,27 +325,18 @@ func TestLazyFlushWrites(t *testing.T) {
 // deep they are (two consoles pasting lines at once); once the winner has
 // stood for it, finality protects it.
 func TestFreshBranchesMerge(t *testing.T) {
-	now := testNow
-	c, err := Open(t.TempDir()+"/chain.db", WithClock(func() time.Time { return now }), WithFinality(5))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	main := build(t, signer(1), Genesis(), 10, "m")
-	if _, err := c.AddBlocks(main); err != nil {
-		t.Fatal(err)
-	}
-	now = now.Add(DefaultSettle / 2)
+	c, now, main := openFinality(t)
+	*now = now.Add(DefaultSettle / 2)
 	other := build(t, signer(2), main[3], 20, "o") // replaces 6 > 5 blocks
 	if res, err := c.AddBlocks(other); err != nil || !res.Reorg || res.Dropped != 6 || c.Head().Hash != other[19].Hash {
 		t.Fatalf("fresh deep branch: err %v, dropped %d, head %d; want it adopted", err, res.Dropped, c.Height())
 	}
-	now = now.Add(DefaultSettle / 2) // main[:4] has stood DefaultSettle, other only half of it
+	*now = now.Add(DefaultSettle / 2) // main[:4] has stood DefaultSettle, other only half of it
 	again := build(t, signer(3), other[1], 30, "a")
 	if res, err := c.AddBlocks(again); err != nil || res.Dropped != 18 || c.Head().Hash != again[29].Hash {
 		t.Fatalf("branch replacing 18 fresh blocks: err %v, dropped %d; want it adopted", err, res.Dropped)
 	}
-	now = now.Add(DefaultSettle)
+	*now = now.Add(DefaultSettle)
 	late := build(t, signer(4), again[0], 40, "l")
 	if _, err := c.AddBlocks(late); Code(err) != ErrTooDeep || c.Head().Hash != again[29].Hash {
 		t.Fatalf("branch replacing settled blocks: err %v, head %d; want reorg_too_deep", err, c.Height())

@@ -128,17 +128,21 @@ func (s *syncer) start() {
 
 // headMoved schedules one head exchange with every peer shortly after this
 // node's head moved; more moves meanwhile share it.
-func (s *syncer) headMoved() {
+func (s *syncer) headMoved() { s.later(&s.recheck, recheckAfter, s.askAll) }
+
+// later runs fn after d unless a run is already pending in *pending (a
+// field of s, guarded by s.mu): asked again meanwhile, it runs once.
+func (s *syncer) later(pending **time.Timer, d time.Duration, fn func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.recheck != nil || s.n.ctx.Err() != nil {
+	if *pending != nil || s.n.ctx.Err() != nil {
 		return
 	}
-	s.recheck = time.AfterFunc(recheckAfter, func() {
+	*pending = time.AfterFunc(d, func() {
 		s.mu.Lock()
-		s.recheck = nil
+		*pending = nil
 		s.mu.Unlock()
-		s.askAll()
+		fn()
 	})
 }
 
@@ -175,19 +179,7 @@ func (s *syncer) wake() {
 
 // wakeAfter wakes the sync loop after d (once, however often it is asked
 // meanwhile).
-func (s *syncer) wakeAfter(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.grace != nil || s.n.ctx.Err() != nil {
-		return
-	}
-	s.grace = time.AfterFunc(d, func() {
-		s.mu.Lock()
-		s.grace = nil
-		s.mu.Unlock()
-		s.wake()
-	})
-}
+func (s *syncer) wakeAfter(d time.Duration) { s.later(&s.grace, d, s.wake) }
 
 // askStatus queues a status exchange with p; if the queue is full the
 // periodic check will ask later.
