@@ -56,6 +56,7 @@ type Chain struct {
 
 	unsynced map[string]*Block // committed in memory, not yet on disk
 	flush    *flusher          // writes commits to the store in batches
+	closed   bool              // Close was called: every change is refused
 }
 
 // Option configures a Chain.
@@ -208,8 +209,17 @@ func (c *Chain) load() error {
 	})
 }
 
-// Close writes what is not on disk yet and closes the store.
+// Close writes what is not on disk yet and closes the store. Every change
+// after it fails at once with ErrClosed; a second Close returns nil.
 func (c *Chain) Close() error {
+	c.mu.Lock()
+	was := c.closed
+	c.closed = true
+	c.mu.Unlock()
+	if was {
+		return nil
+	}
+	// No commit can join the queue now: commits check c.closed under c.mu.
 	err := c.flush.stop()
 	if cerr := c.db.Close(); err == nil {
 		err = cerr
@@ -230,23 +240,35 @@ type Result struct {
 	Reorg   bool
 	Dropped int
 
-	durable <-chan error // receives once the change is on disk
+	durable *durability // settled once the change is on disk, or failed
 	flush   *flusher
 }
 
+// durability is the outcome of one commit's write: err is set before done
+// is closed, and never changes after.
+type durability struct {
+	done chan struct{}
+	err  error
+}
+
+func newDurability() *durability { return &durability{done: make(chan struct{})} }
+
+func (d *durability) settle(err error) {
+	d.err = err
+	close(d.done)
+}
+
 // Wait returns once the blocks of this result are on disk (fsynced), or the
-// store's error. Blocks are usable, relayable and served at once; only
-// acknowledgements (an API answer, a console line) need to wait.
+// store's error; called again, it gives the same answer. Blocks are usable,
+// relayable and served at once; only acknowledgements (an API answer, a
+// console line) need to wait.
 func (r Result) Wait() error {
 	if r.durable == nil {
 		return nil
 	}
 	r.flush.waiting()
-	err, ok := <-r.durable
-	if !ok {
-		return nil
-	}
-	return err
+	<-r.durable.done
+	return r.durable.err
 }
 
 // Add validates b and stores it, with every held orphan it connects, in one
@@ -261,6 +283,9 @@ func (c *Chain) Add(b *Block) (Result, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed {
+		return Result{}, ErrClosed
+	}
 	if _, ok := c.known[b.Hash]; ok {
 		return Result{}, ruleError(ErrDuplicate, "block %d %s is already known", b.Index, b.Short())
 	}
@@ -332,6 +357,9 @@ func (c *Chain) AddChecked(run *Checked) (Result, error) {
 	firstErr := run.err
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed {
+		return Result{}, ErrClosed
+	}
 	var batch []*Block
 	inBatch := map[string]uint64{}
 	for _, b := range run.blocks[:run.valid] {
@@ -402,6 +430,9 @@ func (c *Chain) Append(s *Signer, data string) (Result, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed {
+		return Result{}, ErrClosed
+	}
 	b, err := c.signOn(s, c.head, data)
 	if err != nil {
 		return Result{}, err
@@ -429,6 +460,9 @@ func (c *Chain) signOn(s *Signer, parent *Block, data string) (*Block, error) {
 // with whatever else was committed meanwhile, under one fsync. Result.Wait
 // returns when that transaction is durable. c.mu is held.
 func (c *Chain) commit(blocks []*Block, local []localLine) (Result, error) {
+	if c.closed {
+		return Result{}, ErrClosed
+	}
 	best := c.head
 	for _, b := range blocks {
 		if better(b, best) {
@@ -450,7 +484,7 @@ func (c *Chain) commit(blocks []*Block, local []localLine) (Result, error) {
 	if err := c.flush.failed(); err != nil {
 		return Result{}, err
 	}
-	w := &write{blocks: blocks, local: local, oldLen: len(c.main), fork: fork, branch: branch, done: make(chan error, 1)}
+	w := &write{blocks: blocks, local: local, oldLen: len(c.main), fork: fork, branch: branch, done: newDurability()}
 	if branch != nil {
 		w.head = best.Hash
 	}
@@ -563,7 +597,7 @@ func (c *Chain) Range(from uint64, limit int) ([]*Block, error) {
 	fresh := c.unsyncedOf(hashes)
 	c.mu.RUnlock()
 	out := make([]*Block, 0, len(hashes))
-	err := c.db.View(func(tx *bolt.Tx) error {
+	err := c.view(func(tx *bolt.Tx) error {
 		for _, h := range hashes {
 			if b, ok := fresh[h]; ok {
 				out = append(out, b)

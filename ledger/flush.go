@@ -32,7 +32,7 @@ type write struct {
 	fork   int      // height where the new main chain leaves the old one
 	branch []string // main-chain hashes above fork, if the head moved
 	head   string   // the new head, if it moved
-	done   chan error
+	done   *durability
 }
 
 // lazyFlush is the longest a commit nobody waits for stays in memory only.
@@ -160,8 +160,7 @@ func (f *flusher) flush() {
 		f.c.mu.Unlock()
 	}
 	for _, w := range batch {
-		w.done <- err
-		close(w.done)
+		w.done.settle(err)
 	}
 }
 

@@ -136,6 +136,9 @@ func (c *Chain) PendingLines() int {
 func (c *Chain) Reappend(s *Signer, max int) (Result, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed {
+		return Result{}, ErrClosed
+	}
 	pending := c.lines.ordered()
 	pending = pending[:min(len(pending), max)]
 	if len(pending) == 0 {

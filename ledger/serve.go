@@ -51,7 +51,7 @@ func (c *Chain) After(locator []string, maxBlocks, maxBytes int) (raw [][]byte, 
 	if from < 0 {
 		return nil, false, nil
 	}
-	err = c.db.View(func(tx *bolt.Tx) error {
+	err = c.view(func(tx *bolt.Tx) error {
 		size := 0
 		for _, h := range hashes {
 			var v []byte

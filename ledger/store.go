@@ -31,6 +31,10 @@ var (
 // ErrInUse is returned by Open when another process holds the store.
 var ErrInUse = errors.New("data dir is in use by another process")
 
+// ErrClosed is returned by every change, and every read that needs the
+// store, after Chain.Close.
+var ErrClosed = errors.New("chain is closed")
+
 // ErrCorrupt wraps every reason Open refuses a store's contents.
 var ErrCorrupt = errors.New("corrupt store")
 
@@ -70,4 +74,20 @@ func getBlock(tx *bolt.Tx, hash string) (*Block, error) {
 		return nil, fmt.Errorf("%w: block %s: %v", ErrCorrupt, short(hash), err)
 	}
 	return &b, nil
+}
+
+// view runs fn in a read transaction, or returns ErrClosed once the chain
+// is closed (also if Close wins the race with the caller's last check).
+func (c *Chain) view(fn func(*bolt.Tx) error) error {
+	c.mu.RLock()
+	closed := c.closed
+	c.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	err := c.db.View(fn)
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
 }

@@ -84,7 +84,7 @@ func (n *Node) Handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	mux.Handle("GET /{$}", dashboard())
 	mux.Handle("GET /static/", dashboard())
-	limit := newRateLimiter(protocol.APIRequestsPerSecond, protocol.APIRequestBurst)
+	limit := newRateLimiter(protocol.APIRequestsPerSecond, protocol.APIRequestBurst, n.cfg.clock)
 	token := []byte("Bearer " + n.cfg.APIToken)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The dashboard's files are public: the page asks for the token.

@@ -76,6 +76,9 @@ type Config struct {
 	// settleAtOnce lets finality protect blocks as soon as they are deep
 	// (tests of finality; see ledger.WithSettle).
 	settleAtOnce bool
+	// clock, if set, replaces time.Now for the request rate limits (tests
+	// drive them on a clock of their own, so machine speed does not matter).
+	clock func() time.Time
 	// bandwidth, if set, counts the bytes the host sends and receives
 	// (the benchmark suite's origin egress).
 	bandwidth libp2pmetrics.Reporter

@@ -18,10 +18,24 @@ import (
 // among many peers and survives the bootstrap peer leaving. GossipSub's own
 // peer exchange (on PRUNE) is off (see gossip.go): it only reaches a peer
 // that a full mesh prunes, and then connects it to up to 16 more.
+//
+// Discovery hands out, and dials, only peers it has no reason to distrust
+// (trusted): a graylisted or merely negatively scored peer, one banned from
+// sync, or one whose gossip this node rejected lately is neither named to
+// others nor dialled when another peer names it. It names only members:
+// peers that told this node a status with its genesis over the sync
+// protocol, so a host that only speaks GossipSub (or is on another network)
+// is never spread.
 const (
 	targetPeers   = 8
 	discoverEvery = 5 * time.Second
 	maxDialsRound = 4
+	// distrustFor is how long a peer whose gossip was rejected is not
+	// handed out or dialled (GossipSub's penalty decays over an hour; the
+	// score snapshot lags by up to scoreInspectEvery).
+	distrustFor = 10 * time.Minute
+	// maxRejected bounds the peers remembered for rejected gossip.
+	maxRejected = 4096
 )
 
 // discoverLoop keeps the peer count up to targetPeers: at start, whenever
@@ -86,13 +100,7 @@ func (s *syncer) candidates(a protocol.PeersAnswer) []peer.AddrInfo {
 	var out []peer.AddrInfo
 	for _, pa := range a.Peers[:min(len(a.Peers), protocol.MaxPeersPerAnswer)] {
 		id, err := peer.Decode(pa.ID)
-		if err != nil || id == s.n.host.ID() || s.n.host.Network().Connectedness(id) == network.Connected {
-			continue
-		}
-		s.mu.Lock()
-		b, banned := s.banned[id]
-		s.mu.Unlock()
-		if banned && time.Now().Before(b.until) {
+		if err != nil || id == s.n.host.ID() || s.n.host.Network().Connectedness(id) == network.Connected || !s.trusted(id) {
 			continue
 		}
 		pi := peer.AddrInfo{ID: id}
@@ -115,7 +123,7 @@ func (s *syncer) peersAnswer(asker peer.ID) protocol.PeersAnswer {
 	rand.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
 	answer := protocol.PeersAnswer{Peers: []protocol.PeerAddrs{}}
 	for _, id := range ids {
-		if id == asker {
+		if id == asker || !s.member(id) || !s.trusted(id) {
 			continue
 		}
 		pa := protocol.PeerAddrs{ID: id.String()}
@@ -132,4 +140,49 @@ func (s *syncer) peersAnswer(asker peer.ID) protocol.PeersAnswer {
 		}
 	}
 	return answer
+}
+
+// trusted reports whether this node has no reason to distrust p: its
+// GossipSub score (if it has one yet) is not below zero, it is not banned
+// from sync, and none of its gossip was rejected in the last distrustFor.
+func (s *syncer) trusted(p peer.ID) bool {
+	if score, ok := s.n.scores.get(p); ok && score < 0 {
+		return false
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b, ok := s.banned[p]; ok && now.Before(b.until) {
+		return false
+	}
+	if at, ok := s.rejected[p]; ok && now.Sub(at) < distrustFor {
+		return false
+	}
+	return true
+}
+
+// member reports whether p, connected, gave this node a status with its
+// genesis.
+func (s *syncer) member(p peer.ID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.members[p]
+}
+
+// rejectedFrom notes that p sent gossip this node rejected.
+func (s *syncer) rejectedFrom(p peer.ID) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.rejected[p]; !ok && len(s.rejected) >= maxRejected {
+		for k, at := range s.rejected {
+			if now.Sub(at) >= distrustFor {
+				delete(s.rejected, k)
+			}
+		}
+		if len(s.rejected) >= maxRejected {
+			return // every entry is fresh: the peers known are distrusted still
+		}
+	}
+	s.rejected[p] = now
 }

@@ -7,6 +7,11 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"gossipchain/protocol"
 )
 
 func TestDiscoveryFromOneBootstrap(t *testing.T) {
@@ -166,4 +171,69 @@ func TestChurn(t *testing.T) {
 		}
 	}
 	waitConverged(t, 60*time.Second, lines, nodes...)
+}
+
+// Discovery names only members it has no reason to distrust: an attacker
+// connected to a and graylisted there is never handed to b or c, nor
+// dialled by them, while an honest peer is found through a.
+func TestDiscoveryWithholdsBadPeers(t *testing.T) {
+	a := startNode(t, "")
+	honest := startNode(t, "", a)
+	attacker := newRawPublisher(t, a)
+	for i := range 3 {
+		attacker.publish(t, []byte(fmt.Sprintf("garbage %d", i)))
+	}
+	waitFor(t, 10*time.Second, "the attacker graylisted at a", func() bool {
+		s, ok := a.PeerScore(attacker.host.ID())
+		return ok && s < GraylistThreshold
+	})
+	waitFor(t, 10*time.Second, "the honest peer a member at a", func() bool { return a.sync.member(honest.ID()) })
+
+	b := startNode(t, "", a)
+	c := startNode(t, "", a)
+	named := func(asker *Node) map[peer.ID]bool {
+		t.Helper()
+		var answer protocol.PeersAnswer
+		err := asker.sync.call(a.ID(), &protocol.Request{Type: protocol.RequestPeers}, func(r *frameReader) error {
+			return r.json(protocol.MaxPeersAnswerBytes, &answer)
+		})
+		if err != nil {
+			t.Fatalf("peers request: %v", err)
+		}
+		out := map[peer.ID]bool{}
+		for _, p := range answer.Peers {
+			id, _ := peer.Decode(p.ID)
+			out[id] = true
+		}
+		return out
+	}
+	for range 5 {
+		got := named(b)
+		if got[attacker.host.ID()] {
+			t.Fatal("a named the graylisted attacker to b")
+		}
+		if !got[honest.ID()] {
+			t.Fatalf("a did not name the honest peer: %v", got)
+		}
+	}
+	waitFor(t, 20*time.Second, "b and c find the honest peer through a", func() bool {
+		nw := honest.host.Network()
+		return nw.Connectedness(b.ID()) == network.Connected && nw.Connectedness(c.ID()) == network.Connected
+	})
+	for _, n := range []*Node{b, c} {
+		if n.host.Network().Connectedness(attacker.host.ID()) == network.Connected {
+			t.Errorf("node %s dialled the attacker", n.ID())
+		}
+	}
+
+	// A member whose gossip a rejected is withheld as well, and a node
+	// told of it by another does not dial it.
+	a.sync.rejectedFrom(honest.ID())
+	if named(b)[honest.ID()] {
+		t.Error("a named a peer whose gossip it rejected")
+	}
+	c.sync.rejectedFrom(honest.ID())
+	if got := c.sync.candidates(protocol.PeersAnswer{Peers: []protocol.PeerAddrs{{ID: honest.ID().String(), Addrs: []string{honest.Addr().String()}}}}); len(got) != 0 {
+		t.Errorf("c would dial a peer whose gossip it rejected: %v", got)
+	}
 }

@@ -322,6 +322,9 @@ type Receipt struct {
 // waits on the receipts (in order) meanwhile, and the node writes them with
 // few fsyncs. Nothing is acknowledged until Wait says so.
 func (n *Node) Post(ctx context.Context, data string) (*Receipt, error) {
+	if n.ctx.Err() != nil {
+		return nil, ledger.ErrClosed
+	}
 	res, err := n.chain.Append(n.signer, data)
 	if err != nil {
 		return nil, err

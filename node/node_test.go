@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -372,6 +373,35 @@ func TestAuthorIDMatchesLibp2p(t *testing.T) {
 		raw, _ := priv.Raw()
 		if got := ledger.NewSigner(ed25519.PrivateKey(raw)).ID(); got != want.String() {
 			t.Fatalf("ledger author %s, libp2p peer ID %s", got, want)
+		}
+	}
+}
+
+// A closed node refuses work at once: no append blocks on a store that is
+// gone.
+func TestClosedNodeRefusesWork(t *testing.T) {
+	n := startNode(t, "")
+	if _, err := n.Append(context.Background(), "before"); err != nil {
+		t.Fatal(err)
+	}
+	n.Close()
+	done := make(chan error, 2)
+	go func() {
+		_, err := n.Append(context.Background(), "after")
+		done <- err
+	}()
+	go func() {
+		_, err := n.Chain().Append(n.signer, "after, straight to the chain")
+		done <- err
+	}()
+	for range 2 {
+		select {
+		case err := <-done:
+			if !errors.Is(err, ledger.ErrClosed) {
+				t.Errorf("append after Close: %v, want ledger.ErrClosed", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("append after Close blocked")
 		}
 	}
 }

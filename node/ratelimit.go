@@ -10,6 +10,7 @@ import (
 type rateLimiter struct {
 	rate  float64
 	burst float64
+	now   func() time.Time
 
 	mu      sync.Mutex
 	buckets map[string]*bucket
@@ -23,13 +24,17 @@ type bucket struct {
 // maxBuckets bounds the keys remembered; idle ones are forgotten first.
 const maxBuckets = 4096
 
-func newRateLimiter(rate, burst int) *rateLimiter {
-	return &rateLimiter{rate: float64(rate), burst: float64(burst), buckets: map[string]*bucket{}}
+// newRateLimiter returns a limiter judging time by now (time.Now if nil).
+func newRateLimiter(rate, burst int, now func() time.Time) *rateLimiter {
+	if now == nil {
+		now = time.Now
+	}
+	return &rateLimiter{rate: float64(rate), burst: float64(burst), now: now, buckets: map[string]*bucket{}}
 }
 
 // allow takes a token for key, reporting false if it has none left.
 func (l *rateLimiter) allow(key string) bool {
-	now := time.Now()
+	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b, ok := l.buckets[key]

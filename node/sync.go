@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -75,25 +74,27 @@ type syncer struct {
 	mu       sync.Mutex // guards the fields below
 	heads    map[peer.ID]protocol.Status
 	banned   map[peer.ID]ban
+	members  map[peer.ID]bool      // connected peers that gave a status with our genesis
+	rejected map[peer.ID]time.Time // when a peer last sent gossip this node rejected
 	progress *SyncProgress
 	limit    *rateLimiter // sync requests served, per peer
 
-	recheck  *time.Timer   // pending head re-check after our head moved
-	grace    *time.Timer   // pending sync once gossip has had its grace
+	recheck  debounce      // head re-check after our head moved
+	grace    debounce      // sync once gossip has had its grace
+	hold     gossipHold    // syncs put off while gossip moves the head
 	kick     chan struct{} // something may be worth syncing
 	discover chan struct{} // a discovery round may be worth it
 	ask      chan peer.ID  // peers to exchange status with
 	serving  chan struct{} // semaphore of requests being served
 	notify   network.Notifiee
-
-	lastGossip atomic.Int64 // when gossip last moved the head (Unix ns)
 }
 
 func newSyncer(n *Node, timeout time.Duration) *syncer {
 	return &syncer{
 		n: n, timeout: timeout, genesis: ledger.Genesis().Hash,
 		heads: map[peer.ID]protocol.Status{}, banned: map[peer.ID]ban{},
-		limit: newRateLimiter(protocol.SyncRequestsPerSecond, protocol.SyncRequestBurst),
+		members: map[peer.ID]bool{}, rejected: map[peer.ID]time.Time{},
+		limit: newRateLimiter(protocol.SyncRequestsPerSecond, protocol.SyncRequestBurst, n.cfg.clock),
 		kick:  make(chan struct{}, 1), discover: make(chan struct{}, 1), ask: make(chan peer.ID, 256), serving: make(chan struct{}, protocol.MaxSyncServing),
 	}
 }
@@ -114,6 +115,7 @@ func (s *syncer) start() {
 			if nw.Connectedness(c.RemotePeer()) != network.Connected {
 				s.mu.Lock()
 				delete(s.heads, c.RemotePeer())
+				delete(s.members, c.RemotePeer())
 				s.mu.Unlock()
 			}
 		},
@@ -128,42 +130,14 @@ func (s *syncer) start() {
 
 // headMoved schedules one head exchange with every peer shortly after this
 // node's head moved; more moves meanwhile share it.
-func (s *syncer) headMoved() { s.later(&s.recheck, recheckAfter, s.askAll) }
-
-// later runs fn after d unless a run is already pending in *pending (a
-// field of s, guarded by s.mu): asked again meanwhile, it runs once.
-func (s *syncer) later(pending **time.Timer, d time.Duration, fn func()) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if *pending != nil || s.n.ctx.Err() != nil {
-		return
-	}
-	*pending = time.AfterFunc(d, func() {
-		s.mu.Lock()
-		*pending = nil
-		s.mu.Unlock()
-		fn()
-	})
-}
+func (s *syncer) headMoved() { s.recheck.after(recheckAfter, s.askAll) }
 
 // gossipMoved notes that gossip just moved this node's head.
-func (s *syncer) gossipMoved() { s.lastGossip.Store(time.Now().UnixNano()) }
-
-// graceLeft is how much longer gossip is given before a peer ahead is
-// synced from (0: none).
-func (s *syncer) graceLeft() time.Duration {
-	return max(0, gossipGrace-time.Since(time.Unix(0, s.lastGossip.Load())))
-}
+func (s *syncer) gossipMoved() { s.hold.moved() }
 
 func (s *syncer) stop() {
-	s.mu.Lock()
-	if s.recheck != nil {
-		s.recheck.Stop()
-	}
-	if s.grace != nil {
-		s.grace.Stop()
-	}
-	s.mu.Unlock()
+	s.recheck.stop()
+	s.grace.stop()
 	if s.notify != nil {
 		s.n.host.Network().StopNotify(s.notify)
 	}
@@ -179,7 +153,7 @@ func (s *syncer) wake() {
 
 // wakeAfter wakes the sync loop after d (once, however often it is asked
 // meanwhile).
-func (s *syncer) wakeAfter(d time.Duration) { s.later(&s.grace, d, s.wake) }
+func (s *syncer) wakeAfter(d time.Duration) { s.grace.after(d, s.wake) }
 
 // askStatus queues a status exchange with p; if the queue is full the
 // periodic check will ask later.
@@ -232,6 +206,9 @@ func (s *syncer) noteHead(p peer.ID, st protocol.Status) {
 	}
 	s.mu.Lock()
 	s.heads[p] = st
+	if s.n.host.Network().Connectedness(p) == network.Connected {
+		s.members[p] = true
+	}
 	s.mu.Unlock()
 	head := s.n.chain.Head()
 	if st.Better(head.Index, head.Hash) {
@@ -301,7 +278,6 @@ func (s *syncer) run() {
 	defer s.n.wg.Done()
 	tick := time.NewTicker(headCheckEvery)
 	defer tick.Stop()
-	var deferred time.Time // when a sync was first put off for gossip
 	for {
 		select {
 		case <-s.n.ctx.Done():
@@ -314,21 +290,13 @@ func (s *syncer) run() {
 		for s.n.ctx.Err() == nil {
 			p, target, ok := s.pick()
 			if !ok {
-				deferred = time.Time{}
+				s.hold.reset()
 				break
 			}
-			if wait := s.graceLeft(); wait > 0 {
-				if deferred.IsZero() {
-					deferred = time.Now()
-				}
-				// A peer keeping the head moving by gossip must not keep
-				// this node from a better branch for long.
-				if time.Since(deferred) < maxGossipDefer {
-					s.wakeAfter(wait)
-					break
-				}
+			if wait := s.hold.wait(); wait > 0 {
+				s.wakeAfter(wait)
+				break
 			}
-			deferred = time.Time{}
 			s.syncFrom(p, target)
 		}
 		s.n.wakeReappend()

@@ -44,6 +44,9 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 			n.metrics.blocksDropped.WithLabelValues("reject", "panic").Inc()
 			verdict = pubsub.ValidationReject
 		}
+		if verdict == pubsub.ValidationReject && from != n.host.ID() {
+			n.sync.rejectedFrom(from)
+		}
 	}()
 	if from == n.host.ID() {
 		// Our own publication: Append or relayConnected stored it already.

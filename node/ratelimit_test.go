@@ -1,0 +1,53 @@
+package node
+
+import (
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// The limiter on Go's virtual clock: a burst, then the rate, per key, and a
+// bucket that has been idle long enough is as good as new.
+func TestRateLimiter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newRateLimiter(10, 5, nil)
+		take := func(key string, n int) (ok int) {
+			for range n {
+				if l.allow(key) {
+					ok++
+				}
+			}
+			return ok
+		}
+		if got := take("a", 8); got != 5 {
+			t.Fatalf("burst: %d of 8 allowed, want 5", got)
+		}
+		if got := take("b", 5); got != 5 {
+			t.Fatalf("another key: %d of 5 allowed", got)
+		}
+		time.Sleep(300 * time.Millisecond) // 3 tokens at 10/s
+		if got := take("a", 5); got != 3 {
+			t.Fatalf("after 300 ms: %d allowed, want 3", got)
+		}
+		time.Sleep(time.Hour) // refilled to the burst, not beyond
+		if got := take("a", 10); got != 5 {
+			t.Fatalf("after an hour: %d allowed, want the burst of 5", got)
+		}
+	})
+}
+
+// Past maxBuckets keys, refilled buckets are forgotten rather than the map
+// growing without bound.
+func TestRateLimiterBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newRateLimiter(10, 5, nil)
+		for i := range maxBuckets {
+			l.allow(string(rune(i)))
+		}
+		time.Sleep(time.Second)
+		l.allow("new")
+		if len(l.buckets) != 1 {
+			t.Fatalf("%d buckets after pruning, want 1", len(l.buckets))
+		}
+	})
+}
