@@ -2,8 +2,10 @@ package ledger
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // MaxClockDrift is how far ahead of this node's clock a block's timestamp may
@@ -36,6 +39,12 @@ const DefaultSettle = 10 * time.Second
 // Chain is the set of valid blocks a node holds, stored on disk, and the main
 // chain chosen among them: the longest, and among equally long ones the one
 // whose head hash is lowest, so nodes holding the same blocks agree.
+//
+// The index lives on disk (store.go); memory holds what is near the head
+// (the main chain's last hashes, recent blocks' index entries, lines a
+// reorg can reach, when recent blocks joined the main chain), what is not
+// on disk yet, and caches, each bounded by a constant in cache.go. Its cost
+// does not grow with the chain's length.
 type Chain struct {
 	db       *bolt.DB
 	now      func() time.Time
@@ -43,21 +52,25 @@ type Chain struct {
 	finality int             // deepest reorg allowed
 	settle   time.Duration   // how long before finality protects a block
 
-	mu      sync.RWMutex      // guards the fields below
-	known   map[string]uint64 // hash -> height of every stored block
-	parents map[string]string // hash -> prevHash of every stored block
-	main    []string          // main chain hashes by height
-	since   []time.Time       // when each main-chain block became so (zero: before Open)
-	head    *Block            // main[len(main)-1]
-	orphans *orphanPool       // valid blocks waiting for their parent
-	lines   *lineBook         // lines typed on this node
+	mu       sync.RWMutex // guards the fields below
+	head     *Block
+	tail     []string     // main-chain hashes at heights tailBase..head.Index
+	tailBase uint64       //
+	since    sinceRuns    // when recent main-chain heights became so
+	recent   *metaCache   // index entries of recent blocks
+	orphans  *orphanPool  // valid blocks waiting for their parent
+	lines    *lineBook    // lines typed on this node that a reorg can reach
+	unsynced map[string]*Block // committed in memory, not yet on disk
+	dirty    []dirtySpan  // main heights changed by commits not yet on disk
+	seq      uint64       // commits made
+	closed   bool         // Close was called: every change is refused
 
 	verified *verifiedSet // recently checked blocks (own lock)
-
-	unsynced map[string]*Block // committed in memory, not yet on disk
-	flush    *flusher          // writes commits to the store in batches
-	closed   bool              // Close was called: every change is refused
+	flush    *flusher     // writes commits to the store in batches
 }
+
+// dirtySpan says that commit seq changed the main chain from height low up.
+type dirtySpan struct{ seq, low uint64 }
 
 // Option configures a Chain.
 type Option func(*Chain)
@@ -88,16 +101,19 @@ func WithFinality(depth int) Option { return func(c *Chain) { c.finality = depth
 // settled.
 func WithSettle(d time.Duration) Option { return func(c *Chain) { c.settle = d } }
 
+
 // Open opens (creating if needed) the store at path and restores the chain
-// from it, checking that every main-chain block links to the one before.
-// It returns ErrInUse if another process holds the store and an error
-// wrapping ErrCorrupt if its contents are not a valid chain.
+// from it. It checks what a crash or a torn disk write near the head could
+// have touched: the head pointer, the main chain's last entries and the
+// last finality-depth blocks (hash, link, signature). CheckStore verifies
+// everything. Open returns ErrInUse if another process holds the store and
+// an error wrapping ErrCorrupt if its contents are not a valid chain.
 func Open(path string, opts ...Option) (c *Chain, err error) {
-	db, err := openDB(path)
+	db, err := openDB(path, false)
 	if err != nil {
 		return nil, err
 	}
-	c = &Chain{db: db, now: time.Now, finality: DefaultFinality, settle: DefaultSettle, known: map[string]uint64{}, parents: map[string]string{}, orphans: newOrphanPool(MaxOrphans), lines: newLineBook(), unsynced: map[string]*Block{}, verified: newVerifiedSet()}
+	c = &Chain{db: db, now: time.Now, finality: DefaultFinality, settle: DefaultSettle, recent: newMetaCache(), orphans: newOrphanPool(MaxOrphans), lines: newLineBook(), unsynced: map[string]*Block{}, verified: newVerifiedSet()}
 	for _, o := range opts {
 		o(c)
 	}
@@ -110,7 +126,7 @@ func Open(path string, opts ...Option) (c *Chain, err error) {
 			db.Close()
 		}
 	}()
-	if err := c.init(); err != nil {
+	if err := initStore(db); err != nil {
 		return nil, err
 	}
 	if err := c.load(); err != nil {
@@ -120,18 +136,25 @@ func Open(path string, opts ...Option) (c *Chain, err error) {
 	return c, nil
 }
 
-// init creates the buckets and writes genesis into an empty store.
-func (c *Chain) init() error {
+// initStore creates the buckets and writes genesis into an empty store, and
+// upgrades a store of an older format.
+func initStore(db *bolt.DB) error {
 	g := Genesis()
-	return c.db.Update(func(tx *bolt.Tx) error {
+	return db.Update(func(tx *bolt.Tx) error {
 		// Stores written before local lines were tracked lack that bucket.
 		if _, err := tx.CreateBucketIfNotExists(bucketLines); err != nil {
 			return err
 		}
-		if tx.Bucket(bucketMeta) != nil {
+		if mb := tx.Bucket(bucketMeta); mb != nil {
+			switch v := mb.Get(keyFormat); {
+			case v == nil && tx.Bucket(bucketOldBlocks) != nil:
+				return upgrade(tx, nil)
+			case len(v) == 8 && binary.BigEndian.Uint64(v) > storeFormat:
+				return fmt.Errorf("%w: store format %d is newer than this gossipchain (%d)", ErrCorrupt, binary.BigEndian.Uint64(v), storeFormat)
+			}
 			return nil
 		}
-		for _, name := range [][]byte{bucketBlocks, bucketMain, bucketMeta} {
+		for _, name := range [][]byte{bucketBodies, bucketIndex, bucketMain, bucketPending, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -139,73 +162,89 @@ func (c *Chain) init() error {
 		if err := putBlock(tx, g); err != nil {
 			return err
 		}
-		meta := tx.Bucket(bucketMeta)
-		if err := meta.Put(keyGenesis, hashKey(g.Hash)); err != nil {
-			return err
-		}
-		if err := meta.Put(keyHead, hashKey(g.Hash)); err != nil {
-			return err
+		mb := tx.Bucket(bucketMeta)
+		for k, v := range map[string][]byte{string(keyGenesis): hashKey(g.Hash), string(keyHead): hashKey(g.Hash), string(keyFormat): heightKey(storeFormat)} {
+			if err := mb.Put([]byte(k), v); err != nil {
+				return err
+			}
 		}
 		return tx.Bucket(bucketMain).Put(heightKey(0), hashKey(g.Hash))
 	})
 }
 
-// load rebuilds the in-memory index from the store and checks it.
+// load reads the head and the main chain's last tailKeep hashes, checking
+// them, and the lines a reorg can reach.
 func (c *Chain) load() error {
 	g := Genesis()
 	return c.db.View(func(tx *bolt.Tx) error {
-		blocks, mainB, meta := tx.Bucket(bucketBlocks), tx.Bucket(bucketMain), tx.Bucket(bucketMeta)
-		if blocks == nil || mainB == nil || meta == nil {
-			return fmt.Errorf("%w: missing buckets", ErrCorrupt)
+		for _, name := range [][]byte{bucketBodies, bucketIndex, bucketMain, bucketLines, bucketPending, bucketMeta} {
+			if tx.Bucket(name) == nil {
+				return fmt.Errorf("%w: missing bucket %s", ErrCorrupt, name)
+			}
 		}
-		if gh := meta.Get(keyGenesis); hex.EncodeToString(gh) != g.Hash {
+		mb := tx.Bucket(bucketMeta)
+		if gh := mb.Get(keyGenesis); hex.EncodeToString(gh) != g.Hash {
 			return fmt.Errorf("%w: store belongs to another network (genesis %x)", ErrCorrupt, gh)
 		}
-		err := blocks.ForEach(func(k, v []byte) error {
-			var b Block
-			if err := json.Unmarshal(v, &b); err != nil {
-				return fmt.Errorf("%w: block %x: %v", ErrCorrupt, k, err)
-			}
-			if h, err := b.ComputeHash(); err != nil || h != hex.EncodeToString(k) || h != b.Hash {
-				return fmt.Errorf("%w: block %x does not match its hash", ErrCorrupt, k)
-			}
-			c.known[b.Hash] = b.Index
-			c.parents[b.Hash] = b.PrevHash
-			return nil
-		})
+		if getMain(tx, 0) != g.Hash {
+			return fmt.Errorf("%w: main chain does not start at genesis", ErrCorrupt)
+		}
+		headHash := hex.EncodeToString(mb.Get(keyHead))
+		m, ok, err := getMeta(tx, headHash)
 		if err != nil {
 			return err
 		}
-		var prev *Block
-		err = mainB.ForEach(func(k, v []byte) error {
-			if len(k) != 8 || bytes.Compare(k, heightKey(uint64(len(c.main)))) != 0 {
-				return fmt.Errorf("%w: main chain has a gap at height %d", ErrCorrupt, len(c.main))
+		if !ok {
+			return fmt.Errorf("%w: head pointer %s names no stored block", ErrCorrupt, short(headHash))
+		}
+		if last, _ := tx.Bucket(bucketMain).Cursor().Last(); !bytes.Equal(last, heightKey(m.height)) || getMain(tx, m.height) != headHash {
+			return fmt.Errorf("%w: head pointer (block %d %s) does not match the main chain's last entry", ErrCorrupt, m.height, short(headHash))
+		}
+		// The tail: main-chain hashes from the head down, each entry present.
+		n := min(m.height+1, tailKeep)
+		c.tailBase = m.height + 1 - n
+		c.tail = make([]string, n)
+		cur := tx.Bucket(bucketMain).Cursor()
+		k, v := cur.Seek(heightKey(c.tailBase))
+		for i := range n {
+			if !bytes.Equal(k, heightKey(c.tailBase+i)) || len(v) != 32 {
+				return fmt.Errorf("%w: main chain has a gap at height %d", ErrCorrupt, c.tailBase+i)
 			}
-			b, err := getBlock(tx, hex.EncodeToString(v))
+			c.tail[i] = hex.EncodeToString(v)
+			k, v = cur.Next()
+		}
+		// The blocks down to the finality depth: whole, linked, signed.
+		var child *Block
+		for h := m.height; ; h-- {
+			b, err := getBody(tx, h, c.tail[h-c.tailBase])
 			if err != nil {
 				return err
 			}
-			switch {
-			case b.Index != uint64(len(c.main)):
-				return fmt.Errorf("%w: block %s at height %d has index %d", ErrCorrupt, b.Short(), len(c.main), b.Index)
-			case prev == nil && b.Hash != g.Hash:
-				return fmt.Errorf("%w: main chain does not start at genesis", ErrCorrupt)
-			case prev != nil && b.PrevHash != prev.Hash:
-				return fmt.Errorf("%w: block %d does not link to block %d", ErrCorrupt, b.Index, prev.Index)
+			if h > 0 {
+				if err := b.CheckSanity(); err != nil {
+					return fmt.Errorf("%w: block %d %s: %v", ErrCorrupt, h, b.Short(), err)
+				}
 			}
-			c.main = append(c.main, b.Hash)
-			c.since = append(c.since, time.Time{})
-			prev = b
-			return nil
-		})
-		if err != nil {
-			return err
+			if child != nil && child.PrevHash != b.Hash {
+				return fmt.Errorf("%w: block %d does not link to block %d", ErrCorrupt, child.Index, h)
+			}
+			if child == nil {
+				c.head = b
+			}
+			c.recent.add(b.Hash, meta{b.Index, b.PrevHash})
+			child = b
+			if h == 0 || h == c.tailBase || m.height-h >= uint64(c.finality) {
+				break
+			}
 		}
-		if prev == nil || hex.EncodeToString(meta.Get(keyHead)) != prev.Hash {
-			return fmt.Errorf("%w: head pointer does not match the main chain", ErrCorrupt)
+		if child.Index == 0 && child.Hash != g.Hash {
+			return fmt.Errorf("%w: main chain does not start at genesis", ErrCorrupt)
 		}
-		c.head = prev
-		return c.lines.load(tx, c.known, c.onMain)
+		from := uint64(0)
+		if m.height > uint64(c.finality) {
+			from = m.height - uint64(c.finality)
+		}
+		return c.lines.load(tx, from)
 	})
 }
 
@@ -286,18 +325,26 @@ func (c *Chain) Add(b *Block) (Result, error) {
 	if c.closed {
 		return Result{}, ErrClosed
 	}
-	if _, ok := c.known[b.Hash]; ok {
+	r := c.reader()
+	defer r.done()
+	if _, ok, err := r.meta(b.Hash); err != nil || ok {
+		if err != nil {
+			return Result{}, err
+		}
 		return Result{}, ruleError(ErrDuplicate, "block %d %s is already known", b.Index, b.Short())
 	}
-	ph, ok := c.known[b.PrevHash]
+	pm, ok, err := r.meta(b.PrevHash)
+	if err != nil {
+		return Result{}, err
+	}
 	if !ok {
 		c.orphans.add(b)
 		return Result{}, ruleError(ErrUnknownParent, "block %d %s: parent %s unknown", b.Index, b.Short(), short(b.PrevHash))
 	}
-	if b.Index != ph+1 {
-		return Result{}, ruleError(ErrBadIndex, "block index %d, parent index %d", b.Index, ph)
+	if b.Index != pm.height+1 {
+		return Result{}, ruleError(ErrBadIndex, "block index %d, parent index %d", b.Index, pm.height)
 	}
-	return c.commit(append([]*Block{b}, c.orphans.descendants(b.Hash, b.Index)...), nil)
+	return c.commit(r, append([]*Block{b}, c.orphans.descendants(b.Hash, b.Index)...), nil)
 }
 
 // check is the part of validation that needs no other block. A copy of a
@@ -317,6 +364,12 @@ func (c *Chain) checkNew(b *Block) error {
 	if err := b.CheckSanity(); err != nil {
 		return err
 	}
+	return c.checkPolicy(b)
+}
+
+// checkPolicy is what this chain adds to a block's own validity: the
+// authors list and the clock.
+func (c *Chain) checkPolicy(b *Block) error {
 	if c.authors != nil && !c.authors[b.Author] {
 		return ruleError(ErrUnknownAuthor, "block %d author %s is not on the authors list", b.Index, b.Author)
 	}
@@ -360,18 +413,26 @@ func (c *Chain) AddChecked(run *Checked) (Result, error) {
 	if c.closed {
 		return Result{}, ErrClosed
 	}
+	r := c.reader()
+	defer r.done()
 	var batch []*Block
 	inBatch := map[string]uint64{}
 	for _, b := range run.blocks[:run.valid] {
-		if _, ok := c.known[b.Hash]; ok {
-			continue
-		}
 		if _, ok := inBatch[b.Hash]; ok {
 			continue // connected from the orphan pool earlier in this run
 		}
-		ph, ok := c.known[b.PrevHash]
+		if _, ok, err := r.meta(b.Hash); err != nil {
+			return Result{}, err
+		} else if ok {
+			continue
+		}
+		ph, ok := inBatch[b.PrevHash]
 		if !ok {
-			ph, ok = inBatch[b.PrevHash]
+			pm, found, err := r.meta(b.PrevHash)
+			if err != nil {
+				return Result{}, err
+			}
+			ph, ok = pm.height, found
 		}
 		if !ok {
 			firstErr = ruleError(ErrUnknownParent, "block %d %s: parent %s unknown", b.Index, b.Short(), short(b.PrevHash))
@@ -389,7 +450,7 @@ func (c *Chain) AddChecked(run *Checked) (Result, error) {
 	if len(batch) == 0 {
 		return Result{Head: c.head}, firstErr
 	}
-	res, err := c.commit(batch, nil)
+	res, err := c.commit(r, batch, nil)
 	if err != nil {
 		return res, err
 	}
@@ -437,7 +498,9 @@ func (c *Chain) Append(s *Signer, data string) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return c.commit([]*Block{b}, []localLine{{hash: b.Hash, line: b.Hash, seq: c.lines.next()}})
+	r := c.reader()
+	defer r.done()
+	return c.commit(r, []*Block{b}, []localLine{{hash: b.Hash, height: b.Index, line: b.Hash, seq: c.lines.next()}})
 }
 
 // signOn signs data as the child of parent, keeping timestamps increasing
@@ -459,7 +522,7 @@ func (c *Chain) signOn(s *Signer, parent *Block, data string) (*Block, error) {
 // at once in memory, and in one store transaction that the flusher writes,
 // with whatever else was committed meanwhile, under one fsync. Result.Wait
 // returns when that transaction is durable. c.mu is held.
-func (c *Chain) commit(blocks []*Block, local []localLine) (Result, error) {
+func (c *Chain) commit(r *reader, blocks []*Block, local []localLine) (Result, error) {
 	if c.closed {
 		return Result{}, ErrClosed
 	}
@@ -470,86 +533,134 @@ func (c *Chain) commit(blocks []*Block, local []localLine) (Result, error) {
 		}
 	}
 	res := Result{Added: blocks, Head: c.head}
-	var fork int // height where the new main chain leaves the old one
-	var branch []string
+	var fork uint64 // height where the new main chain leaves the old one
+	var branch, dropped []string
 	if best != c.head {
-		fork, branch = c.branchTo(best, blocks)
+		var err error
+		if fork, branch, err = c.branchTo(r, best, blocks); err != nil {
+			return Result{}, err
+		}
 		res.Head, res.HeadChanged = best, true
-		res.Dropped = len(c.main) - 1 - fork
+		res.Dropped = int(c.head.Index - fork)
 		res.Reorg = res.Dropped > 0
-		if res.Dropped > c.finality && c.settled(fork+1) {
+		if res.Dropped > c.finality && c.since.settled(fork+1, c.now(), c.settle) {
 			return Result{}, ruleError(ErrTooDeep, "branch to block %d %s forks at height %d: it would replace %d blocks, finality depth is %d", best.Index, best.Short(), fork, res.Dropped, c.finality)
+		}
+		if res.Reorg {
+			if dropped, err = r.mainRange(fork+1, res.Dropped); err != nil {
+				return Result{}, err
+			}
 		}
 	}
 	if err := c.flush.failed(); err != nil {
 		return Result{}, err
 	}
-	w := &write{blocks: blocks, local: local, oldLen: len(c.main), fork: fork, branch: branch, done: newDurability()}
+	c.seq++
+	w := &write{seq: c.seq, blocks: blocks, local: local, fork: fork, branch: branch, done: newDurability()}
 	if branch != nil {
 		w.head = best.Hash
 	}
 	for _, b := range blocks {
-		c.known[b.Hash] = b.Index
-		c.parents[b.Hash] = b.PrevHash
 		c.unsynced[b.Hash] = b
+		c.recent.add(b.Hash, meta{b.Index, b.PrevHash})
 	}
-	res.durable, res.flush = w.done, c.flush
-	c.flush.enqueue(w)
 	for _, l := range local {
 		c.lines.add(l)
 	}
 	if branch != nil {
-		dropped := append([]string(nil), c.main[fork+1:]...)
-		c.main = append(c.main[:fork+1], branch...)
 		now := c.now()
-		c.since = c.since[:fork+1]
-		for range branch {
-			c.since = append(c.since, now)
+		if fork+1 < c.tailBase {
+			c.tail, c.tailBase = slices.Clone(branch), fork+1
+		} else {
+			c.tail = append(c.tail[:fork+1-c.tailBase], branch...)
 		}
+		c.since.reorg(fork+1, now)
 		c.head = best
-		c.lines.update(dropped, branch, c.onMain)
+		c.dirty = append(c.dirty, dirtySpan{c.seq, fork + 1})
+		c.lines.update(dropped, branch, r.lineOnMain)
+		c.tidy(r, now)
 	}
+	w.pending = c.lines.takeDirty()
+	res.durable, res.flush = w.done, c.flush
+	c.flush.enqueue(w)
 	return res, nil
 }
 
-// settled reports whether the main-chain block at height h has been there
-// for c.settle. Times only grow with height (a reorg gives its whole branch
-// the same, later time), so the deepest block a reorg drops decides. c.mu
-// is held.
-func (c *Chain) settled(h int) bool {
-	at := c.since[h]
-	return at.IsZero() || c.now().Sub(at) >= c.settle
+// tidy bounds what memory holds of the past: the tail of main-chain hashes,
+// the times heights joined the main chain, and the lines no reorg can reach
+// any more. c.mu is held.
+func (c *Chain) tidy(r *reader, now time.Time) {
+	c.since.prune(now, c.settle)
+	if head := c.head.Index; head > uint64(c.finality) {
+		if below := c.since.settledBelow(); below > 0 {
+			c.lines.prune(min(head-uint64(c.finality)-1, below-1), r.lineOnMain)
+		}
+	}
+	if len(c.tail) <= 2*tailKeep {
+		return
+	}
+	base := c.head.Index + 1 - tailKeep
+	for _, d := range c.dirty {
+		base = min(base, d.low) // not on disk yet: the tail is its only copy
+	}
+	if base > c.tailBase {
+		c.tail = slices.Clone(c.tail[base-c.tailBase:])
+		c.tailBase = base
+	}
+}
+
+// flushed forgets the in-memory copies of what the write with sequence seq
+// and the ones before it put on disk. c.mu is held.
+func (c *Chain) flushed(batch []*write) {
+	for _, w := range batch {
+		for _, b := range w.blocks {
+			delete(c.unsynced, b.Hash)
+		}
+	}
+	last := batch[len(batch)-1].seq
+	n := 0
+	for n < len(c.dirty) && c.dirty[n].seq <= last {
+		n++
+	}
+	c.dirty = slices.Delete(c.dirty, 0, n)
 }
 
 // branchTo returns the height where the chain ending at tip leaves the main
 // chain and the hashes above it, oldest first. The tip's ancestors are stored
 // or among pending. c.mu is held.
-func (c *Chain) branchTo(tip *Block, pending []*Block) (int, []string) {
+func (c *Chain) branchTo(r *reader, tip *Block, pending []*Block) (uint64, []string, error) {
 	pendingParents := make(map[string]string, len(pending))
 	for _, b := range pending {
 		pendingParents[b.Hash] = b.PrevHash
 	}
-	parent := func(h string) string {
-		if p, ok := c.parents[h]; ok {
-			return p
-		}
-		return pendingParents[h]
-	}
 	var branch []string
 	h, height := tip.Hash, tip.Index
-	for height >= uint64(len(c.main)) || c.main[height] != h {
+	for {
+		if height <= c.head.Index {
+			m, err := r.mainAt(height)
+			if err != nil {
+				return 0, nil, err
+			}
+			if m == h {
+				break
+			}
+		}
 		branch = append(branch, h)
-		h, height = parent(h), height-1
+		p, ok := pendingParents[h]
+		if !ok {
+			m, found, err := r.meta(h)
+			if err != nil {
+				return 0, nil, err
+			}
+			if !found || height == 0 {
+				return 0, nil, fmt.Errorf("%w: block %s has no stored parent", ErrCorrupt, short(h))
+			}
+			p = m.parent
+		}
+		h, height = p, height-1
 	}
 	slices.Reverse(branch)
-	return int(height), branch
-}
-
-// onMain reports whether the stored block hash is on the main chain. c.mu is
-// held.
-func (c *Chain) onMain(hash string) bool {
-	h, ok := c.known[hash]
-	return ok && h < uint64(len(c.main)) && c.main[h] == hash
+	return height, branch, nil
 }
 
 // better reports whether a is a better head than b: higher, or as high with
@@ -575,7 +686,12 @@ func (c *Chain) Height() uint64 { return c.Head().Index }
 func (c *Chain) Has(hash string) bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	_, ok := c.known[hash]
+	if c.closed {
+		return false
+	}
+	r := c.reader()
+	defer r.done()
+	_, ok, _ := r.meta(hash)
 	return ok
 }
 
@@ -586,24 +702,40 @@ func (c *Chain) Orphans() int {
 	return c.orphans.len()
 }
 
+// mainSlice returns the main-chain hashes from index from, at most limit,
+// and the in-memory copies of those not on disk yet.
+func (c *Chain) mainSlice(from uint64, limit int) ([]string, map[string]*Block, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		return nil, nil, ErrClosed
+	}
+	if from > c.head.Index || limit <= 0 {
+		return nil, nil, nil
+	}
+	r := c.reader()
+	defer r.done()
+	hashes, err := r.mainRange(from, int(min(uint64(limit), c.head.Index-from+1)))
+	if err != nil {
+		return nil, nil, err
+	}
+	return hashes, c.unsyncedOf(hashes), nil
+}
+
 // Range returns up to limit main-chain blocks starting at index from, in order.
 func (c *Chain) Range(from uint64, limit int) ([]*Block, error) {
-	c.mu.RLock()
-	var hashes []string
-	if from < uint64(len(c.main)) && limit > 0 {
-		end := min(uint64(len(c.main)), from+uint64(limit))
-		hashes = append(hashes, c.main[from:end]...)
+	hashes, fresh, err := c.mainSlice(from, limit)
+	if err != nil || len(hashes) == 0 {
+		return nil, err
 	}
-	fresh := c.unsyncedOf(hashes)
-	c.mu.RUnlock()
 	out := make([]*Block, 0, len(hashes))
-	err := c.view(func(tx *bolt.Tx) error {
-		for _, h := range hashes {
+	err = c.view(func(tx *bolt.Tx) error {
+		for i, h := range hashes {
 			if b, ok := fresh[h]; ok {
 				out = append(out, b)
 				continue
 			}
-			b, err := getBlock(tx, h)
+			b, err := getBody(tx, from+uint64(i), h)
 			if err != nil {
 				return err
 			}
@@ -621,4 +753,43 @@ func (c *Chain) BlockAt(i uint64) (*Block, error) {
 		return nil, err
 	}
 	return bs[0], nil
+}
+
+// unsyncedOf returns the blocks among hashes that are not on disk yet.
+// c.mu is held.
+func (c *Chain) unsyncedOf(hashes []string) map[string]*Block {
+	if len(c.unsynced) == 0 {
+		return nil
+	}
+	out := map[string]*Block{}
+	for _, h := range hashes {
+		if b, ok := c.unsynced[h]; ok {
+			out[h] = b
+		}
+	}
+	return out
+}
+
+// view runs fn in a read transaction, or returns ErrClosed once the chain
+// is closed (also if Close wins the race with the caller's last check).
+func (c *Chain) view(fn func(*bolt.Tx) error) error {
+	c.mu.RLock()
+	closed := c.closed
+	c.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	err := c.db.View(fn)
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+func decodeJSONBlock(v []byte) (*Block, error) {
+	var b Block
+	if err := json.Unmarshal(v, &b); err != nil {
+		return nil, err
+	}
+	return &b, nil
 }

@@ -26,13 +26,14 @@ import (
 
 // write is one commit's changes to the store.
 type write struct {
-	blocks []*Block
-	local  []localLine
-	oldLen int      // main-chain length before the commit
-	fork   int      // height where the new main chain leaves the old one
-	branch []string // main-chain hashes above fork, if the head moved
-	head   string   // the new head, if it moved
-	done   *durability
+	seq     uint64 // the commit's sequence number
+	blocks  []*Block
+	local   []localLine
+	pending map[string][]byte // pending-line records to put (nil value: delete)
+	fork    uint64            // height where the new main chain leaves the old one
+	branch  []string          // main-chain hashes above fork, if the head moved
+	head    string            // the new head, if it moved
+	done    *durability
 }
 
 // lazyFlush is the longest a commit nobody waits for stays in memory only.
@@ -152,11 +153,7 @@ func (f *flusher) flush() {
 	}
 	if err == nil {
 		f.c.mu.Lock()
-		for _, w := range batch {
-			for _, b := range w.blocks {
-				delete(f.c.unsynced, b.Hash)
-			}
-		}
+		f.c.flushed(batch)
 		f.c.mu.Unlock()
 	}
 	for _, w := range batch {
@@ -170,37 +167,20 @@ func (w *write) apply(tx *bolt.Tx) error {
 			return err
 		}
 	}
-	if err := putLines(tx, w.local); err != nil {
+	if err := putLines(tx, w.local, w.pending); err != nil {
 		return err
 	}
 	if w.branch == nil {
 		return nil
 	}
+	// The main chain never gets shorter (fork choice prefers the longer
+	// chain), so a reorg only overwrites heights.
 	mb := tx.Bucket(bucketMain)
-	for h := w.oldLen - 1; h > w.fork+len(w.branch); h-- {
-		if err := mb.Delete(heightKey(uint64(h))); err != nil {
-			return err
-		}
-	}
+	mb.FillPercent = 0.95 // appended in height order
 	for i, hash := range w.branch {
-		if err := mb.Put(heightKey(uint64(w.fork+1+i)), hashKey(hash)); err != nil {
+		if err := mb.Put(heightKey(w.fork+1+uint64(i)), hashKey(hash)); err != nil {
 			return err
 		}
 	}
 	return tx.Bucket(bucketMeta).Put(keyHead, hashKey(w.head))
-}
-
-// unsyncedOf returns the blocks among hashes that are not on disk yet.
-// c.mu is held.
-func (c *Chain) unsyncedOf(hashes []string) map[string]*Block {
-	if len(c.unsynced) == 0 {
-		return nil
-	}
-	out := map[string]*Block{}
-	for _, h := range hashes {
-		if b, ok := c.unsynced[h]; ok {
-			out[h] = b
-		}
-	}
-	return out
 }

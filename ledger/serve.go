@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 
@@ -18,50 +17,54 @@ const MaxLocator = 64
 func (c *Chain) Locator() []string {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
+	r := c.reader()
+	defer r.done()
 	var out []string
-	step := 1
-	for h := len(c.main) - 1; h > 0 && len(out) < MaxLocator-1; h -= step {
-		out = append(out, c.main[h])
+	step := uint64(1)
+	for h := c.head.Index; h > 0 && len(out) < MaxLocator-1; {
+		m, err := r.mainAt(h)
+		if err != nil {
+			break // a store that fails to read: the locator is shorter
+		}
+		out = append(out, m)
 		if len(out) >= 10 {
 			step *= 2
 		}
-	}
-	return append(out, c.main[0])
-}
-
-// After returns the stored JSON of the main-chain blocks that follow the
-// newest locator hash on this main chain: at most maxBlocks, and no more
-// than maxBytes in total unless the first alone is larger. found is false if
-// no locator hash is on this main chain (the peer has another genesis).
-func (c *Chain) After(locator []string, maxBlocks, maxBytes int) (raw [][]byte, found bool, err error) {
-	c.mu.RLock()
-	from := -1
-	for _, h := range locator {
-		if c.onMain(h) {
-			from = int(c.known[h]) + 1
+		if h < step {
 			break
 		}
+		h -= step
 	}
-	var hashes []string
-	if from >= 0 && from < len(c.main) {
-		hashes = append(hashes, c.main[from:min(len(c.main), from+maxBlocks)]...)
+	return append(out, Genesis().Hash)
+}
+
+// After returns the JSON of the main-chain blocks that follow the newest
+// locator hash on this main chain: at most maxBlocks, and no more than
+// maxBytes in total unless the first alone is larger. found is false if no
+// locator hash is on this main chain (the peer has another genesis). It
+// costs O(len(locator) log n + maxBlocks), never O(chain).
+func (c *Chain) After(locator []string, maxBlocks, maxBytes int) (raw [][]byte, found bool, err error) {
+	from, found, err := c.forkPoint(locator)
+	if err != nil || !found {
+		return nil, found, err
 	}
-	fresh := c.unsyncedOf(hashes)
-	c.mu.RUnlock()
-	if from < 0 {
-		return nil, false, nil
+	hashes, fresh, err := c.mainSlice(from, maxBlocks)
+	if err != nil {
+		return nil, true, err
 	}
 	err = c.view(func(tx *bolt.Tx) error {
 		size := 0
-		for _, h := range hashes {
-			var v []byte
-			if b, ok := fresh[h]; ok {
+		for i, h := range hashes {
+			b, ok := fresh[h]
+			if !ok {
 				var err error
-				if v, err = json.Marshal(b); err != nil {
+				if b, err = getBody(tx, from+uint64(i), h); err != nil {
 					return err
 				}
-			} else if v = bytes.Clone(tx.Bucket(bucketBlocks).Get(hashKey(h))); v == nil {
-				return fmt.Errorf("%w: block %s missing", ErrCorrupt, short(h))
+			}
+			v, err := json.Marshal(b)
+			if err != nil {
+				return fmt.Errorf("encode block %s: %w", b.Short(), err)
 			}
 			if size += len(v); size > maxBytes && len(raw) > 0 {
 				break
@@ -71,4 +74,31 @@ func (c *Chain) After(locator []string, maxBlocks, maxBytes int) (raw [][]byte, 
 		return nil
 	})
 	return raw, true, err
+}
+
+// forkPoint returns the height after the newest locator hash on the main
+// chain.
+func (c *Chain) forkPoint(locator []string) (uint64, bool, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		return 0, false, ErrClosed
+	}
+	r := c.reader()
+	defer r.done()
+	for _, h := range locator {
+		m, ok, err := r.meta(h)
+		if err != nil {
+			return 0, false, err
+		}
+		if !ok || m.height > c.head.Index {
+			continue
+		}
+		if on, err := r.mainAt(m.height); err != nil {
+			return 0, false, err
+		} else if on == h {
+			return m.height + 1, true, nil
+		}
+	}
+	return 0, false, nil
 }

@@ -294,7 +294,7 @@ func TestLazyFlushWrites(t *testing.T) {
 	onDisk := func(hash string) bool {
 		found := false
 		c.db.View(func(tx *bolt.Tx) error {
-			found = tx.Bucket(bucketBlocks).Get(hashKey(hash)) != nil
+			found = tx.Bucket(bucketIndex).Get(hashKey(hash)) != nil
 			return nil
 		})
 		return found
