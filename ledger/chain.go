@@ -54,16 +54,16 @@ type Chain struct {
 
 	mu       sync.RWMutex // guards the fields below
 	head     *Block
-	tail     []string     // main-chain hashes at heights tailBase..head.Index
-	tailBase uint64       //
-	since    sinceRuns    // when recent main-chain heights became so
-	recent   *metaCache   // index entries of recent blocks
-	orphans  *orphanPool  // valid blocks waiting for their parent
-	lines    *lineBook    // lines typed on this node that a reorg can reach
+	tail     []string          // main-chain hashes at heights tailBase..head.Index
+	tailBase uint64            //
+	since    sinceRuns         // when recent main-chain heights became so
+	recent   *metaCache        // index entries of recent blocks
+	orphans  *orphanPool       // valid blocks waiting for their parent
+	lines    *lineBook         // lines typed on this node that a reorg can reach
 	unsynced map[string]*Block // committed in memory, not yet on disk
-	dirty    []dirtySpan  // main heights changed by commits not yet on disk
-	seq      uint64       // commits made
-	closed   bool         // Close was called: every change is refused
+	dirty    []dirtySpan       // main heights changed by commits not yet on disk
+	seq      uint64            // commits made
+	closed   bool              // Close was called: every change is refused
 
 	verified *verifiedSet // recently checked blocks (own lock)
 	flush    *flusher     // writes commits to the store in batches
@@ -100,7 +100,6 @@ func WithFinality(depth int) Option { return func(c *Chain) { c.finality = depth
 // (default DefaultSettle; 0: at once). Blocks found on disk at Open are
 // settled.
 func WithSettle(d time.Duration) Option { return func(c *Chain) { c.settle = d } }
-
 
 // Open opens (creating if needed) the store at path and restores the chain
 // from it. It checks what a crash or a torn disk write near the head could
