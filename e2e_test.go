@@ -19,6 +19,8 @@ import (
 
 	"gossipchain/ledger"
 	"gossipchain/node"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // These tests build the real binary and run nodes as separate processes,
@@ -669,5 +671,63 @@ func TestPipedLinesInOrder(t *testing.T) {
 	st := p.status(t)
 	if st.Height != count {
 		t.Fatalf("height %d, want %d", st.Height, count)
+	}
+}
+
+// gossipchain check: a store written by a real node passes; one with a
+// flipped byte in a block fails with exit status 1, naming the height; a
+// file that is not a store fails the same way, without a panic.
+func TestCheckCommand(t *testing.T) {
+	dir := t.TempDir()
+	p := startProc(t, filepath.Join(dir, "n"))
+	for i := range 50 {
+		fmt.Fprintf(p.stdin, "line %d\n", i)
+	}
+	waitFor(t, 20*time.Second, "50 lines stored", func() bool { return p.status(t).Height == 50 })
+	p.stop(t)
+	run := func(data string) (string, string, int) {
+		cmd := exec.Command(binPath, "check", "--data", data)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		cmd.Run()
+		return stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()
+	}
+	if out, errOut, code := run(p.data); code != 0 || !strings.HasPrefix(out, "ok: height 50,") {
+		t.Fatalf("healthy store: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	// Flip one byte of block 17's data, in place.
+	db, err := bolt.Open(filepath.Join(p.data, "chain.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		c := tx.Bucket([]byte("bodies")).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if k[7] == 17 {
+				v = bytes.Clone(v)
+				v[21] ^= 1
+				return tx.Bucket([]byte("bodies")).Put(k, v)
+			}
+		}
+		return fmt.Errorf("block 17 not found")
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	garbage := filepath.Join(dir, "garbage")
+	os.MkdirAll(garbage, 0o700)
+	os.WriteFile(filepath.Join(garbage, "chain.db"), []byte(strings.Repeat("x", 8192)), 0o600)
+	for _, tc := range []struct{ data, want string }{
+		{p.data, "height 17: block"},
+		{garbage, "corrupt store"},
+		{filepath.Join(dir, "none"), "no chain store there"},
+	} {
+		_, errOut, code := run(tc.data)
+		last := strings.TrimSpace(errOut)
+		last = last[strings.LastIndex(last, "\n")+1:]
+		if code != 1 || !strings.Contains(last, tc.want) || strings.Contains(errOut, "goroutine") {
+			t.Errorf("check %s: exit %d, stderr %q; want exit 1 and a last line containing %q", tc.data, code, errOut, tc.want)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/gologshim"
@@ -30,6 +31,7 @@ Usage:
               [--data DIR] [--api HOST:PORT] [--api-token TOKEN]
               [--psk FILE] [--authors FILE] [--finality N]
   gossipchain id [--port N | --data DIR]
+  gossipchain check [--port N | --data DIR]
   gossipchain psk > swarm.key
 
 Type a line to add it as a block; /help lists console commands.
@@ -166,6 +168,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, id)
 		return nil
 	}
+	if len(args) > 0 && args[0] == "check" {
+		o, err := parseFlags("check", args[1:], stderr)
+		if err != nil {
+			return err
+		}
+		return check(o.data, stdout, stderr)
+	}
 	o, err := parseFlags("gossipchain", args, stderr)
 	if err != nil {
 		return err
@@ -209,6 +218,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 	}
 	n, err := node.New(cfg)
+	if errors.Is(err, ledger.ErrCorrupt) {
+		return fmt.Errorf("%w (for a full report: gossipchain check --data %s)", err, o.data)
+	}
 	if err != nil {
 		return err
 	}
@@ -226,6 +238,45 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	<-ctx.Done()
 	c.printf("shutting down\n")
 	return n.Close()
+}
+
+// check verifies the store in dir offline, showing progress on stderr, and
+// prints a one-line verdict.
+func check(dir string, stdout, stderr io.Writer) error {
+	path := node.ChainFile(dir)
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("check %s: no chain store there (%v)", dir, errors.Unwrap(err))
+	}
+	tty := isTerminal(stderr)
+	last := time.Now()
+	fmt.Fprintf(stderr, "checking %s (%d MiB): every block's hash, signature, index entry and link\n", path, st.Size()>>20)
+	rep, err := ledger.CheckStore(path, func(p ledger.CheckProgress) {
+		if time.Since(last) < 250*time.Millisecond && !(tty && p.Total > 0 && p.Done == p.Total) {
+			return
+		}
+		last = time.Now()
+		line := fmt.Sprintf("%s: %d", p.Stage, p.Done)
+		if p.Total > 0 {
+			line = fmt.Sprintf("%s: %d of %d blocks (%d%%)", p.Stage, p.Done, p.Total, 100*p.Done/p.Total)
+		}
+		if tty {
+			fmt.Fprintf(stderr, "\r\033[K%s", line)
+		} else if p.Total == 0 || p.Done == p.Total || p.Done%(64*ledger.CheckBatch) < ledger.CheckBatch {
+			fmt.Fprintln(stderr, line)
+		}
+	})
+	if tty {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+	if err != nil {
+		return fmt.Errorf("check %s: %w", path, err)
+	}
+	rep.FileBytes = st.Size()
+	perBlock := uint64(rep.FileBytes) / max(1, rep.Blocks)
+	fmt.Fprintf(stdout, "ok: height %d, head %s, %d blocks (%d lines typed here, %d pending), %d MiB on disk (%d bytes per block)\n",
+		rep.Height, rep.Head, rep.Blocks, rep.Lines, rep.Pending, rep.FileBytes>>20, perBlock)
+	return nil
 }
 
 // isTerminal reports whether w is a terminal (a character device).

@@ -117,7 +117,7 @@ func encodeBody(b *Block) ([]byte, error) {
 // the shape, not the hash or signature.
 func decodeBody(hash string, v []byte) (*Block, error) {
 	fail := func(what string) (*Block, error) {
-		return nil, fmt.Errorf("%w: block %s: body %s", ErrCorrupt, short(hash), what)
+		return nil, fmt.Errorf("block %s: body %s", short(hash), what)
 	}
 	if len(v) < 8+8+4 {
 		return fail("is truncated")
@@ -180,7 +180,7 @@ func getBody(tx *bolt.Tx, height uint64, hash string) (*Block, error) {
 	}
 	b, err := decodeBody(hash, v)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	if b.Index != height {
 		return nil, fmt.Errorf("%w: block %s stored at height %d has index %d", ErrCorrupt, short(hash), height, b.Index)

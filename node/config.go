@@ -116,6 +116,9 @@ func (c *Config) withDefaults() (Config, error) {
 	return cfg, nil
 }
 
+// ChainFile returns the path of the chain store inside a data dir.
+func ChainFile(dataDir string) string { return filepath.Join(dataDir, chainFile) }
+
 // Files inside a data dir.
 const (
 	identityFile = "identity.key"
