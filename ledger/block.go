@@ -158,14 +158,25 @@ func (s *Signer) Sign(parent *Block, data string, t time.Time) (*Block, error) {
 		PrevHash:  parent.Hash,
 		Author:    s.id,
 	}
+	if err := s.Seal(b); err != nil {
+		return nil, err
+	}
+	return b, b.CheckSanity()
+}
+
+// Seal sets b's Author, Hash and Signature from its other fields, without
+// checking them: tools that build many blocks seal them in parallel once
+// each block's parent hash is known.
+func (s *Signer) Seal(b *Block) error {
+	b.Author = s.id
 	h, err := b.ComputeHash()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	b.Hash = h
 	sum, _ := hex.DecodeString(h)
 	b.Signature = hex.EncodeToString(ed25519.Sign(s.key, sum))
-	return b, b.CheckSanity()
+	return nil
 }
 
 // Genesis returns the fixed first block, identical on every node. It has no

@@ -65,6 +65,11 @@ type benchResult struct {
 	// the harness) spent per block while the scenario ran: on a shared
 	// machine, what the latencies above are paid with.
 	CPUmsPerBlock float64 `json:"cpu_ms_per_block,omitempty"`
+	// chainlen: start to printed address on an existing store, the store's
+	// bytes per block, GET /blocks?from=<head-100>&limit=100.
+	RestartMs     float64 `json:"restart_ms,omitempty"`
+	BytesPerBlock float64 `json:"bytes_per_block,omitempty"`
+	APIms         float64 `json:"api_ms,omitempty"`
 }
 
 // cpuTime is the CPU time (user and system) this process has used.
@@ -643,10 +648,7 @@ func heapMiB() float64 {
 // and returns its resident memory in MiB.
 func idleRSS(t *testing.T) float64 {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "gossipchain")
-	if out, err := exec.Command("go", "build", "-o", bin, "..").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t, dir)
 	cmd := exec.Command(bin, "--port", "0", "--api", "127.0.0.1:0", "--data", filepath.Join(dir, "data"))
 	stdin, _ := cmd.StdinPipe()
 	if err := cmd.Start(); err != nil {
@@ -789,5 +791,17 @@ func TestBenchSuite(t *testing.T) {
 	// footprint: an idle node process.
 	if run("footprint") {
 		report(t, benchResult{Scenario: "footprint", System: "gossipchain", Nodes: 1, RSSMiB: idleRSS(t)})
+	}
+
+	// chainlen: a node's cost as its chain grows.
+	if run("chainlen") {
+		bin := buildBinary(t, t.TempDir())
+		lengths := []int{10_000, 100_000, 1_000_000}
+		if quick {
+			lengths = lengths[:2]
+		}
+		for _, n := range lengths {
+			report(t, chainLength(t, bin, n))
+		}
 	}
 }

@@ -8,7 +8,7 @@
 #
 # --quick: fewer nodes and blocks (well under 2 minutes); --json: one JSON
 # object per line instead of the table; --only: just these scenarios
-# (propagation, burst, sync, scale, footprint) and/or systems
+# (propagation, burst, sync, scale, footprint, chainlen) and/or systems
 # (gossipchain, gossipsub-bare, seed-dial), e.g. --only burst,gossipchain. The suite is node/benchsuite_test.go
 # (TestBenchSuite); the sync and flood benchmarks are go test -bench (see
 # docs/BENCHMARKS.md).
@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
 		shift
 		for s in ${only//,/ }; do
 			case "$s" in
-			propagation | burst | sync | scale | footprint | gossipchain | gossipsub-bare | seed-dial) ;;
+			propagation | burst | sync | scale | footprint | chainlen | gossipchain | gossipsub-bare | seed-dial) ;;
 			*) echo "bench: unknown scenario or system '$s'" >&2; exit 2 ;;
 			esac
 		done
@@ -34,18 +34,33 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-out="$(cd "$root" && GOSSIPCHAIN_BENCH=$mode GOSSIPCHAIN_BENCH_ONLY=$only go test -run '^TestBenchSuite$' -count=1 -timeout 30m -v ./node 2>&1)" || {
-	echo "$out" | tail -n 30 >&2
+# Progress lines go to stderr as they come; the rest is kept for the table
+# (and shown if the suite fails).
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+(cd "$root" && GOSSIPCHAIN_BENCH=$mode GOSSIPCHAIN_BENCH_ONLY=$only go test -run '^TestBenchSuite$' -count=1 -timeout 30m -v ./node 2>&1) |
+	while IFS= read -r l; do
+		case "$l" in
+		"PROGRESS "*) echo "bench: ${l#PROGRESS }" >&2 ;;
+		*) echo "$l" >>"$log" ;;
+		esac
+	done
+status=${PIPESTATUS[0]}
+set -e
+if [ "$status" != 0 ]; then
+	tail -n 30 "$log" >&2
 	echo "bench: the suite failed" >&2
 	exit 1
-}
+fi
+out="$(cat "$log")"
 lines="$(echo "$out" | sed -n 's/^BENCH //p')"
 if [ "$json" = 1 ]; then
 	echo "$lines"
 	exit 0
 fi
-fmt='%-12s %-15s %5s %6s %7s %8s %8s %8s %9s %12s %11s %8s %9s\n'
-printf "$fmt" SCENARIO SYSTEM NODES BLOCKS DELIV% P50_MS P99_MS MAX_MS BLOCKS/S ORIGIN_B/BLK CPU_MS/BLK RSS_MIB HEAP/HOST
+fmt='%-12s %-15s %5s %7s %7s %8s %8s %8s %9s %12s %11s %8s %9s %10s %7s %7s\n'
+printf "$fmt" SCENARIO SYSTEM NODES BLOCKS DELIV% P50_MS P99_MS MAX_MS BLOCKS/S ORIGIN_B/BLK CPU_MS/BLK RSS_MIB HEAP/HOST RESTART_MS B/BLOCK API_MS
 echo "$lines" | while IFS= read -r l; do
 	f() {
 		local v
@@ -53,5 +68,6 @@ echo "$lines" | while IFS= read -r l; do
 		echo "${v:--}"
 	}
 	printf "$fmt" "$(f scenario)" "$(f system)" "$(f nodes)" "$(f blocks)" "$(f delivered_pct)" "$(f p50_ms)" "$(f p99_ms)" "$(f max_ms)" \
-		"$(f blocks_per_s)" "$(f origin_bytes_per_block)" "$(f cpu_ms_per_block)" "$(f rss_mib)" "$(f heap_mib_per_host)"
+		"$(f blocks_per_s)" "$(f origin_bytes_per_block)" "$(f cpu_ms_per_block)" "$(f rss_mib)" "$(f heap_mib_per_host)" \
+		"$(f restart_ms)" "$(f bytes_per_block)" "$(f api_ms)"
 done
