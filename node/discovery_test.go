@@ -191,6 +191,7 @@ func TestDiscoveryWithholdsBadPeers(t *testing.T) {
 
 	b := startNode(t, "", a)
 	c := startNode(t, "", a)
+	waitFor(t, 20*time.Second, "b and c members at a", func() bool { return a.sync.member(b.ID()) && a.sync.member(c.ID()) })
 	named := func(asker *Node) map[peer.ID]bool {
 		t.Helper()
 		var answer protocol.PeersAnswer
