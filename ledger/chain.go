@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -456,27 +455,16 @@ func (c *Chain) AddChecked(run *Checked) (Result, error) {
 	return res, firstErr
 }
 
-// checkAll checks every block on its own, spreading the signature checks
-// over the CPUs. It returns how many leading blocks passed and the first
+// checkAll checks every block on its own, the signatures in batches over
+// the CPUs. It returns how many leading blocks passed and the first
 // failure.
 func (c *Chain) checkAll(bs []*Block) (int, error) {
-	errs := make([]error, len(bs))
-	workers := min(runtime.GOMAXPROCS(0), (len(bs)+31)/32)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < len(bs); i += workers {
-				errs[i] = c.check(bs[i])
-			}
-		}()
-	}
-	wg.Wait()
+	errs := checkRun(bs, c.verified.has, c.checkPolicy)
 	for i, err := range errs {
 		if err != nil {
 			return i, err
 		}
+		c.verified.add(bs[i])
 	}
 	return len(bs), nil
 }

@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"runtime"
-	"sync"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -231,26 +229,10 @@ func checkBody(bodies, index *bolt.Bucket, height uint64, hash string) (*Block, 
 	return b, nil
 }
 
-// verifyAll checks the blocks' own validity (signatures) over the CPUs and
-// names the first that fails.
+// verifyAll checks the blocks' own validity (signatures in batches, over
+// the CPUs) and names the first that fails.
 func verifyAll(bs []*Block) error {
-	if len(bs) == 0 {
-		return nil
-	}
-	errs := make([]error, len(bs))
-	workers := runtime.GOMAXPROCS(0)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < len(bs); i += workers {
-				errs[i] = bs[i].CheckSanity()
-			}
-		}()
-	}
-	wg.Wait()
-	for i, err := range errs {
+	for i, err := range checkRun(bs, nil, nil) {
 		if err != nil {
 			return fmt.Errorf("%w: height %d: block %s: %v", ErrCorrupt, bs[i].Index, bs[i].Short(), err)
 		}

@@ -1,0 +1,60 @@
+package ledger
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"fmt"
+	"testing"
+
+	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
+)
+
+func sigFixture(n int) (ed25519.PublicKey, [][]byte, [][]byte) {
+	key := ed25519.NewKeyFromSeed(make([]byte, 32))
+	var msgs, sigs [][]byte
+	for i := range n {
+		m := sha256.Sum256([]byte(fmt.Sprint(i)))
+		msgs = append(msgs, m[:])
+		sigs = append(sigs, ed25519.Sign(key, m[:]))
+	}
+	return key.Public().(ed25519.PublicKey), msgs, sigs
+}
+
+func BenchmarkVerifyStdlib(b *testing.B) {
+	pub, msgs, sigs := sigFixture(64)
+	for i := 0; b.Loop(); i++ {
+		ed25519.Verify(pub, msgs[i%64], sigs[i%64])
+	}
+}
+
+func BenchmarkVerifyZIP215(b *testing.B) {
+	pub, msgs, sigs := sigFixture(64)
+	opts := &voi.Options{Verify: voi.VerifyOptionsZIP_215}
+	for i := 0; b.Loop(); i++ {
+		voi.VerifyWithOptions(voi.PublicKey(pub), msgs[i%64], sigs[i%64], opts)
+	}
+}
+
+func BenchmarkVerifyBatch64(b *testing.B) {
+	pub, msgs, sigs := sigFixture(64)
+	opts := &voi.Options{Verify: voi.VerifyOptionsZIP_215}
+	exp, _ := voi.NewExpandedPublicKey(voi.PublicKey(pub))
+	for _, expanded := range []bool{false, true} {
+		b.Run(fmt.Sprint("expanded=", expanded), func(b *testing.B) {
+			for b.Loop() {
+				v := voi.NewBatchVerifierWithCapacity(64)
+				for i := range 64 {
+					if expanded {
+						v.AddExpandedWithOptions(exp, msgs[i], sigs[i], opts)
+					} else {
+						v.AddWithOptions(voi.PublicKey(pub), msgs[i], sigs[i], opts)
+					}
+				}
+				if ok, _ := v.Verify(nil); !ok {
+					b.Fatal("batch failed")
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*64), "us/sig")
+		})
+	}
+}

@@ -1,0 +1,108 @@
+package ledger
+
+import (
+	"crypto/ed25519"
+	"crypto/sha512"
+	"encoding/hex"
+	"testing"
+	"time"
+
+	"github.com/oasisprotocol/curve25519-voi/curve/scalar"
+)
+
+// zip215Signature signs hash with key the way no RFC 8032 signer would: R
+// is the identity point written non-canonically (x = 0 with its sign bit
+// set: 01 00 .. 00 80) and S = k*a, so [S]B = [k]A = R + [k]A holds. ZIP-215
+// decodes R and accepts; a strict check that compares R's bytes with the
+// canonical encoding (Go's crypto/ed25519) rejects. Only the key's owner can
+// make one: it needs a.
+func zip215Signature(t *testing.T, key ed25519.PrivateKey, hash []byte) []byte {
+	t.Helper()
+	h := sha512.Sum512(key.Seed())
+	h[0] &= 248
+	h[31] &= 127
+	h[31] |= 64
+	a, err := scalar.NewFromBytesModOrder(h[:32])
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := make([]byte, 32)
+	r[0], r[31] = 1, 0x80
+	d := sha512.New()
+	d.Write(r)
+	d.Write(key.Public().(ed25519.PublicKey))
+	d.Write(hash)
+	k, err := scalar.NewFromBytesModOrderWide(d.Sum(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := make([]byte, 32)
+	if err := scalar.New().Mul(k, a).ToBytes(s); err != nil {
+		t.Fatal(err)
+	}
+	return append(r, s...)
+}
+
+// The vector in docs/PROTOCOL.md ("The signature rule").
+const (
+	zip215VectorHash = "00d0d3c5f968c46864e3066f07005bd2de5b927e3e582838c4a63bc64f8fb507"
+	zip215VectorSig  = "0100000000000000000000000000000000000000000000000000000000000080f6493c4db3fbd6d57b9431f42afde80fcff17891ce0d7bba84300fe3295ae40b"
+)
+
+func TestSignatureRuleZIP215(t *testing.T) {
+	key := ed25519.NewKeyFromSeed(make([]byte, 32))
+	s := NewSigner(key)
+	b := &Block{Index: 1, Timestamp: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli(), Data: "zip-215", PrevHash: Genesis().Hash}
+	if err := s.Seal(b); err != nil {
+		t.Fatal(err)
+	}
+	sum, _ := hex.DecodeString(b.Hash)
+	sig := zip215Signature(t, key, sum)
+	if b.Hash != zip215VectorHash || hex.EncodeToString(sig) != zip215VectorSig {
+		t.Fatalf("the vector changed: author %s\nhash %s\nsignature %x", b.Author, b.Hash, sig)
+	}
+	if ed25519.Verify(key.Public().(ed25519.PublicKey), sum, sig) {
+		t.Fatal("crypto/ed25519 accepted the non-canonical R: the vector shows nothing")
+	}
+	b.Signature = hex.EncodeToString(sig)
+	if err := b.CheckSanity(); err != nil {
+		t.Fatalf("alone: %v; ZIP-215 accepts it", err)
+	}
+	if errs := checkRun([]*Block{b}, nil, nil); errs[0] != nil {
+		t.Fatalf("in a batch: %v; ZIP-215 accepts it", errs[0])
+	}
+	// S not below the group order is refused by both.
+	bad := *b
+	bad.Signature = b.Signature[:64] + "edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010"
+	if err := bad.CheckSanity(); Code(err) != ErrBadSignature {
+		t.Fatalf("non-canonical S alone: %v", err)
+	}
+	if errs := checkRun([]*Block{&bad}, nil, nil); Code(errs[0]) != ErrBadSignature {
+		t.Fatalf("non-canonical S in a batch: %v", errs[0])
+	}
+}
+
+// A batch with one bad signature: that block, and only it, is named.
+func TestBatchNamesTheBadSignature(t *testing.T) {
+	run := build(t, signer(1), Genesis(), 3*sigBatch+5, "b")
+	bad := *run[100]
+	sig := []byte(bad.Signature)
+	if sig[10] = '0'; bad.Signature[10] == '0' { // another hex digit
+		sig[10] = '1'
+	}
+	bad.Signature = string(sig)
+	run[100] = &bad
+	for i, err := range checkRun(run, nil, nil) {
+		if (i == 100) != (err != nil) {
+			t.Fatalf("block %d: %v", i, err)
+		}
+		if i == 100 && Code(err) != ErrBadSignature {
+			t.Fatalf("bad block: %v, want bad_signature", err)
+		}
+	}
+	c, _ := openTest(t)
+	res, err := c.AddBlocks(run)
+	if Code(err) != ErrBadSignature || len(res.Added) != 100 || c.Height() != 100 {
+		t.Fatalf("AddBlocks: %d added, height %d, %v; want the 100 before the bad one", len(res.Added), c.Height(), err)
+	}
+}
