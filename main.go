@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -178,6 +179,18 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	o, err := parseFlags("gossipchain", args, stderr)
 	if err != nil {
 		return err
+	}
+	if path := os.Getenv("GOSSIPCHAIN_CPUPROFILE"); path != "" {
+		// For docs/BENCHMARKS.md's profiling recipes: one file per process.
+		f, err := os.Create(fmt.Sprintf("%s.%d", path, os.Getpid()))
+		if err != nil {
+			return fmt.Errorf("GOSSIPCHAIN_CPUPROFILE: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("GOSSIPCHAIN_CPUPROFILE: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel()}))
 	// libp2p logs through slog too. The node reports every failure itself,

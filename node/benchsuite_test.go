@@ -800,6 +800,16 @@ func TestBenchSuite(t *testing.T) {
 		if quick {
 			lengths = lengths[:2]
 		}
+		if s := os.Getenv("GOSSIPCHAIN_BENCH_CHAINLEN"); s != "" { // profiling one length
+			lengths = nil
+			for _, f := range strings.Split(s, ",") {
+				n, err := strconv.Atoi(f)
+				if err != nil || n < 1000 {
+					t.Fatalf("GOSSIPCHAIN_BENCH_CHAINLEN: %q is not a chain length of 1,000 or more", f)
+				}
+				lengths = append(lengths, n)
+			}
+		}
 		for _, n := range lengths {
 			report(t, chainLength(t, bin, n))
 		}
