@@ -391,8 +391,13 @@ func TestCrashDuringSyncAndReorg(t *testing.T) {
 	// its three lines pending. It is SIGKILLed in the middle of that sync,
 	// restarted, and must end on the network's chain with its three lines
 	// re-appended on top, each once.
+	// 100,000 blocks; under the race detector (ten times slower), 20,000.
+	count := 100_000
+	if raceBuild {
+		count = 20_000
+	}
 	dir := t.TempDir()
-	lines := seedStore(t, filepath.Join(dir, "src"), 4000)
+	lines := seedStore(t, filepath.Join(dir, "src"), count)
 	src := startProc(t, filepath.Join(dir, "src"))
 	j := startProc(t, filepath.Join(dir, "joiner"))
 	for i := 0; i < 3; i++ {
@@ -406,13 +411,13 @@ func TestCrashDuringSyncAndReorg(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	waitFor(t, 30*time.Second, "the sync to start", func() bool { return j.status(t).Height > 3 })
+	waitFor(t, 60*time.Second, "the sync half done", func() bool { return j.status(t).Height > uint64(count/2) })
 	killedAt := j.status(t)
 	j.kill()
 	t.Logf("killed at height %d (syncing: %v, pending %d)", killedAt.Height, killedAt.Syncing != nil, killedAt.Pending)
 
 	j2 := startProc(t, j.data, src.addr)
-	waitConverged(t, 60*time.Second, lines, src, j2)
+	waitConverged(t, 120*time.Second, lines, src, j2)
 	for _, p := range []*proc{src, j2} {
 		p.stop(t)
 	}
