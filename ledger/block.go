@@ -127,13 +127,26 @@ func decodeHex(s string, n int) ([]byte, error) {
 	if len(s) != 2*n {
 		return nil, errorf("want %d hex characters, got %d", 2*n, len(s))
 	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return nil, errorf("not lowercase hex")
-		}
+	if !isLowerHex(s) {
+		return nil, errorf("not lowercase hex")
 	}
 	return hex.DecodeString(s)
 }
+
+// isLowerHex reports whether s is lowercase hex digits only: the one form
+// of every hash and signature.
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// IsHash reports whether s has the form of a block hash: 64 lowercase hex
+// characters.
+func IsHash(s string) bool { return len(s) == 2*hashBytes && isLowerHex(s) }
 
 // short returns the first 8 characters of a hash, for messages.
 func short(h string) string {

@@ -650,14 +650,19 @@ func (c *Chain) branchTo(r *reader, tip *Block, pending []*Block) (uint64, []str
 	return height, branch, nil
 }
 
-// better reports whether a is a better head than b: higher, or as high with
-// a lower hash.
-func better(a, b *Block) bool {
-	if a.Index != b.Index {
-		return a.Index > b.Index
+// BetterHead is the fork-choice rule: whether the chain ending at (height,
+// hash) is better than the one ending at (thanHeight, thanHash): higher, or
+// as high with a lower hash. Every comparison of heads, here and between
+// peers (protocol.Status.Better), is this one.
+func BetterHead(height uint64, hash string, thanHeight uint64, thanHash string) bool {
+	if height != thanHeight {
+		return height > thanHeight
 	}
-	return a.Hash < b.Hash
+	return hash < thanHash
 }
+
+// better reports whether a is a better head than b.
+func better(a, b *Block) bool { return BetterHead(a.Index, a.Hash, b.Index, b.Hash) }
 
 // Head returns the head of the main chain.
 func (c *Chain) Head() *Block {

@@ -62,6 +62,16 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// The HTTP API's own limits (policy of this node, not of the protocol).
+const (
+	// maxAPIBodyBytes bounds an HTTP API request body.
+	maxAPIBodyBytes = 64 << 10
+	// apiRequestsPerSecond and apiRequestBurst rate-limit the HTTP API per
+	// client address; more get 429.
+	apiRequestsPerSecond = 500
+	apiRequestBurst      = 1000
+)
+
 // APIAddr returns the address the HTTP API listens on, or "" if it is off.
 func (n *Node) APIAddr() string {
 	if n.apiLn == nil {
@@ -84,7 +94,7 @@ func (n *Node) Handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	mux.Handle("GET /{$}", dashboard())
 	mux.Handle("GET /static/", dashboard())
-	limit := newRateLimiter(protocol.APIRequestsPerSecond, protocol.APIRequestBurst, n.cfg.clock)
+	limit := newRateLimiter(apiRequestsPerSecond, apiRequestBurst, n.cfg.clock)
 	token := []byte("Bearer " + n.cfg.APIToken)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The dashboard's files are public: the page asks for the token.
@@ -99,7 +109,7 @@ func (n *Node) Handler() http.Handler {
 		if !limit.allow(client) {
 			n.drop("api_rate_limited")
 			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusTooManyRequests, "more than %d requests per second from %s", protocol.APIRequestsPerSecond, client)
+			writeError(w, http.StatusTooManyRequests, "more than %d requests per second from %s", apiRequestsPerSecond, client)
 			return
 		}
 		if clean := cleanPath(r.URL.Path); clean != r.URL.Path {
@@ -290,19 +300,13 @@ func queryUint(r *http.Request, name string, def uint64) (uint64, error) {
 // readJSON decodes a size-limited JSON body into v, answering 4xx itself if
 // it can't.
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, protocol.MaxAPIBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := protocol.DecodeStrict(http.MaxBytesReader(w, r.Body, maxAPIBodyBytes), v); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, "body is larger than %d bytes", protocol.MaxAPIBodyBytes)
+			writeError(w, http.StatusRequestEntityTooLarge, "body is larger than %d bytes", maxAPIBodyBytes)
 		} else {
 			writeError(w, http.StatusBadRequest, "bad JSON body: %v", err)
 		}
-		return false
-	}
-	if dec.More() {
-		writeError(w, http.StatusBadRequest, "bad JSON body: trailing data")
 		return false
 	}
 	return true

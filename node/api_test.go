@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"gossipchain/ledger"
-	"gossipchain/protocol"
 )
 
 func TestAPIErrors(t *testing.T) {
@@ -26,7 +25,7 @@ func TestAPIErrors(t *testing.T) {
 		{"POST", "/blocks", `{}`, http.StatusBadRequest},
 		{"POST", "/blocks", `{"data":"x","more":1}`, http.StatusBadRequest},
 		{"POST", "/blocks", `{"data":"` + strings.Repeat("x", ledger.MaxDataBytes+1) + `"}`, http.StatusRequestEntityTooLarge},
-		{"POST", "/blocks", `{"data":"` + strings.Repeat("x", protocol.MaxAPIBodyBytes) + `"}`, http.StatusRequestEntityTooLarge},
+		{"POST", "/blocks", `{"data":"` + strings.Repeat("x", maxAPIBodyBytes) + `"}`, http.StatusRequestEntityTooLarge},
 		{"GET", "/blocks?limit=0", "", http.StatusBadRequest},
 		{"GET", "/blocks?from=-1", "", http.StatusBadRequest},
 		{"GET", "/blocks/abc", "", http.StatusBadRequest},

@@ -65,7 +65,7 @@ type Config struct {
 	// by anyone else are rejected (and their senders penalised).
 	Authors []string
 	// Finality is the deepest reorg accepted, in blocks; 0 means
-	// protocol.FinalityDepth.
+	// ledger.DefaultFinality.
 	Finality int
 	// APIToken, if set, is required as "Authorization: Bearer <token>" on
 	// every API request. An API on a non-loopback address needs one.
@@ -105,7 +105,7 @@ func (c *Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("finality depth %d is negative", cfg.Finality)
 	}
 	if cfg.Finality == 0 {
-		cfg.Finality = protocol.FinalityDepth
+		cfg.Finality = ledger.DefaultFinality
 	}
 	if cfg.SyncTimeout <= 0 {
 		cfg.SyncTimeout = protocol.SyncTimeout

@@ -180,13 +180,13 @@ func TestAPIRateLimit(t *testing.T) {
 		return rec.Code
 	}
 	limited := 0
-	for range protocol.APIRequestBurst + 200 {
+	for range apiRequestBurst + 200 {
 		if get("") == http.StatusTooManyRequests {
 			limited++
 		}
 	}
 	if limited != 200 || n.Drops()["api_rate_limited"] != 200 {
-		t.Fatalf("%d of %d requests limited, drops %v; want the 200 past the burst", limited, protocol.APIRequestBurst+200, n.Drops())
+		t.Fatalf("%d of %d requests limited, drops %v; want the 200 past the burst", limited, apiRequestBurst+200, n.Drops())
 	}
 	// Another client is not affected.
 	if code := get("127.0.0.2:1234"); code != http.StatusOK {
@@ -195,13 +195,13 @@ func TestAPIRateLimit(t *testing.T) {
 	// A second later the bucket has refilled by the rate, and no more.
 	clock.add(time.Second)
 	ok := 0
-	for range protocol.APIRequestsPerSecond + 10 {
+	for range apiRequestsPerSecond + 10 {
 		if get("") == http.StatusOK {
 			ok++
 		}
 	}
-	if ok != protocol.APIRequestsPerSecond {
-		t.Fatalf("%d requests allowed a second after the burst, want %d", ok, protocol.APIRequestsPerSecond)
+	if ok != apiRequestsPerSecond {
+		t.Fatalf("%d requests allowed a second after the burst, want %d", ok, apiRequestsPerSecond)
 	}
 }
 
@@ -277,8 +277,8 @@ func TestHostileFlood(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	t.Logf("attacker sent %d messages; a dropped %v; attacker score %.0f; heap %d -> %d MiB",
 		sent, a.Drops(), score, before.HeapAlloc>>20, after.HeapAlloc>>20)
-	if a.Chain().Orphans() > protocol.MaxOrphans {
-		t.Errorf("%d orphans held, limit %d", a.Chain().Orphans(), protocol.MaxOrphans)
+	if a.Chain().Orphans() > ledger.MaxOrphans {
+		t.Errorf("%d orphans held, limit %d", a.Chain().Orphans(), ledger.MaxOrphans)
 	}
 	// Only a is connected to the attacker: discovery never hands it out,
 	// and a relays nothing it rejected, so b and c never see a bad block.

@@ -29,7 +29,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"gossipchain/ledger"
-	"gossipchain/protocol"
 )
 
 // Node is a running gossipchain node. Create it with New, stop it with Close.
@@ -73,7 +72,7 @@ func New(c Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, drops: newDropCounter(), msgIDs: newMessageIDs(), scores: &scoreBoard{}, republish: make(chan *delivery, protocol.MaxOrphans), reappend: make(chan struct{}, 1)}
+	n := &Node{cfg: cfg, log: cfg.Logger, drops: newDropCounter(), msgIDs: newMessageIDs(), scores: &scoreBoard{}, republish: make(chan *delivery, ledger.MaxOrphans), reappend: make(chan struct{}, 1)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.events = newEventHub()
 	n.metrics = newMetrics(n)

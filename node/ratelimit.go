@@ -3,33 +3,36 @@ package node
 import (
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
-// rateLimiter is a token bucket per key (a peer, a client address): each
-// key may make burst requests at once and rate per second after that.
+// rateLimiter is a token bucket (golang.org/x/time/rate) per key (a peer,
+// a client address): each key may make burst requests at once and rate per
+// second after that.
 type rateLimiter struct {
-	rate  float64
-	burst float64
+	rate  rate.Limit
+	burst int
 	now   func() time.Time
 
-	mu      sync.Mutex
+	mu      sync.Mutex // guards buckets
 	buckets map[string]*bucket
 }
 
 type bucket struct {
-	tokens float64
-	last   time.Time
+	lim  *rate.Limiter
+	last time.Time // last request
 }
 
-// maxBuckets bounds the keys remembered; idle ones are forgotten first.
+// maxBuckets bounds the keys remembered.
 const maxBuckets = 4096
 
 // newRateLimiter returns a limiter judging time by now (time.Now if nil).
-func newRateLimiter(rate, burst int, now func() time.Time) *rateLimiter {
+func newRateLimiter(perSecond, burst int, now func() time.Time) *rateLimiter {
 	if now == nil {
 		now = time.Now
 	}
-	return &rateLimiter{rate: float64(rate), burst: float64(burst), now: now, buckets: map[string]*bucket{}}
+	return &rateLimiter{rate: rate.Limit(perSecond), burst: burst, now: now, buckets: map[string]*bucket{}}
 }
 
 // allow takes a token for key, reporting false if it has none left.
@@ -42,28 +45,26 @@ func (l *rateLimiter) allow(key string) bool {
 		if len(l.buckets) >= maxBuckets {
 			l.prune(now)
 		}
-		b = &bucket{tokens: l.burst, last: now}
+		b = &bucket{lim: rate.NewLimiter(l.rate, l.burst)}
 		l.buckets[key] = b
 	}
-	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
 	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	return b.lim.AllowN(now, 1)
 }
 
-// prune forgets buckets that have refilled (their keys are as good as new);
-// if none has, it forgets all of them rather than grow without bound.
+// prune forgets the buckets that have refilled (their keys are as good as
+// new); if none has, the one idle longest: a key forgotten early gets a
+// fresh burst, which is the least harm an overflow can do.
 func (l *rateLimiter) prune(now time.Time) {
-	full := time.Duration(l.burst / l.rate * float64(time.Second))
+	var oldest string
 	for k, b := range l.buckets {
-		if now.Sub(b.last) >= full {
+		if b.lim.TokensAt(now) >= float64(l.burst) {
 			delete(l.buckets, k)
+		} else if oldest == "" || b.last.Before(l.buckets[oldest].last) {
+			oldest = k
 		}
 	}
 	if len(l.buckets) >= maxBuckets {
-		clear(l.buckets)
+		delete(l.buckets, oldest)
 	}
 }

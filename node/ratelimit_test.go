@@ -37,7 +37,8 @@ func TestRateLimiter(t *testing.T) {
 }
 
 // Past maxBuckets keys, refilled buckets are forgotten rather than the map
-// growing without bound.
+// growing without bound; if none has refilled, only the one idle longest
+// is, and a busy key keeps its empty bucket.
 func TestRateLimiterBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		l := newRateLimiter(10, 5, nil)
@@ -48,6 +49,19 @@ func TestRateLimiterBounded(t *testing.T) {
 		l.allow("new")
 		if len(l.buckets) != 1 {
 			t.Fatalf("%d buckets after pruning, want 1", len(l.buckets))
+		}
+		time.Sleep(time.Millisecond) // "new" is now the one idle longest
+		for range 5 {
+			l.allow("busy")
+		}
+		for i := range maxBuckets - 2 {
+			l.allow(string(rune(i)))
+			l.allow(string(rune(i))) // not refilled
+		}
+		time.Sleep(time.Millisecond)
+		l.allow("one more")
+		if _, kept := l.buckets["new"]; kept || len(l.buckets) != maxBuckets || l.allow("busy") {
+			t.Fatalf("%d buckets, the idlest kept: %v; or the busy key got a fresh burst", len(l.buckets), kept)
 		}
 	})
 }

@@ -6,13 +6,13 @@ import (
 	"gossipchain/ledger"
 )
 
-// Every limit a gossipchain node enforces on what others send it, in one
-// place. docs/PROTOCOL.md lists them with their reasons; docs/SECURITY.md
-// says what each one protects.
+// The limits two nodes must agree on, or that a node enforces on what its
+// peers send it, each under one name. The chain's own bounds live with its
+// rules in ledger (MaxDataBytes, MaxOrphans, DefaultFinality, MaxLocator,
+// MaxClockDrift) and are used from there; the HTTP API's policy lives in
+// node (api.go). docs/PROTOCOL.md lists them all with their reasons;
+// docs/SECURITY.md says what each one protects.
 const (
-	// MaxDataBytes bounds a block's data (the typed line), in bytes of UTF-8.
-	MaxDataBytes = ledger.MaxDataBytes
-
 	// MaxBlockMessageBytes bounds one gossiped block message. JSON escaping
 	// can make data up to six times longer (\u00XX), plus the fixed fields.
 	MaxBlockMessageBytes = 6*ledger.MaxDataBytes + 1024
@@ -22,10 +22,6 @@ const (
 	// batching, instead of the library's 1 MiB default. Peers split what
 	// they send to fit it; a larger frame ends the stream.
 	MaxGossipRPCBytes = 128 << 10
-
-	// MaxOrphans bounds the blocks held while their parent is unknown; the
-	// oldest is evicted first.
-	MaxOrphans = ledger.MaxOrphans
 
 	// MaxReappendBatch bounds the lines a node re-appends after a reorg in
 	// one transaction; the rest follow in the next round.
@@ -59,15 +55,4 @@ const (
 	MaxPeersAnswerBytes = 32 << 10
 	// SyncTimeout bounds every read and write of a sync exchange.
 	SyncTimeout = 10 * time.Second
-
-	// MaxAPIBodyBytes bounds an HTTP API request body.
-	MaxAPIBodyBytes = 64 << 10
-	// APIRequestsPerSecond and APIRequestBurst rate-limit the HTTP API per
-	// client address; more get 429.
-	APIRequestsPerSecond = 500
-	APIRequestBurst      = 1000
-
-	// FinalityDepth is how many main-chain blocks a reorg may replace by
-	// default; deeper ones are refused.
-	FinalityDepth = ledger.DefaultFinality
 )

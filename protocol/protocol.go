@@ -4,7 +4,6 @@
 package protocol
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -28,14 +27,9 @@ func DecodeBlock(data []byte) (*ledger.Block, error) {
 	if len(data) > MaxBlockMessageBytes {
 		return nil, fmt.Errorf("message is %d bytes, limit %d", len(data), MaxBlockMessageBytes)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var b ledger.Block
-	if err := dec.Decode(&b); err != nil {
-		return nil, fmt.Errorf("decode block: %w", err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("decode block: trailing data after the block")
+	if err := UnmarshalStrict(data, &b); err != nil {
+		return nil, err
 	}
 	return &b, nil
 }

@@ -34,7 +34,7 @@ type Status struct {
 // Better reports whether s names a better head than (height, hash) under
 // the fork-choice rule: higher, or as high with a lower hash.
 func (s Status) Better(height uint64, hash string) bool {
-	return s.Height > height || (s.Height == height && s.Head < hash)
+	return ledger.BetterHead(s.Height, s.Head, height, hash)
 }
 
 // Request is the one frame a client sends on a sync stream.
@@ -120,18 +120,7 @@ func (h *BlocksHeader) Check(limit int) error {
 // CheckStatus reports what is wrong with a status a peer sent.
 func CheckStatus(s *Status) error { return s.check() }
 
-func isHash(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for i := range len(s) {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
+func isHash(s string) bool { return ledger.IsHash(s) }
 
 // ErrFrameTooLarge is returned by ReadFrame for a frame over its limit.
 var ErrFrameTooLarge = errors.New("frame too large")
@@ -185,8 +174,12 @@ func ReadJSON(r *bufio.Reader, max int, v any) error {
 
 // UnmarshalStrict decodes one JSON value into v: unknown fields and trailing
 // data are errors.
-func UnmarshalStrict(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
+func UnmarshalStrict(b []byte, v any) error { return DecodeStrict(bytes.NewReader(b), v) }
+
+// DecodeStrict is UnmarshalStrict reading from r: every JSON message
+// gossipchain takes (blocks, sync frames, API bodies) is decoded so.
+func DecodeStrict(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("decode %T: %w", v, err)
