@@ -36,11 +36,14 @@ func (n *Node) startGossip() error {
 		// A locally authored block goes to every subscribed peer, not only
 		// the mesh, so a node's own blocks can't be eclipsed.
 		pubsub.WithFloodPublish(true),
-		// No peer exchange on PRUNE: a pruned peer would dial up to 16 of
-		// the peers named, whatever it has already, and in a small network
-		// every node drifts towards a connection to every other (17-24 of
-		// 24 at 25 nodes, most above 20), each one more peer to gossip with for
-		// every block. Discovery (discovery.go) keeps targetPeers instead.
+		// No peer exchange on PRUNE, either way: this node names no peers
+		// when it prunes (WithPeerExchange stays at its default, off), and
+		// takes none (score.go: acceptPXNever). A pruned peer would dial up
+		// to 16 of the peers named, whatever it has already, and in a small
+		// network every node drifts towards a connection to every other
+		// (17-24 of 24 at 25 nodes, most above 20), each one more peer to
+		// gossip with for every block; a hostile peer could name anyone.
+		// Discovery (discovery.go) keeps targetPeers instead.
 		pubsub.WithRawTracer(n.mesh),
 		pubsub.WithRawTracer(gossipTracer{n.metrics}),
 		// The library logs routine events at info; keep its warnings only.

@@ -29,6 +29,8 @@ const (
 	// from sync for bad sync data: it is graylisted in gossip too.
 	syncFaultPenalty  = -1000.0
 	scoreInspectEvery = time.Second
+	// acceptPXNever is a score no peer reaches (P1 and P2 cap at +11).
+	acceptPXNever = 1e6
 )
 
 // scoreOptions returns the GossipSub options that turn scoring on, with
@@ -68,10 +70,13 @@ func scoreOptions(app func(peer.ID) float64, scores *scoreBoard) []pubsub.Option
 		RetainScore:               10 * time.Minute,
 	}
 	thresholds := &pubsub.PeerScoreThresholds{
-		GossipThreshold:             GossipThreshold,
-		PublishThreshold:            PublishThreshold,
-		GraylistThreshold:           GraylistThreshold,
-		AcceptPXThreshold:           0,
+		GossipThreshold:   GossipThreshold,
+		PublishThreshold:  PublishThreshold,
+		GraylistThreshold: GraylistThreshold,
+		// No peer's PRUNE makes this node dial anyone: honest nodes send
+		// no peer exchange (gossip.go), and PX is accepted only from peers
+		// above this score, which none reaches (at most about +11).
+		AcceptPXThreshold:           acceptPXNever,
 		OpportunisticGraftThreshold: 3,
 	}
 	return []pubsub.Option{

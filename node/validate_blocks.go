@@ -33,6 +33,9 @@ type delivery struct {
 //	already stored                                      IGNORE
 //	parent unknown (held as an orphan)                  IGNORE
 //	timestamp too far ahead of this node's clock        IGNORE
+//	with --authors: author not on the list              REJECT
+//	a branch replacing settled blocks below finality     IGNORE
+//	the store failed (not the sender's fault)           IGNORE
 //	a panic while validating                            REJECT
 //
 // REJECT penalises the sender in GossipSub's peer score; IGNORE does not.
