@@ -23,6 +23,7 @@ import (
 
 	"gossipchain/ledger"
 	"gossipchain/node"
+	"gossipchain/node/httpapi"
 )
 
 const usage = `gossipchain: a blockchain gossip node.
@@ -211,8 +212,6 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		Announce:   o.announce,
 		DataDir:    o.data,
 		Peers:      o.peers,
-		APIAddr:    o.api,
-		APIToken:   o.apiToken,
 		Finality:   o.finality,
 		Logger:     logger,
 		OnBlock:    c.received,
@@ -230,6 +229,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	if o.api != "" {
+		if err := httpapi.CheckAddr(o.api, o.apiToken); err != nil {
+			return err
+		}
+	}
 	n, err := node.New(cfg)
 	if errors.Is(err, ledger.ErrCorrupt) {
 		return fmt.Errorf("%w (for a full report: gossipchain check --data %s)", err, o.data)
@@ -240,9 +244,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	defer n.Close()
 	c.node = n
 	c.printf("gossipchain node %s, height %d, data %s\n", n.ID(), n.Chain().Height(), o.data)
-	if a := n.APIAddr(); a != "" {
-		c.printf("api: http://%s\n", a)
-		c.printf("dashboard: http://%s/\n", a)
+	var api *httpapi.Server
+	if o.api != "" {
+		if api, err = httpapi.Start(o.api, n, httpapi.Options{Token: o.apiToken, Logger: logger}); err != nil {
+			return err
+		}
+		defer api.Close()
+		c.printf("api: http://%s\n", api.Addr())
+		c.printf("dashboard: http://%s/\n", api.Addr())
 	}
 	c.printf("peers can join with: --peer %s\n", n.Addr())
 	c.printf("%s\n", n.Addr())
@@ -250,6 +259,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	go c.read(ctx, stdin)
 	<-ctx.Done()
 	c.printf("shutting down\n")
+	if api != nil {
+		api.Close() // before the node: no request finds it half closed
+	}
 	return n.Close()
 }
 

@@ -21,7 +21,7 @@ import (
 )
 
 // Config describes one node. The zero value plus a DataDir is a node on a
-// free loopback port with no peers and no API.
+// free loopback port with no peers.
 type Config struct {
 	// ListenHost is the IP address to listen on: default 127.0.0.1 (this
 	// machine only); 0.0.0.0 (or ::) for every interface.
@@ -39,8 +39,6 @@ type Config struct {
 	DataDir string
 	// Peers are dialled at start and re-dialled whenever they drop.
 	Peers []peer.AddrInfo
-	// APIAddr is the HTTP API's host:port; empty means no API.
-	APIAddr string
 	// Logger receives the node's structured logs; nil discards them.
 	Logger *slog.Logger
 	// OnBlock, if set, is called for every block that arrives from the
@@ -67,17 +65,15 @@ type Config struct {
 	// Finality is the deepest reorg accepted, in blocks; 0 means
 	// ledger.DefaultFinality.
 	Finality int
-	// APIToken, if set, is required as "Authorization: Bearer <token>" on
-	// every API request. An API on a non-loopback address needs one.
-	APIToken string
 
 	// gater, if set, vets every connection (tests cut links with it).
 	gater connmgr.ConnectionGater
 	// settleAtOnce lets finality protect blocks as soon as they are deep
 	// (tests of finality; see ledger.WithSettle).
 	settleAtOnce bool
-	// clock, if set, replaces time.Now for the request rate limits (tests
-	// drive them on a clock of their own, so machine speed does not matter).
+	// clock, if set, replaces time.Now for the sync request rate limit
+	// (tests drive it on a clock of their own, so machine speed does not
+	// matter).
 	clock func() time.Time
 	// bandwidth, if set, counts the bytes the host sends and receives
 	// (the benchmark suite's origin egress).

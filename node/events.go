@@ -1,11 +1,7 @@
 package node
 
 import (
-	"encoding/json"
-	"fmt"
-	"net/http"
 	"sync"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 
@@ -157,55 +153,7 @@ func (n *Node) watchPeers() network.Notifiee {
 	return nb
 }
 
-// eventHeartbeat keeps idle event streams open through proxies.
-const eventHeartbeat = 15 * time.Second
-
-// handleEvents streams events as Server-Sent Events: "event: <type>" and
-// "data: <JSON Event>" per event, starting with the current head.
-func (n *Node) handleEvents(w http.ResponseWriter, r *http.Request) {
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		writeError(w, http.StatusInternalServerError, "streaming is not supported by this connection")
-		return
-	}
-	ch, cancel := n.events.subscribe()
-	defer cancel()
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.Header().Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	head := n.chain.Head()
-	send := func(e Event) error {
-		data, err := json.Marshal(e)
-		if err != nil {
-			return err
-		}
-		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", e.Type, data); err != nil {
-			return err
-		}
-		flusher.Flush()
-		return nil
-	}
-	if send(Event{Type: "head", Height: head.Index, Head: head.Hash}) != nil {
-		return
-	}
-	beat := time.NewTicker(eventHeartbeat)
-	defer beat.Stop()
-	for {
-		select {
-		case <-r.Context().Done():
-			return
-		case <-n.ctx.Done():
-			return
-		case <-beat.C:
-			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
-				return
-			}
-			flusher.Flush()
-		case e, ok := <-ch:
-			if !ok || send(e) != nil {
-				return
-			}
-		}
-	}
-}
+// Subscribe follows the node's events (GET /events serves them): the
+// channel is closed when the node closes, or when the subscriber falls more
+// than eventQueue events behind; cancel stops following.
+func (n *Node) Subscribe() (<-chan Event, func()) { return n.events.subscribe() }

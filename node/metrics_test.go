@@ -1,13 +1,10 @@
 package node
 
 import (
-	"bufio"
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,7 +19,7 @@ import (
 func scrape(t *testing.T, n *Node) map[string]*dto.MetricFamily {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	n.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	n.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if rec.Code != http.StatusOK {
 		t.Fatalf("GET /metrics: %d", rec.Code)
 	}
@@ -107,86 +104,5 @@ func TestMetrics(t *testing.T) {
 		if _, ok := mb[name]; !ok {
 			t.Errorf("metric %s missing", name)
 		}
-	}
-}
-
-func TestEventsStream(t *testing.T) {
-	n := startNodeWith(t, Config{APIAddr: "127.0.0.1:0"})
-	resp, err := http.Get("http://" + n.APIAddr() + "/events")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
-		t.Fatalf("Content-Type %q", ct)
-	}
-	events := make(chan Event, 16)
-	go func() {
-		defer close(events)
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
-				var e Event
-				if json.Unmarshal([]byte(data), &e) == nil {
-					events <- e
-				}
-			}
-		}
-	}()
-	next := func(typ string) Event {
-		t.Helper()
-		deadline := time.After(10 * time.Second)
-		for {
-			select {
-			case e, ok := <-events:
-				if !ok {
-					t.Fatalf("stream ended waiting for a %s event", typ)
-				}
-				if e.Type == typ {
-					return e
-				}
-			case <-deadline:
-				t.Fatalf("no %s event within 10s", typ)
-			}
-		}
-	}
-	if e := next("head"); e.Height != 0 {
-		t.Fatalf("first event: head at %d, want the current head (0)", e.Height)
-	}
-	post, err := http.Post("http://"+n.APIAddr()+"/blocks", "application/json", strings.NewReader(`{"data":"live"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	post.Body.Close()
-	if e := next("block"); e.Block == nil || e.Block.Data != "live" || e.Origin != "local" {
-		t.Fatalf("block event %+v", e)
-	}
-	if e := next("head"); e.Height != 1 {
-		t.Fatalf("head event at %d, want 1", e.Height)
-	}
-	// A peer connecting is an event too.
-	other := startNode(t, "")
-	if _, err := other.Connect(context.Background(), n.Addr()); err != nil {
-		t.Fatal(err)
-	}
-	if e := next("peer"); e.Peer != other.ID().String() || !e.Connected {
-		t.Fatalf("peer event %+v", e)
-	}
-}
-
-func TestDashboardServed(t *testing.T) {
-	n := startNodeWith(t, Config{APIToken: "tok"})
-	h := n.Handler()
-	for _, path := range []string{"/", "/static/app.js", "/static/style.css"} {
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
-		if rec.Code != http.StatusOK || rec.Body.Len() == 0 {
-			t.Errorf("GET %s: %d, %d bytes (the page must load without the token)", path, rec.Code, rec.Body.Len())
-		}
-	}
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/static/nope.js", nil))
-	if rec.Code != http.StatusNotFound {
-		t.Errorf("missing file: %d", rec.Code)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"gossipchain/ledger"
 )
@@ -50,8 +51,6 @@ type Node struct {
 	peerNotify network.Notifiee
 	alone      atomic.Bool  // the last peer left, none has come back
 	dialing    atomic.Int32 // configured peers being dialled right now
-	api        *http.Server
-	apiLn      net.Listener
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -65,8 +64,8 @@ type Node struct {
 }
 
 // New starts a node: it opens the store (failing if another process holds
-// it), loads or creates the identity, listens, joins the blocks topic, dials
-// the configured peers and, if asked, serves the HTTP API.
+// it), loads or creates the identity, listens, joins the blocks topic and
+// dials the configured peers. The HTTP API (node/httpapi) is served apart.
 func New(c Config) (_ *Node, err error) {
 	cfg, err := c.withDefaults()
 	if err != nil {
@@ -113,11 +112,6 @@ func New(c Config) (_ *Node, err error) {
 	n.wg.Add(1)
 	go n.reappendLoop()
 	n.wakeReappend()
-	if cfg.APIAddr != "" {
-		if err := n.startAPI(cfg.APIAddr); err != nil {
-			return nil, err
-		}
-	}
 	for _, pi := range cfg.Peers {
 		n.keepConnected(pi)
 	}
@@ -221,9 +215,6 @@ func (n *Node) Close() error {
 		n.events.close()
 		if n.peerNotify != nil {
 			n.host.Network().StopNotify(n.peerNotify)
-		}
-		if n.api != nil {
-			n.api.Close()
 		}
 		if n.sync != nil {
 			n.sync.stop()
@@ -429,6 +420,16 @@ func (n *Node) MeshPeers() int {
 // PeerScore returns p's GossipSub score as last computed (once a second),
 // and whether it has one.
 func (n *Node) PeerScore(p peer.ID) (float64, bool) { return n.scores.get(p) }
+
+// MetricsHandler serves the node's Prometheus registry (GET /metrics):
+// gossipchain's metrics, libp2p's and the Go runtime's.
+func (n *Node) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// CountDrop counts something refused under reason, with the node's own
+// drops (GET /status "drops"): the HTTP API's refusals.
+func (n *Node) CountDrop(reason string) { n.drop(reason) }
 
 // Drops returns how many gossip messages were rejected or ignored, by reason.
 func (n *Node) Drops() map[string]uint64 { return n.drops.snapshot() }

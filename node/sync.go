@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"gossipchain/ledger"
+	"gossipchain/node/internal/ratelimit"
 	"gossipchain/protocol"
 )
 
@@ -77,7 +78,7 @@ type syncer struct {
 	members  map[peer.ID]bool      // connected peers that gave a status with our genesis
 	rejected map[peer.ID]time.Time // when a peer last sent gossip this node rejected
 	progress *SyncProgress
-	limit    *rateLimiter // sync requests served, per peer
+	limit    *ratelimit.Limiter // sync requests served, per peer
 
 	recheck  debounce      // head re-check after our head moved
 	grace    debounce      // sync once gossip has had its grace
@@ -94,7 +95,7 @@ func newSyncer(n *Node, timeout time.Duration) *syncer {
 		n: n, timeout: timeout, genesis: ledger.Genesis().Hash,
 		heads: map[peer.ID]protocol.Status{}, banned: map[peer.ID]ban{},
 		members: map[peer.ID]bool{}, rejected: map[peer.ID]time.Time{},
-		limit: newRateLimiter(protocol.SyncRequestsPerSecond, protocol.SyncRequestBurst, n.cfg.clock),
+		limit: ratelimit.New(protocol.SyncRequestsPerSecond, protocol.SyncRequestBurst, n.cfg.clock),
 		kick:  make(chan struct{}, 1), discover: make(chan struct{}, 1), ask: make(chan peer.ID, 256), serving: make(chan struct{}, protocol.MaxSyncServing),
 	}
 }

@@ -182,7 +182,7 @@ func (s *syncer) serve(st network.Stream) {
 		return
 	}
 	from := st.Conn().RemotePeer()
-	if !s.limit.allow(string(from)) {
+	if !s.limit.Allow(string(from)) {
 		s.n.drop("rate_limited")
 		st.Reset()
 		return

@@ -1,4 +1,4 @@
-package node
+package ratelimit
 
 import (
 	"testing"
@@ -10,10 +10,10 @@ import (
 // bucket that has been idle long enough is as good as new.
 func TestRateLimiter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := newRateLimiter(10, 5, nil)
+		l := New(10, 5, nil)
 		take := func(key string, n int) (ok int) {
 			for range n {
-				if l.allow(key) {
+				if l.Allow(key) {
 					ok++
 				}
 			}
@@ -41,26 +41,26 @@ func TestRateLimiter(t *testing.T) {
 // is, and a busy key keeps its empty bucket.
 func TestRateLimiterBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := newRateLimiter(10, 5, nil)
+		l := New(10, 5, nil)
 		for i := range maxBuckets {
-			l.allow(string(rune(i)))
+			l.Allow(string(rune(i)))
 		}
 		time.Sleep(time.Second)
-		l.allow("new")
+		l.Allow("new")
 		if len(l.buckets) != 1 {
 			t.Fatalf("%d buckets after pruning, want 1", len(l.buckets))
 		}
 		time.Sleep(time.Millisecond) // "new" is now the one idle longest
 		for range 5 {
-			l.allow("busy")
+			l.Allow("busy")
 		}
 		for i := range maxBuckets - 2 {
-			l.allow(string(rune(i)))
-			l.allow(string(rune(i))) // not refilled
+			l.Allow(string(rune(i)))
+			l.Allow(string(rune(i))) // not refilled
 		}
 		time.Sleep(time.Millisecond)
-		l.allow("one more")
-		if _, kept := l.buckets["new"]; kept || len(l.buckets) != maxBuckets || l.allow("busy") {
+		l.Allow("one more")
+		if _, kept := l.buckets["new"]; kept || len(l.buckets) != maxBuckets || l.Allow("busy") {
 			t.Fatalf("%d buckets, the idlest kept: %v; or the busy key got a fresh burst", len(l.buckets), kept)
 		}
 	})

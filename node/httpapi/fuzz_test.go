@@ -1,4 +1,4 @@
-package node
+package httpapi
 
 import (
 	"encoding/json"
@@ -9,18 +9,20 @@ import (
 	"path"
 	"strings"
 	"testing"
+
+	"gossipchain/node"
 )
 
 // FuzzAPI sends arbitrary requests to a real node's JSON API: no answer may
 // be a 5xx, and every answer is JSON. POST /peers is left out: it dials
 // whatever address it is given, and a fuzzer must not reach beyond loopback.
 func FuzzAPI(f *testing.F) {
-	n, err := New(Config{DataDir: f.TempDir()})
+	n, err := node.New(node.Config{DataDir: f.TempDir()})
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { n.Close() })
-	h := n.Handler()
+	h := Handler(n, Options{})
 	for _, seed := range []struct {
 		method uint8
 		path   string

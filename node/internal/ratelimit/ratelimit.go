@@ -1,4 +1,7 @@
-package node
+// Package ratelimit is a token bucket per key (a peer, a client address),
+// on golang.org/x/time/rate, with a bounded set of keys and a clock that
+// tests can set. It imports nothing of gossipchain.
+package ratelimit
 
 import (
 	"sync"
@@ -7,10 +10,9 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// rateLimiter is a token bucket (golang.org/x/time/rate) per key (a peer,
-// a client address): each key may make burst requests at once and rate per
-// second after that.
-type rateLimiter struct {
+// Limiter is a token bucket per key: each key may make burst requests at
+// once and rate per second after that.
+type Limiter struct {
 	rate  rate.Limit
 	burst int
 	now   func() time.Time
@@ -27,16 +29,16 @@ type bucket struct {
 // maxBuckets bounds the keys remembered.
 const maxBuckets = 4096
 
-// newRateLimiter returns a limiter judging time by now (time.Now if nil).
-func newRateLimiter(perSecond, burst int, now func() time.Time) *rateLimiter {
+// New returns a limiter judging time by now (time.Now if nil).
+func New(perSecond, burst int, now func() time.Time) *Limiter {
 	if now == nil {
 		now = time.Now
 	}
-	return &rateLimiter{rate: rate.Limit(perSecond), burst: burst, now: now, buckets: map[string]*bucket{}}
+	return &Limiter{rate: rate.Limit(perSecond), burst: burst, now: now, buckets: map[string]*bucket{}}
 }
 
-// allow takes a token for key, reporting false if it has none left.
-func (l *rateLimiter) allow(key string) bool {
+// Allow takes a token for key, reporting false if it has none left.
+func (l *Limiter) Allow(key string) bool {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -55,7 +57,7 @@ func (l *rateLimiter) allow(key string) bool {
 // prune forgets the buckets that have refilled (their keys are as good as
 // new); if none has, the one idle longest: a key forgotten early gets a
 // fresh burst, which is the least harm an overflow can do.
-func (l *rateLimiter) prune(now time.Time) {
+func (l *Limiter) prune(now time.Time) {
 	var oldest string
 	for k, b := range l.buckets {
 		if b.lim.TokensAt(now) >= float64(l.burst) {

@@ -1,0 +1,258 @@
+package httpapi
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"path"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gossipchain/ledger"
+	"gossipchain/node"
+)
+
+// startNode starts a node on a temporary data dir, closed when the test
+// ends. The options are the API's, for the caller to use.
+func startNode(t *testing.T, _ Options) *node.Node {
+	t.Helper()
+	n, err := node.New(node.Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// manualClock is a clock that moves only when told to.
+type manualClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *manualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *manualClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func TestAPIErrors(t *testing.T) {
+	n := startNode(t, Options{})
+	h := Handler(n, Options{})
+	cases := []struct {
+		method, path, body string
+		code               int
+	}{
+		{"POST", "/blocks", `{"data":"ok"}`, http.StatusCreated},
+		{"GET", "/blocks/1", "", http.StatusOK},
+		{"POST", "/blocks", `{"data":`, http.StatusBadRequest},
+		{"POST", "/blocks", `{"data":""}`, http.StatusBadRequest},
+		{"POST", "/blocks", `{}`, http.StatusBadRequest},
+		{"POST", "/blocks", `{"data":"x","more":1}`, http.StatusBadRequest},
+		{"POST", "/blocks", `{"data":"` + strings.Repeat("x", ledger.MaxDataBytes+1) + `"}`, http.StatusRequestEntityTooLarge},
+		{"POST", "/blocks", `{"data":"` + strings.Repeat("x", MaxBodyBytes) + `"}`, http.StatusRequestEntityTooLarge},
+		{"GET", "/blocks?limit=0", "", http.StatusBadRequest},
+		{"GET", "/blocks?from=-1", "", http.StatusBadRequest},
+		{"GET", "/blocks/abc", "", http.StatusBadRequest},
+		{"GET", "/blocks/99", "", http.StatusNotFound},
+		{"GET", "/nope", "", http.StatusNotFound},
+		{"GET", "/blocks//1", "", http.StatusTemporaryRedirect},
+		{"GET", "/static/../status", "", http.StatusTemporaryRedirect},
+		{"DELETE", "/blocks", "", http.StatusMethodNotAllowed},
+		{"POST", "/peers", `{"addr":"not a multiaddr"}`, http.StatusBadRequest},
+		{"POST", "/peers", `{"addr":"/ip4/127.0.0.1/tcp/1"}`, http.StatusBadRequest},
+	}
+	for _, tc := range cases {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body)))
+		if rec.Code != tc.code {
+			t.Errorf("%s %s %.40q: %d %s, want %d", tc.method, tc.path, tc.body, rec.Code, rec.Body, tc.code)
+			continue
+		}
+		if rec.Code == http.StatusTemporaryRedirect && rec.Header().Get("Location") != path.Clean(tc.path) {
+			t.Errorf("%s %s: redirected to %q, want %q", tc.method, tc.path, rec.Header().Get("Location"), path.Clean(tc.path))
+		}
+		if rec.Code >= 300 {
+			var e struct{ Error string }
+			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error == "" {
+				t.Errorf("%s %s: error body %q is not {\"error\": ...}", tc.method, tc.path, rec.Body)
+			}
+		}
+	}
+	if n.Chain().Height() != 1 {
+		t.Errorf("height %d after one good POST, want 1", n.Chain().Height())
+	}
+}
+
+func TestAPIToken(t *testing.T) {
+	n := startNode(t, Options{})
+	h := Handler(n, Options{Token: "s3cret"})
+	for _, tc := range []struct {
+		auth string
+		code int
+	}{
+		{"", http.StatusUnauthorized},
+		{"Bearer wrong", http.StatusUnauthorized},
+		{"s3cret", http.StatusUnauthorized},
+		{"Bearer s3cret", http.StatusOK},
+	} {
+		req := httptest.NewRequest("GET", "/status", nil)
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tc.code {
+			t.Errorf("Authorization %q: %d, want %d", tc.auth, rec.Code, tc.code)
+		}
+	}
+	// A non-loopback API without a token is refused before anything
+	// listens (192.0.2.1 is a documentation address: it could not bind).
+	if _, err := Start("192.0.2.1:0", n, Options{}); err == nil || !strings.Contains(err.Error(), "not loopback") {
+		t.Fatalf("non-loopback API without token: %v", err)
+	}
+	for _, host := range []string{"127.0.0.1", "127.8.9.1", "::1", "localhost"} {
+		if !isLoopback(host) {
+			t.Errorf("%s is loopback", host)
+		}
+	}
+	for _, host := range []string{"", "0.0.0.0", "::", "192.0.2.1", "example.com"} {
+		if isLoopback(host) {
+			t.Errorf("%q is not loopback", host)
+		}
+	}
+}
+
+func TestAPIRateLimit(t *testing.T) {
+	// The limiter judges time by the node's clock, which stands still here:
+	// however slow the machine, exactly the burst gets through.
+	clock := &manualClock{now: time.Unix(1_700_000_000, 0)}
+	n := startNode(t, Options{})
+	h := Handler(n, Options{Clock: clock.Now})
+	get := func(remote string) int {
+		req := httptest.NewRequest("GET", "/status", nil)
+		if remote != "" {
+			req.RemoteAddr = remote
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	limited := 0
+	for range RequestBurst + 200 {
+		if get("") == http.StatusTooManyRequests {
+			limited++
+		}
+	}
+	if limited != 200 || n.Drops()["api_rate_limited"] != 200 {
+		t.Fatalf("%d of %d requests limited, drops %v; want the 200 past the burst", limited, RequestBurst+200, n.Drops())
+	}
+	// Another client is not affected.
+	if code := get("127.0.0.2:1234"); code != http.StatusOK {
+		t.Fatalf("another client got %d", code)
+	}
+	// A second later the bucket has refilled by the rate, and no more.
+	clock.add(time.Second)
+	ok := 0
+	for range RequestsPerSecond + 10 {
+		if get("") == http.StatusOK {
+			ok++
+		}
+	}
+	if ok != RequestsPerSecond {
+		t.Fatalf("%d requests allowed a second after the burst, want %d", ok, RequestsPerSecond)
+	}
+}
+
+func TestEventsStream(t *testing.T) {
+	n := startNode(t, Options{})
+	srv := httptest.NewServer(Handler(n, Options{}))
+	t.Cleanup(srv.Close)
+	resp, err := http.Get(srv.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	events := make(chan node.Event, 16)
+	go func() {
+		defer close(events)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				var e node.Event
+				if json.Unmarshal([]byte(data), &e) == nil {
+					events <- e
+				}
+			}
+		}
+	}()
+	next := func(typ string) node.Event {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case e, ok := <-events:
+				if !ok {
+					t.Fatalf("stream ended waiting for a %s event", typ)
+				}
+				if e.Type == typ {
+					return e
+				}
+			case <-deadline:
+				t.Fatalf("no %s event within 10s", typ)
+			}
+		}
+	}
+	if e := next("head"); e.Height != 0 {
+		t.Fatalf("first event: head at %d, want the current head (0)", e.Height)
+	}
+	post, err := http.Post(srv.URL+"/blocks", "application/json", strings.NewReader(`{"data":"live"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	post.Body.Close()
+	if e := next("block"); e.Block == nil || e.Block.Data != "live" || e.Origin != "local" {
+		t.Fatalf("block event %+v", e)
+	}
+	if e := next("head"); e.Height != 1 {
+		t.Fatalf("head event at %d, want 1", e.Height)
+	}
+	// A peer connecting is an event too.
+	other := startNode(t, Options{})
+	if _, err := other.Connect(context.Background(), n.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	if e := next("peer"); e.Peer != other.ID().String() || !e.Connected {
+		t.Fatalf("peer event %+v", e)
+	}
+}
+
+func TestDashboardServed(t *testing.T) {
+	n := startNode(t, Options{})
+	h := Handler(n, Options{Token: "tok"})
+	for _, path := range []string{"/", "/static/app.js", "/static/style.css"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != http.StatusOK || rec.Body.Len() == 0 {
+			t.Errorf("GET %s: %d, %d bytes (the page must load without the token)", path, rec.Code, rec.Body.Len())
+		}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/static/nope.js", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("missing file: %d", rec.Code)
+	}
+}

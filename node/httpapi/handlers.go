@@ -1,0 +1,176 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+
+	ma "github.com/multiformats/go-multiaddr"
+
+	"gossipchain/ledger"
+	"gossipchain/node"
+	"gossipchain/protocol"
+)
+
+func (a *api) handleStatus(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, a.n.Status())
+}
+
+func (a *api) handleBlocks(w http.ResponseWriter, r *http.Request) {
+	from, err := queryUint(r, "from", 0)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	limit, err := queryUint(r, "limit", defaultBlockLimit)
+	if err != nil || limit == 0 || limit > maxBlockLimit {
+		writeError(w, http.StatusBadRequest, "limit must be an integer from 1 to %d", maxBlockLimit)
+		return
+	}
+	blocks, err := a.n.Chain().Range(from, int(limit))
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "read chain: %v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, blocks)
+}
+
+func (a *api) handleBlock(w http.ResponseWriter, r *http.Request) {
+	i, err := strconv.ParseUint(r.PathValue("index"), 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "block index %q is not a non-negative integer", r.PathValue("index"))
+		return
+	}
+	b, err := a.n.Chain().BlockAt(i)
+	switch {
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, "read chain: %v", err)
+	case b == nil:
+		writeError(w, http.StatusNotFound, "no block at index %d (height is %d)", i, a.n.Chain().Height())
+	default:
+		writeJSON(w, http.StatusOK, b)
+	}
+}
+
+func (a *api) handleAppend(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Data *string `json:"data"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	switch {
+	case req.Data == nil || *req.Data == "":
+		writeError(w, http.StatusBadRequest, `body must be {"data": "<non-empty text>"}`)
+		return
+	case len(*req.Data) > ledger.MaxDataBytes:
+		writeError(w, http.StatusRequestEntityTooLarge, "data is %d bytes, limit %d", len(*req.Data), ledger.MaxDataBytes)
+		return
+	}
+	p, err := a.n.Append(r.Context(), *req.Data)
+	if p.Block == nil {
+		if ledger.Code(err) != 0 {
+			writeError(w, http.StatusBadRequest, "%v", err)
+		} else {
+			writeError(w, http.StatusInternalServerError, "%v", err)
+		}
+		return
+	}
+	// Stored but not yet sent to any peer is still a stored block: it
+	// reaches them when they connect (err says so; the node logs it).
+	writeJSON(w, http.StatusCreated, p.Block)
+}
+
+func (a *api) handlePeers(w http.ResponseWriter, _ *http.Request) {
+	peers := a.n.Peers()
+	if peers == nil {
+		peers = []node.PeerInfo{}
+	}
+	writeJSON(w, http.StatusOK, peers)
+}
+
+func (a *api) handleConnect(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Addr string `json:"addr"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	addr, err := ma.NewMultiaddr(req.Addr)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "addr %q is not a multiaddr: %v", req.Addr, err)
+		return
+	}
+	if !hasP2P(addr) {
+		writeError(w, http.StatusBadRequest, "addr %q must end in /p2p/<peer id>", req.Addr)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), connectTimeout)
+	defer cancel()
+	id, err := a.n.Connect(ctx, addr)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, "%v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"id": id.String()})
+}
+
+func hasP2P(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_P2P)
+	return err == nil
+}
+
+func queryUint(r *http.Request, name string, def uint64) (uint64, error) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return def, nil
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s must be a non-negative integer, got %q", name, s)
+	}
+	return v, nil
+}
+
+// readJSON decodes a size-limited JSON body into v, answering 4xx itself if
+// it can't.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := protocol.DecodeStrict(http.MaxBytesReader(w, r.Body, MaxBodyBytes), v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "body is larger than %d bytes", MaxBodyBytes)
+		} else {
+			writeError(w, http.StatusBadRequest, "bad JSON body: %v", err)
+		}
+		return false
+	}
+	return true
+}
+
+// cleanPath is the canonical form of an API path, as http.ServeMux sees it:
+// no "." or ".." elements, no repeated slashes, a trailing slash kept.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	clean := path.Clean("/" + p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/"
+	}
+	return clean
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, format string, args ...any) {
+	writeJSON(w, code, map[string]string{"error": fmt.Sprintf(format, args...)})
+}

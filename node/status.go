@@ -1,0 +1,40 @@
+package node
+
+// Status is the body of GET /status.
+type Status struct {
+	ID     string            `json:"id"`
+	Addrs  []string          `json:"addrs"`
+	Height uint64            `json:"height"`
+	Head   string            `json:"head"`
+	Peers  int               `json:"peers"`
+	Mesh   int               `json:"mesh"`
+	Drops  map[string]uint64 `json:"drops"`
+	// Pending counts lines typed here waiting to be appended again after a
+	// reorg; Syncing is set while blocks are fetched from a peer.
+	Pending int `json:"pending"`
+	// Alone is set when every peer this node had is gone: blocks added
+	// now reach the others when one returns.
+	Alone   bool          `json:"alone"`
+	Syncing *SyncProgress `json:"syncing,omitempty"`
+}
+
+// Status returns what GET /status reports.
+func (n *Node) Status() Status {
+	head := n.chain.Head()
+	s := Status{
+		ID:      n.ID().String(),
+		Height:  head.Index,
+		Head:    head.Hash,
+		Peers:   len(n.host.Network().Peers()),
+		Mesh:    n.MeshPeers(),
+		Drops:   n.Drops(),
+		Addrs:   []string{},
+		Pending: n.chain.PendingLines(),
+		Alone:   n.alone.Load(),
+		Syncing: n.sync.Progress(),
+	}
+	for _, a := range n.Addrs() {
+		s.Addrs = append(s.Addrs, a.String())
+	}
+	return s
+}
