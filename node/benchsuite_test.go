@@ -656,7 +656,12 @@ func idleRSS(t *testing.T) float64 {
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait(); stdin.Close() }()
 	time.Sleep(3 * time.Second) // idle means running a while with nothing to do
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	return rssMiB(t, cmd.Process.Pid)
+}
+
+// rssMiB returns the resident memory of process pid in MiB.
+func rssMiB(t *testing.T, pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -669,6 +674,24 @@ func idleRSS(t *testing.T) float64 {
 	return 0
 }
 
+// envCounts reads a comma-separated list of counts of at least min from the
+// environment variable name; nil if it is unset.
+func envCounts(t *testing.T, name string, min int) []int {
+	s := os.Getenv(name)
+	if s == "" {
+		return nil
+	}
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < min {
+			t.Fatalf("%s: %q is not a count of %d or more", name, f, min)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
 func TestBenchSuite(t *testing.T) {
 	mode := os.Getenv("GOSSIPCHAIN_BENCH")
 	if mode == "" {
@@ -676,18 +699,11 @@ func TestBenchSuite(t *testing.T) {
 	}
 	quick := mode == "quick"
 	sizes, blocks, burstBlocks, burstNodes, egressNodes, scaleNodes, syncBlocks := []int{3, 10, 25}, 300, 10000, 10, 25, 100, 10000
-	if s := os.Getenv("GOSSIPCHAIN_BENCH_SIZES"); s != "" { // profiling one size
-		sizes = nil
-		for _, f := range strings.Split(s, ",") {
-			n, err := strconv.Atoi(f)
-			if err != nil || n < 2 {
-				t.Fatalf("GOSSIPCHAIN_BENCH_SIZES: %q is not a node count", f)
-			}
-			sizes = append(sizes, n)
-		}
-	}
 	if quick {
 		sizes, blocks, burstBlocks, burstNodes, egressNodes, scaleNodes, syncBlocks = []int{3, 10}, 100, 1000, 10, 10, 0, 2000
+	}
+	if s := envCounts(t, "GOSSIPCHAIN_BENCH_SIZES", 2); s != nil { // profiling one size
+		sizes = s
 	}
 	const rate = 100
 	systems := []string{"gossipchain", "gossipsub-bare", "seed-dial"}
@@ -800,15 +816,8 @@ func TestBenchSuite(t *testing.T) {
 		if quick {
 			lengths = lengths[:2]
 		}
-		if s := os.Getenv("GOSSIPCHAIN_BENCH_CHAINLEN"); s != "" { // profiling one length
-			lengths = nil
-			for _, f := range strings.Split(s, ",") {
-				n, err := strconv.Atoi(f)
-				if err != nil || n < 1000 {
-					t.Fatalf("GOSSIPCHAIN_BENCH_CHAINLEN: %q is not a chain length of 1,000 or more", f)
-				}
-				lengths = append(lengths, n)
-			}
+		if l := envCounts(t, "GOSSIPCHAIN_BENCH_CHAINLEN", 1000); l != nil { // profiling one length
+			lengths = l
 		}
 		for _, n := range lengths {
 			report(t, chainLength(t, bin, n))

@@ -143,20 +143,6 @@ func (p *nodeProc) status(t *testing.T) Status {
 	return st
 }
 
-func (p *nodeProc) rssMiB(t *testing.T) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		var kb float64
-		if _, err := fmt.Sscanf(line, "VmRSS: %f kB", &kb); err == nil {
-			return round2(kb / 1024)
-		}
-	}
-	return 0
-}
-
 func (p *nodeProc) stop() { p.cmd.Process.Signal(os.Interrupt); p.cmd.Wait() }
 
 // chainLength runs the chainlen scenario at n blocks.
@@ -175,7 +161,7 @@ func chainLength(t *testing.T, bin string, n int) benchResult {
 	p := startNodeProc(t, bin, src)
 	r.RestartMs = round2(float64(p.ready.Microseconds()) / 1000)
 	time.Sleep(2 * time.Second) // idle: running a while with nothing to do
-	r.RSSMiB = p.rssMiB(t)
+	r.RSSMiB = rssMiB(t, p.cmd.Process.Pid)
 	// GET /blocks near the head: the median of 21.
 	var times []time.Duration
 	url := fmt.Sprintf("http://%s/blocks?from=%d&limit=100", p.api, n-100)

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/pnet"
 
 	"gossipchain/ledger"
+	"gossipchain/node/internal/ratelimit"
 	"gossipchain/protocol"
 )
 
@@ -102,24 +102,6 @@ func TestAuthorsList(t *testing.T) {
 			t.Errorf("node %s stored the unlisted author's block", n.ID())
 		}
 	}
-}
-
-// manualClock is a clock that moves only when told to.
-type manualClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *manualClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *manualClock) add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
 }
 
 func TestHostileFlood(t *testing.T) {
@@ -211,7 +193,7 @@ func TestHostileFlood(t *testing.T) {
 
 func TestSyncRequestRateLimit(t *testing.T) {
 	// A clock that stands still: a slow machine cannot refill the bucket.
-	clock := &manualClock{now: time.Unix(1_700_000_000, 0)}
+	clock := ratelimit.NewManualClock(time.Unix(1_700_000_000, 0))
 	n := startNodeWith(t, Config{clock: clock.Now})
 	other := startNode(t, "")
 	if _, err := other.Connect(context.Background(), n.Addr()); err != nil {

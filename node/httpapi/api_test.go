@@ -8,12 +8,12 @@ import (
 	"net/http/httptest"
 	"path"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"gossipchain/ledger"
 	"gossipchain/node"
+	"gossipchain/node/internal/ratelimit"
 )
 
 // startNode starts a node on a temporary data dir, closed when the test
@@ -26,24 +26,6 @@ func startNode(t *testing.T, _ Options) *node.Node {
 	}
 	t.Cleanup(func() { n.Close() })
 	return n
-}
-
-// manualClock is a clock that moves only when told to.
-type manualClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *manualClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *manualClock) add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
 }
 
 func TestAPIErrors(t *testing.T) {
@@ -136,7 +118,7 @@ func TestAPIToken(t *testing.T) {
 func TestAPIRateLimit(t *testing.T) {
 	// The limiter judges time by the node's clock, which stands still here:
 	// however slow the machine, exactly the burst gets through.
-	clock := &manualClock{now: time.Unix(1_700_000_000, 0)}
+	clock := ratelimit.NewManualClock(time.Unix(1_700_000_000, 0))
 	n := startNode(t, Options{})
 	h := Handler(n, Options{Clock: clock.Now})
 	get := func(remote string) int {
@@ -162,7 +144,7 @@ func TestAPIRateLimit(t *testing.T) {
 		t.Fatalf("another client got %d", code)
 	}
 	// A second later the bucket has refilled by the rate, and no more.
-	clock.add(time.Second)
+	clock.Add(time.Second)
 	ok := 0
 	for range RequestsPerSecond + 10 {
 		if get("") == http.StatusOK {

@@ -70,3 +70,28 @@ func (l *Limiter) prune(now time.Time) {
 		delete(l.buckets, oldest)
 	}
 }
+
+// ManualClock is a clock that moves only when told to: give its Now to New
+// (or to what passes it on) and a test decides how much time passes, so a
+// slow machine cannot refill a bucket.
+type ManualClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewManualClock returns a clock standing at t.
+func NewManualClock(t time.Time) *ManualClock { return &ManualClock{now: t} }
+
+// Now returns the clock's time.
+func (c *ManualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Add moves the clock on by d.
+func (c *ManualClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
