@@ -2,9 +2,12 @@ package node
 
 import (
 	"context"
+	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -38,69 +41,103 @@ const (
 	maxRejected = 4096
 )
 
-// discoverLoop keeps the peer count up to targetPeers: at start, whenever
-// a connection is made while below it, and every discoverEvery.
-func (s *syncer) discoverLoop() {
-	defer s.n.wg.Done()
-	tick := time.NewTicker(discoverEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-s.n.ctx.Done():
-			return
-		case <-tick.C:
-		case <-s.discover:
-		}
-		s.discoverRound()
-	}
+// discovery is the component that does it. It is built from what it needs
+// (discoveryDeps), owns its goroutine, and refuses work after stop.
+type discovery struct {
+	discoveryDeps
+	wake   chan struct{}
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
-func (s *syncer) wakeDiscovery() {
+// discoveryDeps is what discovery needs from the rest of the node.
+type discoveryDeps struct {
+	host host.Host
+	log  *slog.Logger
+	// askPeers asks p for the peers it is connected to (a sync request).
+	askPeers func(ctx context.Context, p peer.ID) (protocol.PeersAnswer, error)
+	// member reports whether p gave a status with this node's genesis;
+	// trusted whether this node has no reason to distrust p.
+	member, trusted func(peer.ID) bool
+	// dialing is how many configured peers are being dialled right now:
+	// connections this node is about to have.
+	dialing func() int
+}
+
+func newDiscovery(deps discoveryDeps) *discovery {
+	d := &discovery{discoveryDeps: deps, wake: make(chan struct{}, 1)}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	return d
+}
+
+// start runs rounds at once, whenever poked and every discoverEvery.
+func (d *discovery) start() {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		tick := time.NewTicker(discoverEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-d.ctx.Done():
+				return
+			case <-tick.C:
+			case <-d.wake:
+			}
+			d.round()
+		}
+	}()
+}
+
+// stop ends the rounds and waits for the one running.
+func (d *discovery) stop() {
+	d.cancel()
+	d.wg.Wait()
+}
+
+// poke asks for a round soon (a connection came while below target).
+func (d *discovery) poke() {
 	select {
-	case s.discover <- struct{}{}:
+	case d.wake <- struct{}{}:
 	default:
 	}
 }
 
-// discoverRound asks one random peer for its peers and dials a few this
-// node is not connected to.
-func (s *syncer) discoverRound() {
-	nw := s.n.host.Network()
+// round asks one random peer for its peers and dials a few this node is
+// not connected to.
+func (d *discovery) round() {
+	nw := d.host.Network()
 	connected := nw.Peers()
-	// Configured peers still being dialled count: at start they are the
-	// connections this node is about to have.
-	need := targetPeers - len(connected) - int(s.n.dialing.Load())
-	if need <= 0 || len(connected) == 0 {
+	need := targetPeers - len(connected) - d.dialing()
+	if need <= 0 || len(connected) == 0 || d.ctx.Err() != nil {
 		return
 	}
 	from := connected[rand.N(len(connected))]
-	var answer protocol.PeersAnswer
-	err := s.call(from, &protocol.Request{Type: protocol.RequestPeers}, func(r *frameReader) error {
-		return r.json(protocol.MaxPeersAnswerBytes, &answer)
-	})
+	answer, err := d.askPeers(d.ctx, from)
 	if err != nil {
-		s.n.log.Debug("peers request failed", "peer", from, "err", err)
+		d.log.Debug("peers request failed", "peer", from, "err", err)
 		return
 	}
-	candidates := s.candidates(answer)
+	candidates := d.candidates(answer)
 	rand.Shuffle(len(candidates), func(i, j int) { candidates[i], candidates[j] = candidates[j], candidates[i] })
 	for _, pi := range candidates[:min(len(candidates), need, maxDialsRound)] {
-		ctx, cancel := context.WithTimeout(s.n.ctx, dialTimeout)
-		err := s.n.host.Connect(ctx, pi)
+		ctx, cancel := context.WithTimeout(d.ctx, dialTimeout)
+		err := d.host.Connect(ctx, pi)
 		cancel()
 		if err != nil {
-			s.n.log.Debug("discovered peer unreachable", "peer", pi.ID, "err", err)
+			d.log.Debug("discovered peer unreachable", "peer", pi.ID, "err", err)
 		}
 	}
 }
 
 // candidates turns a peers answer into peers worth dialling: well-formed,
-// not this node, not connected, not banned.
-func (s *syncer) candidates(a protocol.PeersAnswer) []peer.AddrInfo {
+// not this node, not connected, trusted.
+func (d *discovery) candidates(a protocol.PeersAnswer) []peer.AddrInfo {
 	var out []peer.AddrInfo
 	for _, pa := range a.Peers[:min(len(a.Peers), protocol.MaxPeersPerAnswer)] {
 		id, err := peer.Decode(pa.ID)
-		if err != nil || id == s.n.host.ID() || s.n.host.Network().Connectedness(id) == network.Connected || !s.trusted(id) {
+		if err != nil || id == d.host.ID() || d.host.Network().Connectedness(id) == network.Connected || !d.trusted(id) {
 			continue
 		}
 		pi := peer.AddrInfo{ID: id}
@@ -116,14 +153,15 @@ func (s *syncer) candidates(a protocol.PeersAnswer) []peer.AddrInfo {
 	return out
 }
 
-// peersAnswer lists some of this node's connected peers for asker.
-func (s *syncer) peersAnswer(asker peer.ID) protocol.PeersAnswer {
-	ps := s.n.host.Peerstore()
-	ids := s.n.host.Network().Peers()
+// answer lists some of this node's connected peers for asker: members it
+// trusts, never asker itself.
+func (d *discovery) answer(asker peer.ID) protocol.PeersAnswer {
+	ps := d.host.Peerstore()
+	ids := d.host.Network().Peers()
 	rand.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
 	answer := protocol.PeersAnswer{Peers: []protocol.PeerAddrs{}}
 	for _, id := range ids {
-		if id == asker || !s.member(id) || !s.trusted(id) {
+		if id == asker || !d.member(id) || !d.trusted(id) {
 			continue
 		}
 		pa := protocol.PeerAddrs{ID: id.String()}
@@ -140,6 +178,15 @@ func (s *syncer) peersAnswer(asker peer.ID) protocol.PeersAnswer {
 		}
 	}
 	return answer
+}
+
+// askPeers is discovery's way to ask p for its peers: a sync request.
+func (s *syncer) askPeers(_ context.Context, p peer.ID) (protocol.PeersAnswer, error) {
+	var answer protocol.PeersAnswer
+	err := s.call(p, &protocol.Request{Type: protocol.RequestPeers}, func(r *frameReader) error {
+		return r.json(protocol.MaxPeersAnswerBytes, &answer)
+	})
+	return answer, err
 }
 
 // trusted reports whether this node has no reason to distrust p: its

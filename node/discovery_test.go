@@ -3,11 +3,14 @@ package node
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -234,7 +237,67 @@ func TestDiscoveryWithholdsBadPeers(t *testing.T) {
 		t.Error("a named a peer whose gossip it rejected")
 	}
 	c.sync.rejectedFrom(honest.ID())
-	if got := c.sync.candidates(protocol.PeersAnswer{Peers: []protocol.PeerAddrs{{ID: honest.ID().String(), Addrs: []string{honest.Addr().String()}}}}); len(got) != 0 {
+	if got := c.sync.discover.candidates(protocol.PeersAnswer{Peers: []protocol.PeerAddrs{{ID: honest.ID().String(), Addrs: []string{honest.Addr().String()}}}}); len(got) != 0 {
 		t.Errorf("c would dial a peer whose gossip it rejected: %v", got)
 	}
+}
+
+// The discovery component alone, on bare libp2p hosts: it names only the
+// members it trusts, dials only trusted peers another names, and stops.
+func TestDiscoveryComponent(t *testing.T) {
+	newHost := func() host.Host {
+		h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		return h
+	}
+	self, good, stranger, bad := newHost(), newHost(), newHost(), newHost()
+	for _, h := range []host.Host{good, stranger, bad} {
+		if err := self.Connect(context.Background(), peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another node names a fresh honest host and a distrusted one.
+	fresh, distrusted := newHost(), newHost()
+	named := protocol.PeersAnswer{}
+	for _, h := range []host.Host{fresh, distrusted} {
+		named.Peers = append(named.Peers, protocol.PeerAddrs{ID: h.ID().String(), Addrs: []string{h.Addrs()[0].String()}})
+	}
+	var asked sync.WaitGroup
+	asked.Add(1)
+	var once sync.Once
+	d := newDiscovery(discoveryDeps{
+		host: self, log: slog.New(slog.DiscardHandler),
+		askPeers: func(context.Context, peer.ID) (protocol.PeersAnswer, error) {
+			once.Do(asked.Done)
+			return named, nil
+		},
+		member:  func(p peer.ID) bool { return p != stranger.ID() },
+		trusted: func(p peer.ID) bool { return p != bad.ID() && p != distrusted.ID() },
+		dialing: func() int { return 0 },
+	})
+	got := map[peer.ID]bool{}
+	for _, pa := range d.answer(good.ID()).Peers {
+		id, _ := peer.Decode(pa.ID)
+		got[id] = true
+	}
+	if len(got) != 0 {
+		t.Fatalf("answer to good named %v; want nothing (stranger is no member, bad is distrusted, good is the asker)", got)
+	}
+	if a := d.answer(stranger.ID()); len(a.Peers) != 1 || a.Peers[0].ID != good.ID().String() {
+		t.Fatalf("answer to stranger: %+v; want good only", a.Peers)
+	}
+	d.start()
+	d.poke()
+	asked.Wait()
+	waitFor(t, 10*time.Second, "the fresh peer dialled", func() bool {
+		return self.Network().Connectedness(fresh.ID()) == network.Connected
+	})
+	d.stop()
+	if self.Network().Connectedness(distrusted.ID()) == network.Connected {
+		t.Fatal("discovery dialled a distrusted peer")
+	}
+	d.poke() // after stop: nothing runs, nothing blocks
 }

@@ -84,7 +84,7 @@ type syncer struct {
 	grace    debounce      // sync once gossip has had its grace
 	hold     gossipHold    // syncs put off while gossip moves the head
 	kick     chan struct{} // something may be worth syncing
-	discover chan struct{} // a discovery round may be worth it
+	discover *discovery    // finds more peers (discovery.go)
 	ask      chan peer.ID  // peers to exchange status with
 	serving  chan struct{} // semaphore of requests being served
 	notify   network.Notifiee
@@ -96,7 +96,7 @@ func newSyncer(n *Node, timeout time.Duration) *syncer {
 		heads: map[peer.ID]protocol.Status{}, banned: map[peer.ID]ban{},
 		members: map[peer.ID]bool{}, rejected: map[peer.ID]time.Time{},
 		limit: ratelimit.New(protocol.SyncRequestsPerSecond, protocol.SyncRequestBurst, n.cfg.clock),
-		kick:  make(chan struct{}, 1), discover: make(chan struct{}, 1), ask: make(chan peer.ID, 256), serving: make(chan struct{}, protocol.MaxSyncServing),
+		kick:  make(chan struct{}, 1), ask: make(chan peer.ID, 256), serving: make(chan struct{}, protocol.MaxSyncServing),
 	}
 }
 
@@ -104,12 +104,16 @@ func newSyncer(n *Node, timeout time.Duration) *syncer {
 // starts the sync goroutines.
 func (s *syncer) start() {
 	h := s.n.host
+	s.discover = newDiscovery(discoveryDeps{
+		host: h, log: s.n.log, askPeers: s.askPeers, member: s.member, trusted: s.trusted,
+		dialing: func() int { return int(s.n.dialing.Load()) },
+	})
 	h.SetStreamHandler(protocol.SyncID, s.serve)
 	s.notify = &network.NotifyBundle{
 		ConnectedF: func(nw network.Network, c network.Conn) {
 			s.askStatus(c.RemotePeer())
 			if len(nw.Peers()) < targetPeers {
-				s.wakeDiscovery()
+				s.discover.poke()
 			}
 		},
 		DisconnectedF: func(nw network.Network, c network.Conn) {
@@ -122,11 +126,11 @@ func (s *syncer) start() {
 		},
 	}
 	h.Network().Notify(s.notify)
-	s.n.wg.Add(4)
+	s.n.wg.Add(3)
 	go s.run()
-	go s.discoverLoop()
 	go s.askLoop()
 	go s.askLoop()
+	s.discover.start()
 }
 
 // headMoved schedules one head exchange with every peer shortly after this
@@ -139,6 +143,9 @@ func (s *syncer) gossipMoved() { s.hold.moved() }
 func (s *syncer) stop() {
 	s.recheck.stop()
 	s.grace.stop()
+	if s.discover != nil {
+		s.discover.stop()
+	}
 	if s.notify != nil {
 		s.n.host.Network().StopNotify(s.notify)
 	}

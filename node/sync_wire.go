@@ -212,7 +212,7 @@ func (s *syncer) serve(st network.Stream) {
 	case protocol.RequestBlocks:
 		err = s.serveBlocks(w, &req)
 	case protocol.RequestPeers:
-		err = protocol.WriteJSON(w, s.peersAnswer(from))
+		err = protocol.WriteJSON(w, s.discover.answer(from))
 	}
 	if err == nil {
 		err = w.Flush()
