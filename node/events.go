@@ -29,50 +29,100 @@ type Event struct {
 // maxSyncBlockEvents is the largest sync batch announced block by block.
 const maxSyncBlockEvents = 100
 
-// eventQueue is how many events a client may fall behind by; a client
-// further behind is disconnected (it reconnects and reloads).
+// eventQueue is how many events a subscriber may fall behind by; one
+// further behind is dropped (a dashboard reconnects and reloads). A queue
+// takes memory only while its subscriber is behind.
 const eventQueue = 1024
 
-// eventHub fans events out to the clients of GET /events.
+// eventHub fans events out to subscribers (GET /events, the bench suite).
 type eventHub struct {
-	mu     sync.Mutex
-	subs   map[chan Event]struct{}
+	mu     sync.Mutex // guards subs and closed
+	subs   map[*subscriber]struct{}
 	closed bool
 }
 
-func newEventHub() *eventHub { return &eventHub{subs: map[chan Event]struct{}{}} }
+// subscriber is one follower of the hub: publish appends to its queue, its
+// pump hands the events to out in order.
+type subscriber struct {
+	out   chan Event    // unbuffered; closed when the subscription ends
+	ready chan struct{} // something was queued
+	done  chan struct{} // closed when the subscription ends
+	end   sync.Once
+
+	mu    sync.Mutex // guards queue
+	queue []Event
+}
+
+func newEventHub() *eventHub { return &eventHub{subs: map[*subscriber]struct{}{}} }
 
 // subscribe returns a channel of events, closed when the hub closes or the
-// client falls too far behind, and a function that unsubscribes.
+// subscriber falls too far behind, and a function that unsubscribes.
 func (h *eventHub) subscribe() (<-chan Event, func()) {
-	ch := make(chan Event, eventQueue)
+	sub := &subscriber{out: make(chan Event), ready: make(chan struct{}, 1), done: make(chan struct{})}
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.closed {
-		close(ch)
-		return ch, func() {}
+		h.mu.Unlock()
+		close(sub.out)
+		return sub.out, func() {}
 	}
-	h.subs[ch] = struct{}{}
-	return ch, func() {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		if _, ok := h.subs[ch]; ok {
-			delete(h.subs, ch)
-			close(ch)
+	h.subs[sub] = struct{}{}
+	h.mu.Unlock()
+	go sub.pump()
+	return sub.out, func() { h.drop(sub) }
+}
+
+func (h *eventHub) drop(sub *subscriber) {
+	h.mu.Lock()
+	delete(h.subs, sub)
+	h.mu.Unlock()
+	sub.end.Do(func() { close(sub.done) })
+}
+
+// pump delivers the queue in order until the subscription ends.
+func (s *subscriber) pump() {
+	defer close(s.out)
+	for {
+		s.mu.Lock()
+		if len(s.queue) == 0 {
+			s.queue = nil // a drained queue holds no memory
+			s.mu.Unlock()
+			select {
+			case <-s.ready:
+				continue
+			case <-s.done:
+				return
+			}
+		}
+		e := s.queue[0]
+		s.queue = s.queue[1:]
+		s.mu.Unlock()
+		select {
+		case s.out <- e:
+		case <-s.done:
+			return
 		}
 	}
 }
 
 func (h *eventHub) publish(e Event) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	for ch := range h.subs {
-		select {
-		case ch <- e:
-		default: // too far behind: let it reconnect
-			delete(h.subs, ch)
-			close(ch)
+	var behind []*subscriber
+	for sub := range h.subs {
+		sub.mu.Lock()
+		if len(sub.queue) >= eventQueue {
+			behind = append(behind, sub)
+		} else {
+			sub.queue = append(sub.queue, e)
 		}
+		sub.mu.Unlock()
+		select {
+		case sub.ready <- struct{}{}:
+		default:
+		}
+	}
+	h.mu.Unlock()
+	for _, sub := range behind {
+		h.drop(sub) // too far behind: let it reconnect
 	}
 }
 
@@ -84,11 +134,12 @@ func (h *eventHub) subscribers() int {
 
 func (h *eventHub) close() {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	h.closed = true
-	for ch := range h.subs {
-		delete(h.subs, ch)
-		close(ch)
+	subs := h.subs
+	h.subs = map[*subscriber]struct{}{}
+	h.mu.Unlock()
+	for sub := range subs {
+		sub.end.Do(func() { close(sub.done) })
 	}
 }
 

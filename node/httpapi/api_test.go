@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -236,5 +237,96 @@ func TestDashboardServed(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/static/nope.js", nil))
 	if rec.Code != http.StatusNotFound {
 		t.Errorf("missing file: %d", rec.Code)
+	}
+}
+
+// openStream starts GET /events from client on h and returns a function
+// that ends it and waits for the handler to return.
+func openStream(t *testing.T, h http.Handler, client string) (*httptest.ResponseRecorder, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req := httptest.NewRequest("GET", "/events", nil).WithContext(ctx)
+	req.RemoteAddr = client
+	rec := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.ServeHTTP(rec, req)
+	}()
+	return rec, func() { cancel(); <-done }
+}
+
+// Event streams and requests in flight are bounded: past MaxEventStreams
+// streams, or MaxClientRequests requests from one client, the answer is a
+// 503 with a JSON error, counted; closing streams frees their places.
+func TestAPIBounds(t *testing.T) {
+	n := startNode(t, Options{})
+	h := Handler(n, Options{})
+	streams := func() float64 {
+		rec := httptest.NewRecorder()
+		n.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		for _, line := range strings.Split(rec.Body.String(), "\n") {
+			if v, ok := strings.CutPrefix(line, "gossipchain_event_subscribers "); ok {
+				var f float64
+				fmt.Sscan(v, &f)
+				return f
+			}
+		}
+		return -1
+	}
+	var stops []func()
+	for i := range MaxEventStreams {
+		_, stop := openStream(t, h, fmt.Sprintf("127.0.1.%d:1", i))
+		stops = append(stops, stop)
+	}
+	waitFor(t, "every stream subscribed", func() bool { return streams() == MaxEventStreams })
+	rec, stop := openStream(t, h, "127.0.2.1:1")
+	stop()
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), `"error"`) || n.Status().Drops["api_events_full"] != 1 {
+		t.Fatalf("stream past the cap: %d %s, drops %v", rec.Code, rec.Body, n.Status().Drops)
+	}
+	for _, stop := range stops {
+		stop()
+	}
+	waitFor(t, "every stream gone", func() bool { return streams() == 0 })
+
+	// One client with MaxClientRequests streams open: its next request
+	// waits its turn, another client's does not.
+	stops = nil
+	for range MaxClientRequests {
+		_, stop := openStream(t, h, "127.0.3.1:1")
+		stops = append(stops, stop)
+	}
+	waitFor(t, "the client's streams subscribed", func() bool { return streams() == MaxClientRequests })
+	get := func(client string) int {
+		req := httptest.NewRequest("GET", "/status", nil)
+		req.RemoteAddr = client
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	if code := get("127.0.3.1:2"); code != http.StatusServiceUnavailable || n.Status().Drops["api_client_busy"] != 1 {
+		t.Fatalf("busy client: %d, drops %v", code, n.Status().Drops)
+	}
+	if code := get("127.0.3.2:1"); code != http.StatusOK {
+		t.Fatalf("another client: %d", code)
+	}
+	for _, stop := range stops {
+		stop()
+	}
+	if code := get("127.0.3.1:2"); code != http.StatusOK {
+		t.Fatalf("the client after closing its streams: %d", code)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -20,8 +20,22 @@ func (a *api) handleEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "streaming is not supported by this connection")
 		return
 	}
+	select {
+	case a.streams <- struct{}{}:
+		defer func() { <-a.streams }()
+	default:
+		a.n.CountDrop("api_events_full")
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "%d event streams are open already", MaxEventStreams)
+		return
+	}
 	ch, cancel := a.n.Subscribe()
 	defer cancel()
+	// The server's write timeout is for answers; a stream's deadline moves
+	// with every write instead (heartbeats keep it moving when idle).
+	rc := http.NewResponseController(w)
+	extend := func() { rc.SetWriteDeadline(time.Now().Add(writeTimeout)) }
+	extend()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
@@ -32,6 +46,7 @@ func (a *api) handleEvents(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
+		extend()
 		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", e.Type, data); err != nil {
 			return err
 		}
@@ -48,6 +63,7 @@ func (a *api) handleEvents(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case <-beat.C:
+			extend()
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
 				return
 			}

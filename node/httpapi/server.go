@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -48,6 +49,21 @@ const (
 	// address; more get 429.
 	RequestsPerSecond = 500
 	RequestBurst      = 1000
+
+	// MaxEventStreams bounds the GET /events streams open at once; more
+	// get 503.
+	MaxEventStreams = 64
+	// MaxClientRequests bounds the requests one client address has in
+	// flight at once (event streams included); more get 503.
+	MaxClientRequests = 32
+
+	// Server timeouts: a request's headers and body must arrive within
+	// readTimeout, an answer must be written within writeTimeout (an event
+	// stream's deadline moves with each event or heartbeat), and an idle
+	// keep-alive connection is closed after idleTimeout.
+	readTimeout  = 30 * time.Second
+	writeTimeout = 30 * time.Second
+	idleTimeout  = 2 * time.Minute
 
 	defaultBlockLimit = 100
 	maxBlockLimit     = 1000
@@ -93,7 +109,13 @@ func Start(addr string, n Node, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api listen on %s: %w", addr, err)
 	}
-	s := &Server{ln: ln, srv: &http.Server{Handler: Handler(n, opts), ReadHeaderTimeout: 5 * time.Second}}
+	s := &Server{ln: ln, srv: &http.Server{
+		Handler:           Handler(n, opts),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+	}}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -125,7 +147,7 @@ func isLoopback(host string) bool {
 // Handler returns the API for n. Every response is JSON; a client's mistake
 // gets a 4xx with {"error": "..."}.
 func Handler(n Node, opts Options) http.Handler {
-	a := &api{n: n}
+	a := &api{n: n, streams: make(chan struct{}, MaxEventStreams), inFlight: map[string]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", a.handleStatus)
 	mux.HandleFunc("GET /blocks", a.handleBlocks)
@@ -155,6 +177,13 @@ func Handler(n Node, opts Options) http.Handler {
 			writeError(w, http.StatusTooManyRequests, "more than %d requests per second from %s", RequestsPerSecond, client)
 			return
 		}
+		if !a.enter(client) {
+			n.CountDrop("api_client_busy")
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "more than %d requests at once from %s", MaxClientRequests, client)
+			return
+		}
+		defer a.leave(client)
 		if clean := cleanPath(r.URL.Path); clean != r.URL.Path {
 			// The mux would redirect with an HTML body; redirect in JSON.
 			u := *r.URL
@@ -182,5 +211,29 @@ func Handler(n Node, opts Options) http.Handler {
 
 // api holds the handlers' shared state.
 type api struct {
-	n Node
+	n       Node
+	streams chan struct{} // one token per open event stream
+
+	mu       sync.Mutex     // guards inFlight
+	inFlight map[string]int // requests in flight per client address
+}
+
+// enter counts a request from client in, unless it has MaxClientRequests
+// in flight already.
+func (a *api) enter(client string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.inFlight[client] >= MaxClientRequests {
+		return false
+	}
+	a.inFlight[client]++
+	return true
+}
+
+func (a *api) leave(client string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.inFlight[client]--; a.inFlight[client] <= 0 {
+		delete(a.inFlight, client)
+	}
 }
