@@ -31,7 +31,7 @@ const usage = `gossipchain: a blockchain gossip node.
 Usage:
   gossipchain [--port N] [--listen IP] [--announce MULTIADDR]... [--peer MULTIADDR]...
               [--data DIR] [--api HOST:PORT] [--api-token TOKEN]
-              [--psk FILE] [--authors FILE] [--finality N]
+              [--psk FILE] [--authors FILE] [--finality N] [--author-rate N]
   gossipchain id [--port N | --data DIR]
   gossipchain check [--port N | --data DIR]
   gossipchain psk > swarm.key
@@ -91,16 +91,17 @@ func (p *peerList) Set(v string) error {
 }
 
 type options struct {
-	port     int
-	listen   string
-	announce addrList
-	data     string
-	api      string
-	apiToken string
-	peers    peerList
-	psk      string
-	authors  string
-	finality int
+	port       int
+	listen     string
+	announce   addrList
+	data       string
+	api        string
+	apiToken   string
+	peers      peerList
+	psk        string
+	authors    string
+	finality   int
+	authorRate int
 }
 
 func parseFlags(name string, args []string, stderr io.Writer) (*options, error) {
@@ -117,6 +118,7 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, error) 
 		fs.StringVar(&o.apiToken, "api-token", os.Getenv("GOSSIPCHAIN_API_TOKEN"), "require this bearer token on every API request (default $GOSSIPCHAIN_API_TOKEN); needed for a non-loopback --api")
 		fs.StringVar(&o.psk, "psk", "", "private network: only nodes with this pre-shared key file can connect (make one with: gossipchain psk)")
 		fs.StringVar(&o.authors, "authors", "", "file of peer IDs allowed to author blocks, one per line; blocks by others are rejected")
+		fs.IntVar(&o.authorRate, "author-rate", node.DefaultAuthorRate, "new blocks per second this node stores and relays per author (burst: ten seconds' worth); own lines wait for it; 0: no budget")
 		fs.IntVar(&o.finality, "finality", ledger.DefaultFinality, fmt.Sprintf("deepest reorg accepted, in blocks, once blocks have been on the main chain for %s; branches forking deeper are refused", ledger.DefaultSettle))
 	}
 	if err := fs.Parse(args); err != nil {
@@ -136,6 +138,9 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, error) 
 	}
 	if name == "gossipchain" && net.ParseIP(o.listen) == nil {
 		return nil, fmt.Errorf("--listen %q is not an IP address", o.listen)
+	}
+	if name == "gossipchain" && o.authorRate < 0 {
+		return nil, fmt.Errorf("--author-rate %d must be 0 (no budget) or more", o.authorRate)
 	}
 	if name == "gossipchain" && o.finality < 1 {
 		return nil, fmt.Errorf("--finality %d must be at least 1", o.finality)
@@ -213,6 +218,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		DataDir:    o.data,
 		Peers:      o.peers,
 		Finality:   o.finality,
+		AuthorRate: authorRate(o.authorRate),
 		Logger:     logger,
 		OnBlock:    c.received,
 		OnSync:     c.synced,
@@ -302,6 +308,15 @@ func check(dir string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "ok: height %d, head %s, %d blocks (%d lines typed here, %d pending), %d MiB on disk (%d bytes per block)\n",
 		rep.Height, rep.Head, rep.Blocks, rep.Lines, rep.Pending, rep.FileBytes>>20, perBlock)
 	return nil
+}
+
+// authorRate turns the flag's value into node.Config's: 0 there means the
+// default, here no budget.
+func authorRate(flag int) int {
+	if flag == 0 {
+		return -1
+	}
+	return flag
 }
 
 // isTerminal reports whether w is a terminal (a character device).

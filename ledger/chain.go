@@ -345,6 +345,11 @@ func (c *Chain) Add(b *Block) (Result, error) {
 	return c.commit(r, append([]*Block{b}, c.orphans.descendants(b.Hash, b.Index)...), nil)
 }
 
+// CheckBlock checks b on its own (everything Add checks but its link to
+// the chain), remembering it as checked: a caller can apply a policy of
+// its own to valid blocks before adding them.
+func (c *Chain) CheckBlock(b *Block) error { return c.check(b) }
+
 // check is the part of validation that needs no other block. A copy of a
 // block checked moments ago passes at the cost of a hash.
 func (c *Chain) check(b *Block) error {
@@ -394,6 +399,21 @@ type Checked struct {
 	blocks []*Block
 	valid  int   // how many leading blocks passed
 	err    error // why the next one did not
+}
+
+// Valid returns how many leading blocks of the run passed, and why the next
+// did not.
+func (r *Checked) Valid() (int, error) { return r.valid, r.err }
+
+// Blocks returns the run.
+func (r *Checked) Blocks() []*Block { return r.blocks }
+
+// Limit keeps only the first n blocks of the run for AddChecked (a caller's
+// own policy, such as a budget, stops it there; not an error of the run).
+func (r *Checked) Limit(n int) {
+	if n < r.valid {
+		r.valid, r.err = n, nil
+	}
 }
 
 // Check checks every block of a run on its own (everything but its link to

@@ -213,7 +213,9 @@ type gossipchainSystem struct {
 func startGossipchain(t *testing.T, n int, arr *arrivals, wires [][]int, origin libp2pmetrics.Reporter) *gossipchainSystem {
 	s := &gossipchainSystem{}
 	for i := 0; i < n; i++ {
-		cfg := Config{DataDir: t.TempDir()}
+		// No author budget: the burst measures how fast blocks spread, not
+		// the 200/s a node allows one author by default.
+		cfg := Config{DataDir: t.TempDir(), AuthorRate: -1}
 		if i == 0 {
 			cfg.bandwidth = origin
 		}

@@ -66,6 +66,13 @@ type Config struct {
 	// ledger.DefaultFinality.
 	Finality int
 
+	// AuthorRate is how many new blocks per second, per author, this node
+	// stores and relays (budget.go); 0 means DefaultAuthorRate, negative
+	// means no budget. AuthorBurst is how many at once; 0 means ten
+	// seconds of AuthorRate.
+	AuthorRate  int
+	AuthorBurst int
+
 	// gater, if set, vets every connection (tests cut links with it).
 	gater connmgr.ConnectionGater
 	// settleAtOnce lets finality protect blocks as soon as they are deep
@@ -102,6 +109,12 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.Finality == 0 {
 		cfg.Finality = ledger.DefaultFinality
+	}
+	if cfg.AuthorRate == 0 {
+		cfg.AuthorRate = DefaultAuthorRate
+	}
+	if cfg.AuthorBurst <= 0 {
+		cfg.AuthorBurst = authorBurstFactor * max(1, cfg.AuthorRate)
 	}
 	if cfg.SyncTimeout <= 0 {
 		cfg.SyncTimeout = protocol.SyncTimeout

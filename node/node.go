@@ -51,6 +51,7 @@ type Node struct {
 	peerNotify network.Notifiee
 	alone      atomic.Bool  // the last peer left, none has come back
 	dialing    atomic.Int32 // configured peers being dialled right now
+	budget     *authorBudget
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -73,6 +74,7 @@ func New(c Config) (_ *Node, err error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, drops: newDropCounter(), msgIDs: newMessageIDs(), scores: &scoreBoard{}, republish: make(chan *delivery, ledger.MaxOrphans), reappend: make(chan struct{}, 1)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.budget = newAuthorBudget(cfg.AuthorRate, cfg.AuthorBurst, cfg.clock)
 	n.events = newEventHub()
 	n.metrics = newMetrics(n)
 	defer func() {
@@ -314,6 +316,10 @@ type Receipt struct {
 func (n *Node) Post(ctx context.Context, data string) (*Receipt, error) {
 	if n.ctx.Err() != nil {
 		return nil, ledger.ErrClosed
+	}
+	// Own lines obey the author budget by waiting (budget.go).
+	if err := n.budget.wait(ctx, n.signer.ID()); err != nil {
+		return nil, err
 	}
 	res, err := n.chain.Append(n.signer, data)
 	if err != nil {

@@ -264,7 +264,7 @@ func (s *syncer) appScore(p peer.ID) float64 {
 	if b, ok := s.banned[p]; ok && b.fault && time.Now().Before(b.until) {
 		return syncFaultPenalty
 	}
-	return 0
+	return s.n.budget.penalty(p)
 }
 
 // Progress returns the sync in progress, or nil.
@@ -421,10 +421,20 @@ func (s *syncer) syncFrom(p peer.ID, target protocol.Status) {
 		if target.Better(last.Index, last.Hash) {
 			next = fetchNext()
 		}
+		limited := s.budgeted(f.checked)
 		res, err := chain.AddChecked(f.checked)
 		s.n.added(res, "sync")
 		if err != nil {
 			s.failed(p, err)
+			return
+		}
+		if limited {
+			// Young blocks over their author's budget: not the peer's
+			// fault; come back once the budget has refilled.
+			s.n.drop("sync_author_rate_limited")
+			s.mu.Lock()
+			s.banned[p] = ban{until: time.Now().Add(coolOff)}
+			s.mu.Unlock()
 			return
 		}
 		if len(res.Added) == 0 && !advanced {
@@ -452,6 +462,23 @@ func (s *syncer) syncFrom(p peer.ID, target protocol.Status) {
 			next = fetchNext()
 		}
 	}
+}
+
+// budgeted applies the author budget to a fetched run: it is cut at the
+// first young block, new to this node, whose author has no budget left.
+// It reports whether it cut.
+func (s *syncer) budgeted(run *ledger.Checked) bool {
+	valid, _ := run.Valid()
+	for i, b := range run.Blocks()[:valid] {
+		if !s.n.budget.young(b) || s.n.chain.Has(b.Hash) {
+			continue
+		}
+		if !s.n.budget.allow(b.Author) {
+			run.Limit(i)
+			return true
+		}
+	}
+	return false
 }
 
 // fetched is the outcome of one blocks request.

@@ -27,7 +27,9 @@ func fill(t testing.TB, n *Node, count int) []*ledger.Block {
 	t.Helper()
 	s := ledger.NewSigner(ed25519.NewKeyFromSeed(make([]byte, 32)))
 	parent := n.Chain().Head()
-	start := time.Now().Add(-time.Duration(count) * time.Millisecond)
+	// Timestamps end two minutes ago: older than youngFor, so history,
+	// not a flood against the author budget.
+	start := time.Now().Add(-2*time.Minute - time.Duration(count)*time.Millisecond)
 	var out []*ledger.Block
 	for i := 0; i < count; i++ {
 		b, err := s.Sign(parent, fmt.Sprintf("filled %d", i), start.Add(time.Duration(i)*time.Millisecond))

@@ -31,6 +31,7 @@ type delivery struct {
 //	bad hash, bad signature, bad author, bad index      REJECT
 //	empty or oversized data, claims to be genesis       REJECT
 //	already stored                                      IGNORE
+//	valid and new, but over its author's budget         IGNORE (budget.go)
 //	parent unknown (held as an orphan)                  IGNORE
 //	timestamp too far ahead of this node's clock        IGNORE
 //	with --authors: author not on the list              REJECT
@@ -65,7 +66,23 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 		n.log.Debug("rejected gossip message", "from", from, "err", err)
 		return pubsub.ValidationReject
 	}
-	res, err := n.chain.Add(b)
+	var res ledger.Result
+	switch {
+	case n.chain.Has(b.Hash):
+		res, err = n.chain.Add(b) // a duplicate, or a tampered copy: Add says which
+	default:
+		if err = n.chain.CheckBlock(b); err != nil {
+			break
+		}
+		// Valid and new to this node: it counts against its author's budget.
+		if !n.budget.allow(b.Author) {
+			n.budget.over(from)
+			n.drop("author_rate_limited")
+			n.metrics.blocksDropped.WithLabelValues("ignore", "author_rate_limited").Inc()
+			return pubsub.ValidationIgnore
+		}
+		res, err = n.chain.Add(b)
+	}
 	if err != nil {
 		code := ledger.Code(err)
 		if code == 0 { // the store failed: not the sender's fault

@@ -4,6 +4,7 @@
 package ratelimit
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -52,6 +53,39 @@ func (l *Limiter) Allow(key string) bool {
 	}
 	b.last = now
 	return b.lim.AllowN(now, 1)
+}
+
+// Wait takes a token for key, waiting for one if there is none, unless ctx
+// ends first.
+func (l *Limiter) Wait(ctx context.Context, key string) error {
+	l.mu.Lock()
+	now := l.now()
+	b, ok := l.buckets[key]
+	if !ok {
+		if len(l.buckets) >= maxBuckets {
+			l.prune(now)
+		}
+		b = &bucket{lim: rate.NewLimiter(l.rate, l.burst)}
+		l.buckets[key] = b
+	}
+	b.last = now
+	r := b.lim.ReserveN(now, 1)
+	delay := r.DelayFrom(now)
+	l.mu.Unlock()
+	if delay <= 0 {
+		return nil
+	}
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		l.mu.Lock()
+		r.CancelAt(l.now()) // the token goes back to the bucket
+		l.mu.Unlock()
+		return ctx.Err()
+	}
 }
 
 // prune forgets the buckets that have refilled (their keys are as good as
