@@ -40,9 +40,15 @@ func New(perSecond, burst int, now func() time.Time) *Limiter {
 
 // Allow takes a token for key, reporting false if it has none left.
 func (l *Limiter) Allow(key string) bool {
-	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := l.now()
+	return l.bucket(key, now).AllowN(now, 1)
+}
+
+// bucket returns key's bucket, made if new, and marks it used at now.
+// l.mu is held.
+func (l *Limiter) bucket(key string, now time.Time) *rate.Limiter {
 	b, ok := l.buckets[key]
 	if !ok {
 		if len(l.buckets) >= maxBuckets {
@@ -52,7 +58,7 @@ func (l *Limiter) Allow(key string) bool {
 		l.buckets[key] = b
 	}
 	b.last = now
-	return b.lim.AllowN(now, 1)
+	return b.lim
 }
 
 // Wait takes a token for key, waiting for one if there is none, unless ctx
@@ -60,16 +66,7 @@ func (l *Limiter) Allow(key string) bool {
 func (l *Limiter) Wait(ctx context.Context, key string) error {
 	l.mu.Lock()
 	now := l.now()
-	b, ok := l.buckets[key]
-	if !ok {
-		if len(l.buckets) >= maxBuckets {
-			l.prune(now)
-		}
-		b = &bucket{lim: rate.NewLimiter(l.rate, l.burst)}
-		l.buckets[key] = b
-	}
-	b.last = now
-	r := b.lim.ReserveN(now, 1)
+	r := l.bucket(key, now).ReserveN(now, 1)
 	delay := r.DelayFrom(now)
 	l.mu.Unlock()
 	if delay <= 0 {
