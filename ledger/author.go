@@ -30,8 +30,6 @@ var authorKeys = struct {
 	m map[string]ed25519.PublicKey
 }{m: map[string]ed25519.PublicKey{}}
 
-const authorKeysKeep = 1024
-
 // AuthorKey returns the Ed25519 public key embedded in a peer ID. The key
 // returned may be shared: callers must not modify it.
 func AuthorKey(id string) (ed25519.PublicKey, error) {

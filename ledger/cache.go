@@ -20,6 +20,16 @@ const (
 	// of two generations, so the parents and duplicates that gossip asks
 	// about are found without a read.
 	recentKeep = 8192
+	// verifiedKeep is how many recently verified blocks a chain remembers
+	// (in each of two generations) so that further copies skip the
+	// signature check (verified.go).
+	verifiedKeep = 4096
+	// authorKeysKeep is how many authors' decoded public keys are kept
+	// (author.go), expandedKeysKeep how many expanded for batch checks
+	// (sig.go, about 1.5 KiB each).
+	authorKeysKeep   = 1024
+	expandedKeysKeep = 256
+	// MaxOrphans (chain.go) bounds the blocks held for a missing parent.
 )
 
 // metaCache remembers the index entries of recent blocks in two

@@ -41,8 +41,6 @@ var expandedKeys = struct {
 	m map[string]*voi.ExpandedPublicKey
 }{m: map[string]*voi.ExpandedPublicKey{}}
 
-const expandedKeysKeep = 256
-
 func expandedKey(pub ed25519.PublicKey) *voi.ExpandedPublicKey {
 	expandedKeys.Lock()
 	defer expandedKeys.Unlock()

@@ -2,9 +2,6 @@ package ledger
 
 import "sync"
 
-// verifiedKeep is how many recently verified blocks a chain remembers (in
-// each of two generations) so that further copies skip the signature check.
-const verifiedKeep = 4096
 
 // verifiedSet remembers blocks whose signature this chain has checked, or
 // made, by claimed hash and signature. A copy whose contents hash to its
