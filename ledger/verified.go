@@ -2,7 +2,6 @@ package ledger
 
 import "sync"
 
-
 // verifiedSet remembers blocks whose signature this chain has checked, or
 // made, by claimed hash and signature. A copy whose contents hash to its
 // claimed hash and whose signature is the same is the same block: its
