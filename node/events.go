@@ -26,6 +26,14 @@ type Event struct {
 	Sync *SyncProgress `json:"sync,omitempty"`
 }
 
+// Where a stored block came from (Event.Origin, and the origin label of
+// gossipchain_blocks_added_total).
+const (
+	OriginLocal  = "local"  // appended here: typed, posted or re-appended
+	OriginGossip = "gossip" // received by gossip
+	OriginSync   = "sync"   // fetched by sync
+)
+
 // maxSyncBlockEvents is the largest sync batch announced block by block.
 const maxSyncBlockEvents = 100
 
@@ -155,7 +163,7 @@ func (n *Node) added(res ledger.Result, origin string) {
 	}
 	// A long sync is announced by its head (and "sync" progress), not
 	// block by block.
-	if origin != "sync" || len(res.Added) <= maxSyncBlockEvents {
+	if origin != OriginSync || len(res.Added) <= maxSyncBlockEvents {
 		for _, b := range res.Added {
 			n.events.publish(Event{Type: "block", Block: b, Origin: origin})
 		}
@@ -164,7 +172,7 @@ func (n *Node) added(res ledger.Result, origin string) {
 		// A head moved by gossip is news its peers are getting the same
 		// way; one moved here (typed, synced, re-appended) is worth a head
 		// exchange soon, so a peer left behind is noticed.
-		if origin == "gossip" {
+		if origin == OriginGossip {
 			n.sync.gossipMoved()
 		} else {
 			n.sync.headMoved()

@@ -78,6 +78,13 @@ func (n *Node) drop(reason string) {
 	n.metrics.dropped.WithLabelValues(reason).Inc()
 }
 
+// dropBlock counts a gossiped block dropped with verdict ("reject" or
+// "ignore") for reason: in /status drops and in both drop metrics.
+func (n *Node) dropBlock(verdict, reason string) {
+	n.drop(reason)
+	n.metrics.blocksDropped.WithLabelValues(verdict, reason).Inc()
+}
+
 // dropCounter counts gossip messages dropped, by reason.
 type dropCounter struct {
 	mu     sync.Mutex // guards counts

@@ -325,7 +325,7 @@ func (n *Node) Post(ctx context.Context, data string) (*Receipt, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.added(res, "local")
+	n.added(res, OriginLocal)
 	b := res.Added[0]
 	// Out first, then acknowledged once on disk: the fsync overlaps the
 	// first hop.

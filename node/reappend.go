@@ -53,7 +53,7 @@ func (n *Node) reappendLoop() {
 		if n.chain.PendingLines() > 0 {
 			n.wakeReappend() // the next batch
 		}
-		n.added(res, "local")
+		n.added(res, OriginLocal)
 		if len(res.Added) > 0 {
 			n.log.Info("lines re-appended after a reorg", "count", len(res.Added), "head", res.Head.Index)
 		}

@@ -423,7 +423,7 @@ func (s *syncer) syncFrom(p peer.ID, target protocol.Status) {
 		}
 		limited := s.budgeted(f.checked)
 		res, err := chain.AddChecked(f.checked)
-		s.n.added(res, "sync")
+		s.n.added(res, OriginSync)
 		if err != nil {
 			s.failed(p, err)
 			return

@@ -44,8 +44,7 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 	defer func() {
 		if r := recover(); r != nil {
 			n.log.Error("block validator panicked; rejecting message", "from", from, "panic", r, "stack", string(debug.Stack()))
-			n.drop("panic")
-			n.metrics.blocksDropped.WithLabelValues("reject", "panic").Inc()
+			n.dropBlock("reject", "panic")
 			verdict = pubsub.ValidationReject
 		}
 		if verdict == pubsub.ValidationReject && from != n.host.ID() {
@@ -61,8 +60,7 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 	}
 	b, err := protocol.DecodeBlock(msg.Data)
 	if err != nil {
-		n.drop("malformed")
-		n.metrics.blocksDropped.WithLabelValues("reject", "malformed").Inc()
+		n.dropBlock("reject", "malformed")
 		n.log.Debug("rejected gossip message", "from", from, "err", err)
 		return pubsub.ValidationReject
 	}
@@ -77,8 +75,7 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 		// Valid and new to this node: it counts against its author's budget.
 		if !n.budget.allow(b.Author) {
 			n.budget.over(from)
-			n.drop("author_rate_limited")
-			n.metrics.blocksDropped.WithLabelValues("ignore", "author_rate_limited").Inc()
+			n.dropBlock("ignore", "author_rate_limited")
 			return pubsub.ValidationIgnore
 		}
 		res, err = n.chain.Add(b)
@@ -89,12 +86,11 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 			n.log.Error("store block", "index", b.Index, "err", err)
 			return pubsub.ValidationIgnore
 		}
-		n.drop(code.String())
 		verdict := "ignore"
 		if code.Provable() {
 			verdict = "reject"
 		}
-		n.metrics.blocksDropped.WithLabelValues(verdict, code.String()).Inc()
+		n.dropBlock(verdict, code.String())
 		if code == ledger.ErrTooDeep {
 			n.log.Warn("refusing a branch that would rewrite settled history", "from", from, "err", err)
 		}
@@ -110,7 +106,7 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 	}
 	msg.ValidatorData = &delivery{block: b}
 	n.metrics.propagation.Observe(max(0, time.Since(b.Time()).Seconds()))
-	n.added(res, "gossip")
+	n.added(res, OriginGossip)
 	n.sync.saw(from, b)
 	if res.Reorg {
 		n.wakeReappend()
