@@ -1,5 +1,3 @@
-// Package ledger holds gossipchain's blocks, their hashing and validation,
-// fork choice and the on-disk store. It knows nothing about networking.
 package ledger
 
 import (

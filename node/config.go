@@ -1,6 +1,3 @@
-// Package node runs a gossipchain node: a libp2p host with a persistent
-// identity, the GossipSub topic that carries blocks, the connections to the
-// configured peers and the HTTP API. It wires the network to the ledger.
 package node
 
 import (

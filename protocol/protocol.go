@@ -1,6 +1,3 @@
-// Package protocol is what two gossipchain nodes must agree on: the gossip
-// topic, the message encoding, the message ID and the limits. Together with
-// docs/PROTOCOL.md it is enough to write another implementation.
 package protocol
 
 import (
