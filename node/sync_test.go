@@ -413,10 +413,18 @@ func TestGossipStreamNeedsNoSync(t *testing.T) {
 	waitSameHead(t, 30*time.Second, blocks, nodes...)
 	for _, n := range nodes[1:] {
 		fams := scrape(t, n)
+		// On a loaded machine gossip can stall past the grace once or
+		// twice, and a fetch finds nothing new: a round trip, not a second
+		// copy of the stream (without the grace: 6-9 fetches, blocks added
+		// by sync).
+		requests := 0.0
 		for _, result := range []string{"ok", "error"} {
-			if v, _ := value(fams, "gossipchain_sync_requests_made_total", map[string]string{"type": "blocks", "result": result}); v != 0 {
-				t.Errorf("node %s fetched blocks by sync %v times (%s) while gossip delivered them", n.ID(), v, result)
-			}
+			v, _ := value(fams, "gossipchain_sync_requests_made_total", map[string]string{"type": "blocks", "result": result})
+			requests += v
+		}
+		synced, _ := value(fams, "gossipchain_blocks_added_total", map[string]string{"origin": "sync"})
+		if synced != 0 || requests > 2 {
+			t.Errorf("node %s fetched blocks by sync %v times, adding %v, while gossip delivered them", n.ID(), requests, synced)
 		}
 		if v, _ := value(fams, "gossipchain_blocks_added_total", map[string]string{"origin": "gossip"}); v != blocks {
 			t.Errorf("node %s added %v blocks by gossip, want %d", n.ID(), v, blocks)

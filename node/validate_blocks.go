@@ -105,7 +105,11 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 		return pubsub.ValidationIgnore
 	}
 	msg.ValidatorData = &delivery{block: b}
-	n.metrics.propagation.Observe(max(0, time.Since(b.Time()).Seconds()))
+	// Every block stored by this message: the block, and held orphans it
+	// connected (they arrived by gossip too, ahead of their parent).
+	for _, a := range res.Added {
+		n.metrics.propagation.Observe(max(0, time.Since(a.Time()).Seconds()))
+	}
 	n.added(res, OriginGossip)
 	n.sync.saw(from, b)
 	if res.Reorg {
