@@ -303,10 +303,9 @@ func check(dir string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("check %s: %w", path, err)
 	}
-	rep.FileBytes = st.Size()
-	perBlock := uint64(rep.FileBytes) / max(1, rep.Blocks)
+	perBlock := uint64(st.Size()) / max(1, rep.Blocks)
 	fmt.Fprintf(stdout, "ok: height %d, head %s, %d blocks (%d lines typed here, %d pending), %d MiB on disk (%d bytes per block)\n",
-		rep.Height, rep.Head, rep.Blocks, rep.Lines, rep.Pending, rep.FileBytes>>20, perBlock)
+		rep.Height, rep.Head, rep.Blocks, rep.Lines, rep.Pending, st.Size()>>20, perBlock)
 	return nil
 }
 

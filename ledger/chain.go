@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -54,7 +53,7 @@ type Chain struct {
 	mu       sync.RWMutex // guards the fields below
 	head     *Block
 	tail     []string          // main-chain hashes at heights tailBase..head.Index
-	tailBase uint64            //
+	tailBase uint64            // the height of tail[0]
 	since    sinceRuns         // when recent main-chain heights became so
 	recent   *metaCache        // index entries of recent blocks
 	orphans  *orphanPool       // valid blocks waiting for their parent
@@ -146,7 +145,7 @@ func initStore(db *bolt.DB) error {
 		if mb := tx.Bucket(bucketMeta); mb != nil {
 			switch v := mb.Get(keyFormat); {
 			case v == nil && tx.Bucket(bucketOldBlocks) != nil:
-				return upgrade(tx, nil)
+				return upgrade(tx)
 			case len(v) == 8 && binary.BigEndian.Uint64(v) > storeFormat:
 				return fmt.Errorf("%w: store format %d is newer than this gossipchain (%d)", ErrCorrupt, binary.BigEndian.Uint64(v), storeFormat)
 			}
@@ -796,12 +795,4 @@ func (c *Chain) view(fn func(*bolt.Tx) error) error {
 		return ErrClosed
 	}
 	return err
-}
-
-func decodeJSONBlock(v []byte) (*Block, error) {
-	var b Block
-	if err := json.Unmarshal(v, &b); err != nil {
-		return nil, err
-	}
-	return &b, nil
 }

@@ -18,13 +18,11 @@ type CheckProgress struct {
 
 // CheckReport sums up a store that passed CheckStore.
 type CheckReport struct {
-	Height     uint64 // the head's index
-	Head       string // the head's hash
-	Blocks     uint64 // every stored block, side branches included
-	Lines      uint64 // blocks carrying a line typed on this node
-	Pending    uint64 // lines waiting to be appended again
-	FileBytes  int64
-	BlockBytes uint64 // the bodies' bytes
+	Height  uint64 // the head's index
+	Head    string // the head's hash
+	Blocks  uint64 // every stored block, side branches included
+	Lines   uint64 // blocks carrying a line typed on this node
+	Pending uint64 // lines waiting to be appended again
 }
 
 // CheckBatch is how many blocks CheckStore verifies at a time, spread over
@@ -50,10 +48,7 @@ func CheckStore(path string, progress func(CheckProgress)) (rep CheckReport, err
 	if progress == nil {
 		progress = func(CheckProgress) {}
 	}
-	err = db.View(func(tx *bolt.Tx) error {
-		rep.FileBytes = tx.Size()
-		return checkTx(tx, &rep, progress)
-	})
+	err = db.View(func(tx *bolt.Tx) error { return checkTx(tx, &rep, progress) })
 	return rep, err
 }
 
@@ -140,7 +135,6 @@ func checkTx(tx *bolt.Tx, rep *CheckReport, progress func(CheckProgress)) error 
 	n := uint64(0)
 	err := bodies.ForEach(func(k, v []byte) error {
 		rep.Blocks++
-		rep.BlockBytes += uint64(len(v))
 		if len(k) != 40 {
 			return corrupt("block key %x has %d bytes", k, len(k))
 		}

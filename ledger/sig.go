@@ -70,7 +70,6 @@ type sigCheck struct {
 // error per block. skip, if set, names blocks already known to be valid.
 func checkRun(bs []*Block, skip func(*Block) bool, extra func(*Block) error) []error {
 	errs := make([]error, len(bs))
-	checks := make([]*sigCheck, len(bs))
 	chunks := (len(bs) + sigBatch - 1) / sigBatch
 	workers := min(runtime.GOMAXPROCS(0), chunks)
 	var wg sync.WaitGroup
@@ -95,7 +94,6 @@ func checkRun(bs []*Block, skip func(*Block) bool, extra func(*Block) error) []e
 						errs[i] = err
 						continue
 					}
-					checks[i] = sc
 					if k := expandedKey(sc.pub); k != nil {
 						v.AddExpandedWithOptions(k, sc.hash, sc.sig, zip215)
 					} else {

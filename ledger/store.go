@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -188,18 +189,6 @@ func getBody(tx *bolt.Tx, height uint64, hash string) (*Block, error) {
 	return b, nil
 }
 
-// getBlock reads the block hash, wherever it is.
-func getBlock(tx *bolt.Tx, hash string) (*Block, error) {
-	m, ok, err := getMeta(tx, hash)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, fmt.Errorf("%w: block %s missing from the index", ErrCorrupt, short(hash))
-	}
-	return getBody(tx, m.height, hash)
-}
-
 // getMain reads the main-chain hash at height, "" if there is none.
 func getMain(tx *bolt.Tx, height uint64) string {
 	v := tx.Bucket(bucketMain).Get(heightKey(height))
@@ -209,17 +198,24 @@ func getMain(tx *bolt.Tx, height uint64) string {
 	return hex.EncodeToString(v)
 }
 
+func decodeJSONBlock(v []byte) (*Block, error) {
+	var b Block
+	if err := json.Unmarshal(v, &b); err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
 // upgrade rewrites a format-1 store (block JSON by hash, line records by
 // hash) in the current layout, in one transaction: a crash leaves the old
 // store, which the next open upgrades again. It is linear in the chain, once.
-func upgrade(tx *bolt.Tx, progress func(done int)) error {
+func upgrade(tx *bolt.Tx) error {
 	old := tx.Bucket(bucketOldBlocks)
 	for _, name := range [][]byte{bucketBodies, bucketIndex, bucketPending} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}
 	}
-	done := 0
 	err := old.ForEach(func(k, v []byte) error {
 		b, err := decodeJSONBlock(v)
 		if err != nil {
@@ -227,9 +223,6 @@ func upgrade(tx *bolt.Tx, progress func(done int)) error {
 		}
 		if h, err := b.ComputeHash(); err != nil || h != hex.EncodeToString(k) || h != b.Hash {
 			return fmt.Errorf("%w: block %x does not match its hash", ErrCorrupt, k)
-		}
-		if done++; done%10000 == 0 && progress != nil {
-			progress(done)
 		}
 		return putBlock(tx, b)
 	})
