@@ -380,7 +380,7 @@ func seedStore(t *testing.T, dir string, count int) []string {
 		run, parent, lines = append(run, b), b, append(lines, b.Data)
 	}
 	for i := 0; i < count; i += 1000 {
-		if _, err := c.AddBlocks(run[i:min(count, i+1000)]); err != nil {
+		if _, err := c.Add(run[i:min(count, i+1000)]...); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -72,12 +72,15 @@ func (b *Block) Time() time.Time { return time.UnixMilli(b.Timestamp) }
 // hash and author signature (the rule in sig.go). It is safe to call
 // concurrently and is what makes a block impossible to forge or alter in
 // flight.
-func (b *Block) CheckSanity() error {
-	sc, err := b.checkShape()
+func (b *Block) CheckSanity() error { return b.checkSanity(nil) }
+
+// checkSanity is CheckSanity with authors' keys taken from keys.
+func (b *Block) checkSanity(keys *keyCache) error {
+	sc, err := b.checkShape(keys)
 	if err != nil {
 		return err
 	}
-	if !verifySig(sc.pub, sc.hash, sc.sig) {
+	if !sc.key.verify(sc.hash, sc.sig) {
 		return ruleError(ErrBadSignature, "signature does not verify for author %s", b.Author)
 	}
 	return nil
@@ -85,7 +88,7 @@ func (b *Block) CheckSanity() error {
 
 // checkShape is CheckSanity but for the signature check, which it returns
 // ready to run alone or in a batch.
-func (b *Block) checkShape() (*sigCheck, error) {
+func (b *Block) checkShape(keys *keyCache) (*sigCheck, error) {
 	if b.Index == 0 {
 		return nil, ruleError(ErrGenesis, "block claims index 0 (genesis)")
 	}
@@ -106,7 +109,7 @@ func (b *Block) checkShape() (*sigCheck, error) {
 	if err != nil {
 		return nil, ruleError(ErrMalformed, "signature: %v", err)
 	}
-	pub, err := AuthorKey(b.Author)
+	key, err := keys.key(b.Author)
 	if err != nil {
 		return nil, ruleError(ErrBadAuthor, "author %.60q: %v", b.Author, err)
 	}
@@ -117,7 +120,7 @@ func (b *Block) checkShape() (*sigCheck, error) {
 	if want != b.Hash {
 		return nil, ruleError(ErrBadHash, "hash %s does not match contents (%s)", short(b.Hash), short(want))
 	}
-	return &sigCheck{pub: pub, hash: sum, sig: sig}, nil
+	return &sigCheck{key: key, hash: sum, sig: sig}, nil
 }
 
 // decodeHex decodes lowercase hex of exactly n bytes.

@@ -24,11 +24,10 @@ const (
 	// (in each of two generations) so that further copies skip the
 	// signature check (verified.go).
 	verifiedKeep = 4096
-	// authorKeysKeep is how many authors' decoded public keys are kept
-	// (author.go), expandedKeysKeep how many expanded for batch checks
-	// (sig.go, about 1.5 KiB each).
-	authorKeysKeep   = 1024
-	expandedKeysKeep = 256
+	// authorKeysKeep is how many authors' keys, decoded and expanded
+	// (about 1.6 KiB each), a chain keeps in each of two generations
+	// (author.go).
+	authorKeysKeep = 512
 	// MaxOrphans (chain.go) bounds the blocks held for a missing parent.
 )
 

@@ -64,6 +64,7 @@ type Chain struct {
 	closed   bool              // Close was called: every change is refused
 
 	verified *verifiedSet // recently checked blocks (own lock)
+	keys     *keyCache    // recent authors' keys (own lock)
 	flush    *flusher     // writes commits to the store in batches
 }
 
@@ -110,7 +111,7 @@ func Open(path string, opts ...Option) (c *Chain, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c = &Chain{db: db, now: time.Now, finality: DefaultFinality, settle: DefaultSettle, recent: newMetaCache(), orphans: newOrphanPool(MaxOrphans), lines: newLineBook(), unsynced: map[string]*Block{}, verified: newVerifiedSet()}
+	c = &Chain{db: db, now: time.Now, finality: DefaultFinality, settle: DefaultSettle, recent: newMetaCache(), orphans: newOrphanPool(MaxOrphans), lines: newLineBook(), unsynced: map[string]*Block{}, verified: newVerifiedSet(), keys: newKeyCache()}
 	for _, o := range opts {
 		o(c)
 	}
@@ -218,7 +219,7 @@ func (c *Chain) load() error {
 				return err
 			}
 			if h > 0 {
-				if err := b.CheckSanity(); err != nil {
+				if err := b.checkSanity(c.keys); err != nil {
 					return fmt.Errorf("%w: block %d %s: %v", ErrCorrupt, h, b.Short(), err)
 				}
 			}
@@ -307,93 +308,15 @@ func (r Result) Wait() error {
 	return r.durable.err
 }
 
-// Add validates b and stores it, with every held orphan it connects, in one
-// transaction, moving the head if the fork-choice rule says so. A block whose
-// parent is unknown is held (bounded) and reported as ErrUnknownParent. Every
-// rejection is a RuleError whose Code tells why.
-func (c *Chain) Add(b *Block) (Result, error) {
-	// Sanity first, even for a hash we hold: a tampered copy of a stored
-	// block must be rejected as tampered, not ignored as a duplicate.
-	if err := c.check(b); err != nil {
-		return Result{}, err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return Result{}, ErrClosed
-	}
-	r := c.reader()
-	defer r.done()
-	if _, ok, err := r.meta(b.Hash); err != nil || ok {
-		if err != nil {
-			return Result{}, err
-		}
-		return Result{}, ruleError(ErrDuplicate, "block %d %s is already known", b.Index, b.Short())
-	}
-	pm, ok, err := r.meta(b.PrevHash)
-	if err != nil {
-		return Result{}, err
-	}
-	if !ok {
-		c.orphans.add(b)
-		return Result{}, ruleError(ErrUnknownParent, "block %d %s: parent %s unknown", b.Index, b.Short(), short(b.PrevHash))
-	}
-	if b.Index != pm.height+1 {
-		return Result{}, ruleError(ErrBadIndex, "block index %d, parent index %d", b.Index, pm.height)
-	}
-	return c.commit(r, append([]*Block{b}, c.orphans.descendants(b.Hash, b.Index)...), nil)
-}
+// Add checks blocks and stores them: Process(Check(bs...)). A caller
+// with a policy of its own for valid blocks (a budget) checks first, then
+// processes.
+func (c *Chain) Add(bs ...*Block) (Result, error) { return c.Process(c.Check(bs...)) }
 
-// CheckBlock checks b on its own (everything Add checks but its link to
-// the chain), remembering it as checked: a caller can apply a policy of
-// its own to valid blocks before adding them.
-func (c *Chain) CheckBlock(b *Block) error { return c.check(b) }
-
-// check is the part of validation that needs no other block. A copy of a
-// block checked moments ago passes at the cost of a hash.
-func (c *Chain) check(b *Block) error {
-	if c.verified.has(b) {
-		return nil
-	}
-	if err := c.checkNew(b); err != nil {
-		return err
-	}
-	c.verified.add(b)
-	return nil
-}
-
-func (c *Chain) checkNew(b *Block) error {
-	if err := b.CheckSanity(); err != nil {
-		return err
-	}
-	return c.checkPolicy(b)
-}
-
-// checkPolicy is what this chain adds to a block's own validity: the
-// authors list and the clock.
-func (c *Chain) checkPolicy(b *Block) error {
-	if c.authors != nil && !c.authors[b.Author] {
-		return ruleError(ErrUnknownAuthor, "block %d author %s is not on the authors list", b.Index, b.Author)
-	}
-	if b.Timestamp > c.now().Add(MaxClockDrift).UnixMilli() {
-		return ruleError(ErrFutureTimestamp, "block %d timestamp %s is ahead of this node's clock", b.Index, b.Time().UTC().Format(time.RFC3339))
-	}
-	return nil
-}
-
-// AddBlocks adds a run of blocks fetched from a peer, in order: each block's
-// parent must be stored or earlier in the run. Blocks already stored are
-// skipped. Signatures are checked in parallel, then the valid blocks before
-// the first invalid one are stored in one transaction, so a reorg to the
-// fetched branch is atomic; the error names the first invalid block. Unlike
-// Add, a block with an unknown parent is not held: a fetched run must link.
-func (c *Chain) AddBlocks(bs []*Block) (Result, error) {
-	return c.AddChecked(c.Check(bs))
-}
-
-// Checked is a run of blocks whose hashes, signatures and timestamps have
-// been checked by Chain.Check, ready for AddChecked. Checking needs no lock,
-// so a caller can check the next run while the previous one is stored.
+// Checked is a run of blocks whose hashes, signatures and policy (authors
+// list, clock) Chain.Check has checked, ready for Process. Checking needs
+// no lock, so a caller can check the next run while the previous one is
+// stored.
 type Checked struct {
 	blocks []*Block
 	valid  int   // how many leading blocks passed
@@ -407,7 +330,7 @@ func (r *Checked) Valid() (int, error) { return r.valid, r.err }
 // Blocks returns the run.
 func (r *Checked) Blocks() []*Block { return r.blocks }
 
-// Limit keeps only the first n blocks of the run for AddChecked (a caller's
+// Limit keeps only the first n blocks of the run for Process (a caller's
 // own policy, such as a budget, stops it there; not an error of the run).
 func (r *Checked) Limit(n int) {
 	if n < r.valid {
@@ -415,15 +338,27 @@ func (r *Checked) Limit(n int) {
 	}
 }
 
-// Check checks every block of a run on its own (everything but its link to
-// the chain), spreading the signature checks over the CPUs.
-func (c *Chain) Check(bs []*Block) *Checked {
+// Check checks every block of a run on its own: everything but its link to
+// the chain, signatures in batches spread over the CPUs. A copy of a block
+// checked moments ago passes at the cost of a hash, and a tampered copy of
+// a stored block fails as tampered.
+func (c *Chain) Check(bs ...*Block) *Checked {
 	valid, err := c.checkAll(bs)
 	return &Checked{blocks: bs, valid: valid, err: err}
 }
 
-// AddChecked is AddBlocks for a run already checked.
-func (c *Chain) AddChecked(run *Checked) (Result, error) {
+// Process is how blocks from elsewhere (gossip, sync) change the chain; it
+// is the only way but Append and Reappend, which add this node's own
+// lines. It stores the valid blocks of run before the first invalid one,
+// in order, with every held orphan they connect, in one transaction, so a
+// reorg to a fetched branch is atomic, and moves the head if the
+// fork-choice rule says so. Each block's parent must be stored or earlier
+// in the run. Blocks already stored are skipped; if that was all of them,
+// the error is ErrDuplicate. A lone block whose parent is unknown is held
+// (bounded) for its parent to arrive, as gossip brings them; a longer run
+// must link. The error is a RuleError whose Code tells why, for the first
+// block not stored.
+func (c *Chain) Process(run *Checked) (Result, error) {
 	firstErr := run.err
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -434,6 +369,7 @@ func (c *Chain) AddChecked(run *Checked) (Result, error) {
 	defer r.done()
 	var batch []*Block
 	inBatch := map[string]uint64{}
+	known := 0
 	for _, b := range run.blocks[:run.valid] {
 		if _, ok := inBatch[b.Hash]; ok {
 			continue // connected from the orphan pool earlier in this run
@@ -441,6 +377,7 @@ func (c *Chain) AddChecked(run *Checked) (Result, error) {
 		if _, ok, err := r.meta(b.Hash); err != nil {
 			return Result{}, err
 		} else if ok {
+			known++
 			continue
 		}
 		ph, ok := inBatch[b.PrevHash]
@@ -452,6 +389,9 @@ func (c *Chain) AddChecked(run *Checked) (Result, error) {
 			ph, ok = pm.height, found
 		}
 		if !ok {
+			if len(run.blocks) == 1 {
+				c.orphans.add(b)
+			}
 			firstErr = ruleError(ErrUnknownParent, "block %d %s: parent %s unknown", b.Index, b.Short(), short(b.PrevHash))
 			break
 		}
@@ -465,6 +405,10 @@ func (c *Chain) AddChecked(run *Checked) (Result, error) {
 		}
 	}
 	if len(batch) == 0 {
+		if firstErr == nil && known > 0 {
+			last := run.blocks[run.valid-1]
+			firstErr = ruleError(ErrDuplicate, "block %d %s is already known", last.Index, last.Short())
+		}
 		return Result{Head: c.head}, firstErr
 	}
 	res, err := c.commit(r, batch, nil)
@@ -475,10 +419,16 @@ func (c *Chain) AddChecked(run *Checked) (Result, error) {
 }
 
 // checkAll checks every block on its own, the signatures in batches over
-// the CPUs. It returns how many leading blocks passed and the first
-// failure.
+// the CPUs (one block alone: on this goroutine). It returns how many
+// leading blocks passed and the first failure.
 func (c *Chain) checkAll(bs []*Block) (int, error) {
-	errs := checkRun(bs, c.verified.has, c.checkPolicy)
+	if len(bs) == 1 {
+		if err := c.check(bs[0]); err != nil {
+			return 0, err
+		}
+		return 1, nil
+	}
+	errs := checkRun(bs, c.keys, c.verified.has, c.checkPolicy)
 	for i, err := range errs {
 		if err != nil {
 			return i, err
@@ -486,6 +436,33 @@ func (c *Chain) checkAll(bs []*Block) (int, error) {
 		c.verified.add(bs[i])
 	}
 	return len(bs), nil
+}
+
+// check checks one block on its own, remembering it as checked.
+func (c *Chain) check(b *Block) error {
+	if c.verified.has(b) {
+		return nil
+	}
+	if err := b.checkSanity(c.keys); err != nil {
+		return err
+	}
+	if err := c.checkPolicy(b); err != nil {
+		return err
+	}
+	c.verified.add(b)
+	return nil
+}
+
+// checkPolicy is what this chain adds to a block's own validity: the
+// authors list and the clock.
+func (c *Chain) checkPolicy(b *Block) error {
+	if c.authors != nil && !c.authors[b.Author] {
+		return ruleError(ErrUnknownAuthor, "block %d author %s is not on the authors list", b.Index, b.Author)
+	}
+	if b.Timestamp > c.now().Add(MaxClockDrift).UnixMilli() {
+		return ruleError(ErrFutureTimestamp, "block %d timestamp %s is ahead of this node's clock", b.Index, b.Time().UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // Append signs data as a new block on the head and adds it. The block can

@@ -77,9 +77,10 @@ func checkTx(tx *bolt.Tx, rep *CheckReport, progress func(CheckProgress)) error 
 	// The main chain, in order: each entry present, its block whole,
 	// indexed, at its height and linked to the one below; signatures in
 	// batches over the CPUs.
+	keys := newKeyCache()
 	var batch []*Block
 	verify := func() error {
-		if err := verifyAll(batch); err != nil {
+		if err := verifyAll(batch, keys); err != nil {
 			return err
 		}
 		batch = batch[:0]
@@ -150,7 +151,7 @@ func checkTx(tx *bolt.Tx, rep *CheckReport, progress func(CheckProgress)) error 
 			return corrupt("height %d (side branch): block %s has no stored parent at height %d", height, b.Short(), height-1)
 		}
 		if side = append(side, b); len(side) == CheckBatch {
-			if err := verifyAll(side); err != nil {
+			if err := verifyAll(side, keys); err != nil {
 				return err
 			}
 			side = side[:0]
@@ -161,7 +162,7 @@ func checkTx(tx *bolt.Tx, rep *CheckReport, progress func(CheckProgress)) error 
 		return nil
 	})
 	if err == nil {
-		err = verifyAll(side)
+		err = verifyAll(side, keys)
 	}
 	if err != nil {
 		return err
@@ -225,8 +226,8 @@ func checkBody(bodies, index *bolt.Bucket, height uint64, hash string) (*Block, 
 
 // verifyAll checks the blocks' own validity (signatures in batches, over
 // the CPUs) and names the first that fails.
-func verifyAll(bs []*Block) error {
-	for i, err := range checkRun(bs, nil, nil) {
+func verifyAll(bs []*Block, keys *keyCache) error {
+	for i, err := range checkRun(bs, keys, nil, nil) {
 		if err != nil {
 			return fmt.Errorf("%w: height %d: block %s: %v", ErrCorrupt, bs[i].Index, bs[i].Short(), err)
 		}

@@ -24,7 +24,7 @@ func within(t *testing.T, d time.Duration, what string, fn func() error) error {
 func TestClosedChainRefusesWork(t *testing.T) {
 	c, _ := openTest(t)
 	run := build(t, signer(1), Genesis(), 3, "c")
-	if _, err := c.AddBlocks(run[:1]); err != nil {
+	if _, err := c.Add(run[:1]...); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Close(); err != nil {
@@ -37,7 +37,7 @@ func TestClosedChainRefusesWork(t *testing.T) {
 		{"Append", func() error { r, err := c.Append(signer(2), "late"); return errors.Join(err, r.Wait()) }},
 		{"Add", func() error { _, err := c.Add(run[1]); return err }},
 		{"Add of an orphan", func() error { _, err := c.Add(run[2]); return err }},
-		{"AddBlocks", func() error { _, err := c.AddBlocks(run[1:]); return err }},
+		{"Add a run", func() error { _, err := c.Add(run[1:]...); return err }},
 		{"Reappend", func() error { _, err := c.Reappend(signer(2), 10); return err }},
 		{"Range", func() error { _, err := c.Range(0, 10); return err }},
 		{"After", func() error { _, _, err := c.After([]string{Genesis().Hash}, 10, 1<<20); return err }},

@@ -280,20 +280,22 @@ func TestAuthorRoundTrip(t *testing.T) {
 			t.Errorf("AuthorKey(%q) accepted", bad)
 		}
 	}
-	// Remembered keys answer the same, and the memory stays bounded.
-	for i := range 2*authorKeysKeep + 1 {
+	// A chain's remembered keys answer the same, and its memory of them
+	// stays bounded.
+	kc := newKeyCache()
+	for i := range 3*authorKeysKeep + 1 {
 		seed := make([]byte, ed25519.SeedSize)
 		seed[0], seed[1] = byte(i), byte(i>>8)
 		id := NewSigner(ed25519.NewKeyFromSeed(seed)).ID()
-		pub, err := AuthorKey(id)
-		if again, _ := AuthorKey(id); err != nil || AuthorID(pub) != id || !pub.Equal(again) {
+		k, err := kc.key(id)
+		if err != nil || AuthorID(k.pub) != id || k.expanded == nil {
 			t.Fatalf("author %d: %v", i, err)
 		}
+		if again, _ := kc.key(id); again != k {
+			t.Fatalf("author %d: not remembered", i)
+		}
 	}
-	authorKeys.Lock()
-	n := len(authorKeys.m)
-	authorKeys.Unlock()
-	if n > authorKeysKeep {
-		t.Errorf("%d author keys remembered, bound %d", n, authorKeysKeep)
+	if n := kc.len(); n > 2*authorKeysKeep {
+		t.Errorf("%d author keys remembered, bound %d", n, 2*authorKeysKeep)
 	}
 }

@@ -132,7 +132,7 @@ func TestLongChain(t *testing.T) {
 				t.Fatalf("append: %v, height %d", err, c.Height())
 			}
 			fork := build(t, signer(9), blocks[n-3], 6, "f")
-			if res, err := c.AddBlocks(fork); err != nil || !res.Reorg || res.Dropped != 4 || c.Head().Hash != fork[5].Hash {
+			if res, err := c.Add(fork...); err != nil || !res.Reorg || res.Dropped != 4 || c.Head().Hash != fork[5].Hash {
 				t.Fatalf("fork near the head: %v, reorg %v dropped %d", err, res.Reorg, res.Dropped)
 			}
 			if c.PendingLines() != 1 {
@@ -155,7 +155,7 @@ func TestTailBounded(t *testing.T) {
 	defer c.Close()
 	run := build(t, signer(3), blocks[2*tailKeep], tailKeep+10, "t")
 	for lo := 0; lo < len(run); lo += 1000 {
-		if _, err := c.AddBlocks(run[lo:min(len(run), lo+1000)]); err != nil {
+		if _, err := c.Add(run[lo:min(len(run), lo+1000)]...); err != nil {
 			t.Fatal(err)
 		}
 	}

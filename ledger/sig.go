@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"crypto/ed25519"
 	"crypto/sha256"
 	"runtime"
 	"sync"
@@ -28,47 +27,26 @@ var zip215 = &voi.Options{Verify: voi.VerifyOptionsZIP_215}
 // sigBatch is how many signatures are checked together.
 const sigBatch = 64
 
-// verifySig checks one signature by the rule above.
-func verifySig(pub ed25519.PublicKey, hash, sig []byte) bool {
-	return voi.VerifyWithOptions(voi.PublicKey(pub), hash, sig, zip215)
-}
-
-// expandedKeys remembers the expanded form of recent authors' keys (about
-// 1.5 KiB each), which makes a batch check about a third cheaper. Bounded:
-// it starts over when full.
-var expandedKeys = struct {
-	sync.Mutex
-	m map[string]*voi.ExpandedPublicKey
-}{m: map[string]*voi.ExpandedPublicKey{}}
-
-func expandedKey(pub ed25519.PublicKey) *voi.ExpandedPublicKey {
-	expandedKeys.Lock()
-	defer expandedKeys.Unlock()
-	if k, ok := expandedKeys.m[string(pub)]; ok {
-		return k
+// verify checks one signature by the rule above.
+func (k *authorKey) verify(hash, sig []byte) bool {
+	if k.expanded != nil {
+		return voi.VerifyExpandedWithOptions(k.expanded, hash, sig, zip215)
 	}
-	k, err := voi.NewExpandedPublicKey(voi.PublicKey(pub))
-	if err != nil {
-		return nil // not a point: the check will fail, alone or in a batch
-	}
-	if len(expandedKeys.m) >= expandedKeysKeep {
-		clear(expandedKeys.m)
-	}
-	expandedKeys.m[string(pub)] = k
-	return k
+	return voi.VerifyWithOptions(voi.PublicKey(k.pub), hash, sig, zip215)
 }
 
 // sigCheck is one signature waiting for a batch.
 type sigCheck struct {
-	pub       ed25519.PublicKey
+	key       *authorKey
 	hash, sig []byte
 }
 
 // checkRun checks every block of a run on its own, as CheckSanity does,
 // with extra (if set) applied to each block that passes, and the
-// signatures checked in batches spread over the CPUs. It returns one
-// error per block. skip, if set, names blocks already known to be valid.
-func checkRun(bs []*Block, skip func(*Block) bool, extra func(*Block) error) []error {
+// signatures checked in batches spread over the CPUs, authors' keys taken
+// from keys (nil: decoded for each block). It returns one error per block.
+// skip, if set, names blocks already known to be valid.
+func checkRun(bs []*Block, keys *keyCache, skip func(*Block) bool, extra func(*Block) error) []error {
 	errs := make([]error, len(bs))
 	chunks := (len(bs) + sigBatch - 1) / sigBatch
 	workers := min(runtime.GOMAXPROCS(0), chunks)
@@ -86,7 +64,7 @@ func checkRun(bs []*Block, skip func(*Block) bool, extra func(*Block) error) []e
 					if skip != nil && skip(b) {
 						continue
 					}
-					sc, err := b.checkShape()
+					sc, err := b.checkShape(keys)
 					if err == nil && extra != nil {
 						err = extra(b)
 					}
@@ -94,10 +72,10 @@ func checkRun(bs []*Block, skip func(*Block) bool, extra func(*Block) error) []e
 						errs[i] = err
 						continue
 					}
-					if k := expandedKey(sc.pub); k != nil {
-						v.AddExpandedWithOptions(k, sc.hash, sc.sig, zip215)
+					if sc.key.expanded != nil {
+						v.AddExpandedWithOptions(sc.key.expanded, sc.hash, sc.sig, zip215)
 					} else {
-						v.AddWithOptions(voi.PublicKey(sc.pub), sc.hash, sc.sig, zip215)
+						v.AddWithOptions(voi.PublicKey(sc.key.pub), sc.hash, sc.sig, zip215)
 					}
 					idx = append(idx, i)
 				}

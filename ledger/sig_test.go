@@ -68,8 +68,16 @@ func TestSignatureRuleZIP215(t *testing.T) {
 	if err := b.CheckSanity(); err != nil {
 		t.Fatalf("alone: %v; ZIP-215 accepts it", err)
 	}
-	if errs := checkRun([]*Block{b}, nil, nil); errs[0] != nil {
-		t.Fatalf("in a batch: %v; ZIP-215 accepts it", errs[0])
+	// Alone and in a batch, with the author's key as decoded and as a
+	// chain's key cache expands it: every path agrees.
+	keys := newKeyCache()
+	if err := b.checkSanity(keys); err != nil {
+		t.Fatalf("alone, expanded key: %v; ZIP-215 accepts it", err)
+	}
+	for _, kc := range []*keyCache{nil, keys} {
+		if errs := checkRun([]*Block{b, b}, kc, nil, nil); errs[0] != nil || errs[1] != nil {
+			t.Fatalf("in a batch (key cache %v): %v; ZIP-215 accepts it", kc != nil, errs)
+		}
 	}
 	// S not below the group order is refused by both.
 	bad := *b
@@ -77,8 +85,13 @@ func TestSignatureRuleZIP215(t *testing.T) {
 	if err := bad.CheckSanity(); Code(err) != ErrBadSignature {
 		t.Fatalf("non-canonical S alone: %v", err)
 	}
-	if errs := checkRun([]*Block{&bad}, nil, nil); Code(errs[0]) != ErrBadSignature {
-		t.Fatalf("non-canonical S in a batch: %v", errs[0])
+	if err := bad.checkSanity(keys); Code(err) != ErrBadSignature {
+		t.Fatalf("non-canonical S alone, expanded key: %v", err)
+	}
+	for _, kc := range []*keyCache{nil, keys} {
+		if errs := checkRun([]*Block{&bad, b}, kc, nil, nil); Code(errs[0]) != ErrBadSignature || errs[1] != nil {
+			t.Fatalf("non-canonical S in a batch (key cache %v): %v", kc != nil, errs)
+		}
 	}
 }
 
@@ -92,7 +105,7 @@ func TestBatchNamesTheBadSignature(t *testing.T) {
 	}
 	bad.Signature = string(sig)
 	run[100] = &bad
-	for i, err := range checkRun(run, nil, nil) {
+	for i, err := range checkRun(run, nil, nil, nil) {
 		if (i == 100) != (err != nil) {
 			t.Fatalf("block %d: %v", i, err)
 		}
@@ -101,8 +114,8 @@ func TestBatchNamesTheBadSignature(t *testing.T) {
 		}
 	}
 	c, _ := openTest(t)
-	res, err := c.AddBlocks(run)
+	res, err := c.Add(run...)
 	if Code(err) != ErrBadSignature || len(res.Added) != 100 || c.Height() != 100 {
-		t.Fatalf("AddBlocks: %d added, height %d, %v; want the 100 before the bad one", len(res.Added), c.Height(), err)
+		t.Fatalf("Add: %d added, height %d, %v; want the 100 before the bad one", len(res.Added), c.Height(), err)
 	}
 }

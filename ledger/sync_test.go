@@ -9,14 +9,14 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-func TestAddBlocks(t *testing.T) {
+func TestAddRun(t *testing.T) {
 	c, _ := openTest(t)
 	run := build(t, signer(1), Genesis(), 50, "r")
-	res, err := c.AddBlocks(run)
+	res, err := c.Add(run...)
 	if err != nil || len(res.Added) != 50 || res.Reorg || c.Height() != 50 {
 		t.Fatalf("first run: %d added, reorg %v, height %d, err %v", len(res.Added), res.Reorg, c.Height(), err)
 	}
-	if res, err := c.AddBlocks(run); err != nil || len(res.Added) != 0 {
+	if res, err := c.Add(run...); Code(err) != ErrDuplicate || len(res.Added) != 0 {
 		t.Fatalf("same run again: %d added, err %v", len(res.Added), err)
 	}
 
@@ -24,18 +24,18 @@ func TestAddBlocks(t *testing.T) {
 	bad := *more[5]
 	bad.Data = "tampered"
 	more[5] = &bad
-	res, err = c.AddBlocks(more)
+	res, err = c.Add(more...)
 	if Code(err) != ErrBadHash || len(res.Added) != 5 || c.Height() != 55 {
 		t.Fatalf("tampered run: %d added, height %d, err %v; want the 5 before it stored and invalid_hash", len(res.Added), c.Height(), err)
 	}
 
 	unlinked := build(t, signer(2), &Block{Index: 70, Hash: strings.Repeat("ab", 32)}, 3, "u")
-	if _, err := c.AddBlocks(unlinked); Code(err) != ErrUnknownParent || c.Orphans() != 0 {
+	if _, err := c.Add(unlinked...); Code(err) != ErrUnknownParent || c.Orphans() != 0 {
 		t.Fatalf("unlinked run: err %v, %d orphans; want unknown_parent and nothing held", err, c.Orphans())
 	}
 }
 
-func TestAddBlocksConnectsOrphans(t *testing.T) {
+func TestAddRunConnectsOrphans(t *testing.T) {
 	c, _ := openTest(t)
 	run := build(t, signer(1), Genesis(), 20, "r")
 	for _, b := range run[15:] { // gossip ahead of the sync
@@ -43,24 +43,24 @@ func TestAddBlocksConnectsOrphans(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	res, err := c.AddBlocks(run[:12])
+	res, err := c.Add(run[:12]...)
 	if err != nil || len(res.Added) != 12 || c.Orphans() != 5 {
 		t.Fatalf("first part: %d added, %d orphans, err %v", len(res.Added), c.Orphans(), err)
 	}
-	res, err = c.AddBlocks(run[12:17])
+	res, err = c.Add(run[12:17]...)
 	if err != nil || len(res.Added) != 8 || c.Height() != 20 || c.Orphans() != 0 {
 		t.Fatalf("second part: %d added, height %d, %d orphans, err %v; want 3 + 5 connected", len(res.Added), c.Height(), c.Orphans(), err)
 	}
 }
 
-func TestAddBlocksReorg(t *testing.T) {
+func TestAddRunReorg(t *testing.T) {
 	c, _ := openTest(t)
 	main := build(t, signer(1), Genesis(), 10, "m")
-	if _, err := c.AddBlocks(main); err != nil {
+	if _, err := c.Add(main...); err != nil {
 		t.Fatal(err)
 	}
 	side := build(t, signer(2), main[2], 12, "s") // heights 4..15
-	res, err := c.AddBlocks(side)
+	res, err := c.Add(side...)
 	if err != nil || !res.Reorg || res.Dropped != 7 || c.Head().Hash != side[11].Hash {
 		t.Fatalf("reorg: reorg %v dropped %d head %d, err %v", res.Reorg, res.Dropped, c.Height(), err)
 	}
@@ -101,7 +101,7 @@ func TestReappendExactlyOnce(t *testing.T) {
 	}
 	// A longer branch from elsewhere takes the three lines off the main chain.
 	other := build(t, signer(2), Genesis(), 5, "o")
-	res, err := c.AddBlocks(other)
+	res, err := c.Add(other...)
 	if err != nil || !res.Reorg || c.PendingLines() != 3 {
 		t.Fatalf("after reorg: reorg %v, %d pending, err %v; want 3 pending", res.Reorg, c.PendingLines(), err)
 	}
@@ -131,7 +131,7 @@ func TestReappendExactlyOnce(t *testing.T) {
 	// The first branch comes back, longer: the original blocks are on the
 	// main chain again, so the re-appended copies are not pending.
 	back := build(t, signer(3), typed[2], 7, "b") // height 10
-	if res, err := c.AddBlocks(back); err != nil || !res.Reorg {
+	if res, err := c.Add(back...); err != nil || !res.Reorg {
 		t.Fatalf("reorg back: %v", err)
 	}
 	if c.PendingLines() != 0 {
@@ -150,7 +150,7 @@ func TestReappendExactlyOnce(t *testing.T) {
 func TestLocatorAndAfter(t *testing.T) {
 	c, _ := openTest(t)
 	run := build(t, signer(1), Genesis(), 300, "r")
-	if _, err := c.AddBlocks(run); err != nil {
+	if _, err := c.Add(run...); err != nil {
 		t.Fatal(err)
 	}
 	loc := c.Locator()
@@ -160,10 +160,10 @@ func TestLocatorAndAfter(t *testing.T) {
 
 	// A peer that holds the first 40 blocks and a branch of its own above.
 	peer, _ := openTest(t)
-	if _, err := peer.AddBlocks(run[:40]); err != nil {
+	if _, err := peer.Add(run[:40]...); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := peer.AddBlocks(build(t, signer(2), run[39], 3, "p")); err != nil {
+	if _, err := peer.Add(build(t, signer(2), run[39], 3, "p")...); err != nil {
 		t.Fatal(err)
 	}
 	raw, found, err := c.After(peer.Locator(), 100, 1<<20)
@@ -196,7 +196,7 @@ func openFinality(t *testing.T) (*Chain, *time.Time, []*Block) {
 	}
 	t.Cleanup(func() { c.Close() })
 	main := build(t, signer(1), Genesis(), 10, "m")
-	if _, err := c.AddBlocks(main); err != nil {
+	if _, err := c.Add(main...); err != nil {
 		t.Fatal(err)
 	}
 	return c, &now, main
@@ -207,7 +207,7 @@ func TestFinalityDepth(t *testing.T) {
 	*now = now.Add(DefaultSettle) // the main chain has stood long enough
 	// Forking below block 4 would replace 6 blocks: refused, nothing stored.
 	deep := build(t, signer(2), main[3], 20, "d")
-	if _, err := c.AddBlocks(deep); Code(err) != ErrTooDeep || c.Head().Hash != main[9].Hash || c.Has(deep[0].Hash) {
+	if _, err := c.Add(deep...); Code(err) != ErrTooDeep || c.Head().Hash != main[9].Hash || c.Has(deep[0].Hash) {
 		t.Fatalf("deep branch: err %v, head %d; want reorg_too_deep and the old head", err, c.Height())
 	}
 	for _, b := range deep { // one by one, as gossip would bring them
@@ -220,7 +220,7 @@ func TestFinalityDepth(t *testing.T) {
 	}
 	// Forking at block 5 replaces 5 blocks: allowed.
 	shallow := build(t, signer(3), main[4], 6, "s")
-	if res, err := c.AddBlocks(shallow); err != nil || !res.Reorg || res.Dropped != 5 || c.Head().Hash != shallow[5].Hash {
+	if res, err := c.Add(shallow...); err != nil || !res.Reorg || res.Dropped != 5 || c.Head().Hash != shallow[5].Hash {
 		t.Fatalf("shallow branch: err %v, dropped %d, head %d", err, res.Dropped, c.Height())
 	}
 }
@@ -239,7 +239,7 @@ func TestAuthorsList(t *testing.T) {
 	if _, err := c.Add(b); Code(err) != ErrUnknownAuthor || !Code(err).Provable() {
 		t.Fatalf("unlisted author: %v, want unknown_author (provable)", err)
 	}
-	if _, err := c.AddBlocks([]*Block{b}); Code(err) != ErrUnknownAuthor {
+	if _, err := c.Add(b); Code(err) != ErrUnknownAuthor {
 		t.Fatalf("unlisted author in a run: %v", err)
 	}
 }
@@ -334,17 +334,17 @@ func TestFreshBranchesMerge(t *testing.T) {
 	c, now, main := openFinality(t)
 	*now = now.Add(DefaultSettle / 2)
 	other := build(t, signer(2), main[3], 20, "o") // replaces 6 > 5 blocks
-	if res, err := c.AddBlocks(other); err != nil || !res.Reorg || res.Dropped != 6 || c.Head().Hash != other[19].Hash {
+	if res, err := c.Add(other...); err != nil || !res.Reorg || res.Dropped != 6 || c.Head().Hash != other[19].Hash {
 		t.Fatalf("fresh deep branch: err %v, dropped %d, head %d; want it adopted", err, res.Dropped, c.Height())
 	}
 	*now = now.Add(DefaultSettle / 2) // main[:4] has stood DefaultSettle, other only half of it
 	again := build(t, signer(3), other[1], 30, "a")
-	if res, err := c.AddBlocks(again); err != nil || res.Dropped != 18 || c.Head().Hash != again[29].Hash {
+	if res, err := c.Add(again...); err != nil || res.Dropped != 18 || c.Head().Hash != again[29].Hash {
 		t.Fatalf("branch replacing 18 fresh blocks: err %v, dropped %d; want it adopted", err, res.Dropped)
 	}
 	*now = now.Add(DefaultSettle)
 	late := build(t, signer(4), again[0], 40, "l")
-	if _, err := c.AddBlocks(late); Code(err) != ErrTooDeep || c.Head().Hash != again[29].Hash {
+	if _, err := c.Add(late...); Code(err) != ErrTooDeep || c.Head().Hash != again[29].Hash {
 		t.Fatalf("branch replacing settled blocks: err %v, head %d; want reorg_too_deep", err, c.Height())
 	}
 }

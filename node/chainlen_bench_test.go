@@ -83,7 +83,7 @@ func buildChain(t *testing.T, dir string, n int) {
 			}()
 		}
 		wg.Wait()
-		res, err := c.AddBlocks(run)
+		res, err := c.Add(run...)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -193,10 +193,10 @@ func (s *syncer) askPeers(_ context.Context, p peer.ID) (protocol.PeersAnswer, e
 // GossipSub score (if it has one yet) is not below zero, it is not banned
 // from sync, and none of its gossip was rejected in the last distrustFor.
 func (s *syncer) trusted(p peer.ID) bool {
-	if score, ok := s.n.scores.get(p); ok && score < 0 {
+	if score, ok := s.score(p); ok && score < 0 {
 		return false
 	}
-	now := time.Now()
+	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if b, ok := s.banned[p]; ok && now.Before(b.until) {
@@ -218,7 +218,7 @@ func (s *syncer) member(p peer.ID) bool {
 
 // rejectedFrom notes that p sent gossip this node rejected.
 func (s *syncer) rejectedFrom(p peer.ID) {
-	now := time.Now()
+	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.rejected[p]; !ok && len(s.rejected) >= maxRejected {

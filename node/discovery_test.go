@@ -242,17 +242,22 @@ func TestDiscoveryWithholdsBadPeers(t *testing.T) {
 	}
 }
 
+// bareHost is a libp2p host on a free loopback port, with nothing of
+// gossipchain on it, closed when the test ends.
+func bareHost(t *testing.T) host.Host {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
 // The discovery component alone, on bare libp2p hosts: it names only the
 // members it trusts, dials only trusted peers another names, and stops.
 func TestDiscoveryComponent(t *testing.T) {
-	newHost := func() host.Host {
-		h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { h.Close() })
-		return h
-	}
+	newHost := func() host.Host { return bareHost(t) }
 	self, good, stranger, bad := newHost(), newHost(), newHost(), newHost()
 	for _, h := range []host.Host{good, stranger, bad} {
 		if err := self.Connect(context.Background(), peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()}); err != nil {

@@ -51,7 +51,7 @@ func (n *Node) startGossip() error {
 		// Room for the largest block, not the library's 1 MiB default.
 		pubsub.WithMaxMessageSize(protocol.MaxGossipRPCBytes),
 	}
-	opts = append(opts, scoreOptions(n.sync.appScore, n.scores)...)
+	opts = append(opts, scoreOptions(n.appScore, n.scores)...)
 	var err error
 	n.ps, err = pubsub.NewGossipSub(n.ctx, n.host, opts...)
 	if err != nil {

@@ -106,7 +106,16 @@ func New(c Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.peerNotify = n.watchPeers()
-	n.sync = newSyncer(n, cfg.SyncTimeout)
+	n.sync = newSyncer(syncDeps{
+		host: n.host, chain: n.chain, log: n.log, timeout: cfg.SyncTimeout, now: cfg.clock,
+		drop: n.drop, made: n.metrics.syncMade, served: n.metrics.syncServed,
+		budget: n.budget, score: n.scores.get,
+		dialing:  func() int { return int(n.dialing.Load()) },
+		added:    func(res ledger.Result) { n.added(res, OriginSync) },
+		report:   n.reportSync,
+		relay:    n.relayHead,
+		reappend: n.wakeReappend,
+	})
 	n.sync.start()
 	if err := n.startGossip(); err != nil {
 		return nil, err
@@ -120,6 +129,24 @@ func New(c Config) (_ *Node, err error) {
 	n.started = true
 	n.log.Info("node started", "id", n.ID(), "addr", n.Addr(), "height", n.chain.Height(), "data", cfg.DataDir)
 	return n, nil
+}
+
+// reportSync tells the console (OnSync) and the event stream about a sync.
+func (n *Node) reportSync(p SyncProgress) {
+	if n.cfg.OnSync != nil {
+		n.cfg.OnSync(p)
+	}
+	n.events.publish(Event{Type: "sync", Sync: &p})
+}
+
+// relayHead publishes the head a sync reached: peers behind this node that
+// got its gossip first ignored it, and learn of it this way. It is not
+// announced as an arrival (OnSync reported it).
+func (n *Node) relayHead(b *ledger.Block) {
+	select {
+	case n.republish <- &delivery{block: b, own: true}:
+	default:
+	}
 }
 
 // Connection limits. The connection manager trims connections above

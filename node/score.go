@@ -33,6 +33,17 @@ const (
 	acceptPXNever = 1e6
 )
 
+// appScore is the application-specific part of a peer's GossipSub score:
+// a peer banned from sync for bad sync data is graylisted in gossip too,
+// and one that keeps sending blocks over their authors' budget is
+// penalised (budget.go).
+func (n *Node) appScore(p peer.ID) float64 {
+	if n.sync.faulty(p) {
+		return syncFaultPenalty
+	}
+	return n.budget.penalty(p)
+}
+
 // scoreOptions returns the GossipSub options that turn scoring on, with
 // app as the application-specific score and scores receiving a snapshot of
 // every peer's score each second.

@@ -1,13 +1,17 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"gossipchain/ledger"
 	"gossipchain/node/internal/ratelimit"
@@ -66,11 +70,19 @@ type ban struct {
 // syncer keeps this node's chain level with its peers: it learns their heads
 // (on every new connection, every headCheckEvery, and from gossiped blocks
 // whose parent is unknown), fetches what it is missing from the best of them,
-// and serves the same to them.
+// and serves the same to them. It also answers and runs discovery
+// (discovery.go), which shares its view of which peers are members and
+// which are not to be trusted.
+//
+// It is built from syncDeps alone, owns its goroutines (start, stop), and
+// refuses work after stop: a component test runs it on two bare hosts and
+// two chains, without a Node.
 type syncer struct {
-	n       *Node
-	timeout time.Duration
+	syncDeps
 	genesis string
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // every goroutine the syncer starts
 
 	mu       sync.Mutex // guards the fields below
 	heads    map[peer.ID]protocol.Status
@@ -90,23 +102,55 @@ type syncer struct {
 	notify   network.Notifiee
 }
 
-func newSyncer(n *Node, timeout time.Duration) *syncer {
-	return &syncer{
-		n: n, timeout: timeout, genesis: ledger.Genesis().Hash,
+// syncDeps is what the syncer needs from the rest of the node: the host and
+// the chain, how to count and log, the author budget and the peers' scores,
+// and what to do with what a sync brings.
+type syncDeps struct {
+	host    host.Host
+	chain   *ledger.Chain
+	log     *slog.Logger
+	timeout time.Duration // per request, and per frame of an answer
+	// now judges bans, cool-offs and the request rate limit (nil:
+	// time.Now); tests set it.
+	now func() time.Time
+
+	drop         func(reason string)           // count a drop (GET /status)
+	made, served *prometheus.CounterVec        // requests made (type, result), served (type)
+	budget       *authorBudget                 // applied to young blocks a sync brings
+	score        func(peer.ID) (float64, bool) // a peer's GossipSub score, if it has one
+	dialing      func() int                    // configured peers being dialled (discovery counts them)
+
+	// added is told of blocks a sync stored; report of a sync's progress
+	// and end; relay of the new head a sync reached, for peers that
+	// ignored its gossip while behind; reappend that lines typed here may
+	// be waiting for a sync to end (a reorg took their blocks).
+	added    func(ledger.Result)
+	report   func(SyncProgress)
+	relay    func(*ledger.Block)
+	reappend func()
+}
+
+func newSyncer(deps syncDeps) *syncer {
+	if deps.now == nil {
+		deps.now = time.Now
+	}
+	s := &syncer{
+		syncDeps: deps, genesis: ledger.Genesis().Hash,
 		heads: map[peer.ID]protocol.Status{}, banned: map[peer.ID]ban{},
 		members: map[peer.ID]bool{}, rejected: map[peer.ID]time.Time{},
-		limit: ratelimit.New(protocol.SyncRequestsPerSecond, protocol.SyncRequestBurst, n.cfg.clock),
+		limit: ratelimit.New(protocol.SyncRequestsPerSecond, protocol.SyncRequestBurst, deps.now),
 		kick:  make(chan struct{}, 1), ask: make(chan peer.ID, 256), serving: make(chan struct{}, protocol.MaxSyncServing),
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
 }
 
 // start registers the protocol handler and connection notifications and
-// starts the sync goroutines.
+// starts the sync goroutines and discovery.
 func (s *syncer) start() {
-	h := s.n.host
+	h := s.host
 	s.discover = newDiscovery(discoveryDeps{
-		host: h, log: s.n.log, askPeers: s.askPeers, member: s.member, trusted: s.trusted,
-		dialing: func() int { return int(s.n.dialing.Load()) },
+		host: h, log: s.log, askPeers: s.askPeers, member: s.member, trusted: s.trusted, dialing: s.dialing,
 	})
 	h.SetStreamHandler(protocol.SyncID, s.serve)
 	s.notify = &network.NotifyBundle{
@@ -126,7 +170,7 @@ func (s *syncer) start() {
 		},
 	}
 	h.Network().Notify(s.notify)
-	s.n.wg.Add(3)
+	s.wg.Add(3)
 	go s.run()
 	go s.askLoop()
 	go s.askLoop()
@@ -140,16 +184,20 @@ func (s *syncer) headMoved() { s.recheck.after(recheckAfter, s.askAll) }
 // gossipMoved notes that gossip just moved this node's head.
 func (s *syncer) gossipMoved() { s.hold.moved() }
 
+// stop ends syncing, serving and discovery, and waits for the syncer's
+// goroutines. A request served meanwhile is refused; so is every one after.
 func (s *syncer) stop() {
+	s.cancel()
+	s.host.RemoveStreamHandler(protocol.SyncID)
+	if s.notify != nil {
+		s.host.Network().StopNotify(s.notify)
+	}
 	s.recheck.stop()
 	s.grace.stop()
 	if s.discover != nil {
 		s.discover.stop()
 	}
-	if s.notify != nil {
-		s.n.host.Network().StopNotify(s.notify)
-	}
-	s.n.host.RemoveStreamHandler(protocol.SyncID)
+	s.wg.Wait()
 }
 
 func (s *syncer) wake() {
@@ -174,16 +222,16 @@ func (s *syncer) askStatus(p peer.ID) {
 
 // askAll queues a status exchange with every connected peer.
 func (s *syncer) askAll() {
-	for _, p := range s.n.host.Network().Peers() {
+	for _, p := range s.host.Network().Peers() {
 		s.askStatus(p)
 	}
 }
 
 func (s *syncer) askLoop() {
-	defer s.n.wg.Done()
+	defer s.wg.Done()
 	for {
 		select {
-		case <-s.n.ctx.Done():
+		case <-s.ctx.Done():
 			return
 		case p := <-s.ask:
 			s.exchangeStatus(p)
@@ -193,7 +241,7 @@ func (s *syncer) askLoop() {
 
 // status is this node's own status.
 func (s *syncer) status() protocol.Status {
-	head := s.n.chain.Head()
+	head := s.chain.Head()
 	return protocol.Status{Genesis: s.genesis, Height: head.Index, Head: head.Hash}
 }
 
@@ -203,22 +251,22 @@ func (s *syncer) noteHead(p peer.ID, st protocol.Status) {
 	if st.Genesis != s.genesis {
 		s.mu.Lock()
 		_, known := s.banned[p]
-		s.banned[p] = ban{until: time.Now().Add(banFor), fault: true}
+		s.banned[p] = ban{until: s.now().Add(banFor), fault: true}
 		s.mu.Unlock()
 		if !known {
-			s.n.log.Warn("peer is on another network (different genesis); disconnecting", "peer", p, "genesis", st.Genesis)
+			s.log.Warn("peer is on another network (different genesis); disconnecting", "peer", p, "genesis", st.Genesis)
 		}
-		s.n.drop("sync_other_genesis")
-		s.n.host.Network().ClosePeer(p)
+		s.drop("sync_other_genesis")
+		s.host.Network().ClosePeer(p)
 		return
 	}
 	s.mu.Lock()
 	s.heads[p] = st
-	if s.n.host.Network().Connectedness(p) == network.Connected {
+	if s.host.Network().Connectedness(p) == network.Connected {
 		s.members[p] = true
 	}
 	s.mu.Unlock()
-	head := s.n.chain.Head()
+	head := s.chain.Head()
 	if st.Better(head.Index, head.Hash) {
 		s.wake()
 	}
@@ -248,23 +296,25 @@ func (s *syncer) head(p peer.ID) (protocol.Status, bool) {
 	return st, ok
 }
 
-// reportSync tells the console (OnSync) and the event stream about a sync.
-func (n *Node) reportSync(p SyncProgress) {
-	if n.cfg.OnSync != nil {
-		n.cfg.OnSync(p)
-	}
-	n.events.publish(Event{Type: "sync", Sync: &p})
-}
-
-// appScore is the application-specific part of a peer's GossipSub score:
-// a peer banned from sync for bad sync data is graylisted in gossip too.
-func (s *syncer) appScore(p peer.ID) float64 {
+// faulty reports whether p is banned from sync for bad sync data.
+func (s *syncer) faulty(p peer.ID) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if b, ok := s.banned[p]; ok && b.fault && time.Now().Before(b.until) {
-		return syncFaultPenalty
+	b, ok := s.banned[p]
+	return ok && b.fault && s.now().Before(b.until)
+}
+
+// pruneBans forgets bans that have run out (pick forgets those of peers it
+// considers; this is for the peers that left).
+func (s *syncer) pruneBans() {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for p, b := range s.banned {
+		if !now.Before(b.until) {
+			delete(s.banned, p)
+		}
 	}
-	return s.n.budget.penalty(p)
 }
 
 // Progress returns the sync in progress, or nil.
@@ -283,19 +333,20 @@ func (s *syncer) busy() bool { return s.Progress() != nil }
 // run syncs from the best peer whenever one is ahead, and asks every peer
 // for its head every headCheckEvery.
 func (s *syncer) run() {
-	defer s.n.wg.Done()
+	defer s.wg.Done()
 	tick := time.NewTicker(headCheckEvery)
 	defer tick.Stop()
 	for {
 		select {
-		case <-s.n.ctx.Done():
+		case <-s.ctx.Done():
 			return
 		case <-tick.C:
+			s.pruneBans()
 			s.askAll()
 			continue
 		case <-s.kick:
 		}
-		for s.n.ctx.Err() == nil {
+		for s.ctx.Err() == nil {
 			p, target, ok := s.pick()
 			if !ok {
 				s.hold.reset()
@@ -307,26 +358,26 @@ func (s *syncer) run() {
 			}
 			s.syncFrom(p, target)
 		}
-		s.n.wakeReappend()
+		s.reappend()
 	}
 }
 
 // pick returns the connected, unbanned peer with the best head, if that head
 // is better than ours.
 func (s *syncer) pick() (peer.ID, protocol.Status, bool) {
-	head := s.n.chain.Head()
+	head := s.chain.Head()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var best peer.ID
 	var bestSt protocol.Status
 	for p, st := range s.heads {
 		if b, ok := s.banned[p]; ok {
-			if time.Now().Before(b.until) {
+			if s.now().Before(b.until) {
 				continue
 			}
 			delete(s.banned, p)
 		}
-		if !st.Better(head.Index, head.Hash) || s.n.host.Network().Connectedness(p) != network.Connected {
+		if !st.Better(head.Index, head.Hash) || s.host.Network().Connectedness(p) != network.Connected {
 			continue
 		}
 		if best == "" || st.Better(bestSt.Height, bestSt.Head) {
@@ -350,7 +401,7 @@ func fault(reason string, format string, args ...any) error {
 
 // syncFrom fetches blocks from p until this node's head is as good as p's.
 func (s *syncer) syncFrom(p peer.ID, target protocol.Status) {
-	chain := s.n.chain
+	chain := s.chain
 	start, startHead := time.Now(), chain.Head().Hash
 	prog := &SyncProgress{Peer: p, From: chain.Height(), Height: chain.Height(), Target: target.Height}
 	big := target.Height > prog.From+progressMin
@@ -362,14 +413,11 @@ func (s *syncer) syncFrom(p peer.ID, target protocol.Status) {
 		if head := chain.Head(); head.Hash != startHead {
 			// Relay the new head: peers behind this node that got the
 			// gossip first ignored it, and learn of it this way.
-			select {
-			case s.n.republish <- &delivery{block: head, own: true}: // reported by OnSync
-			default:
-			}
+			s.relay(head)
 		}
 		if prog.Height > prog.From {
-			s.n.log.Info("synced", "peer", p, "from", prog.From, "to", prog.Height, "elapsed", prog.Elapsed.Round(time.Millisecond))
-			s.n.reportSync(*prog)
+			s.log.Info("synced", "peer", p, "from", prog.From, "to", prog.Height, "elapsed", prog.Elapsed.Round(time.Millisecond))
+			s.report(*prog)
 		}
 	}()
 	// The next batch is fetched and its signatures checked while the
@@ -382,13 +430,13 @@ func (s *syncer) syncFrom(p peer.ID, target protocol.Status) {
 			locator = append([]string{cursor}, locator[:min(len(locator), ledger.MaxLocator-1)]...)
 		}
 		ch := make(chan fetched, 1)
-		s.n.wg.Add(1)
+		s.wg.Add(1)
 		go func() {
-			defer s.n.wg.Done()
+			defer s.wg.Done()
 			blocks, st, err := s.fetch(p, locator)
 			var checked *ledger.Checked
 			if err == nil {
-				checked = chain.Check(blocks)
+				checked = chain.Check(blocks...)
 			}
 			ch <- fetched{blocks, checked, st, err}
 		}()
@@ -399,7 +447,7 @@ func (s *syncer) syncFrom(p peer.ID, target protocol.Status) {
 	for {
 		var f fetched
 		select {
-		case <-s.n.ctx.Done():
+		case <-s.ctx.Done():
 			return
 		case f = <-next:
 		}
@@ -422,8 +470,11 @@ func (s *syncer) syncFrom(p peer.ID, target protocol.Status) {
 			next = fetchNext()
 		}
 		limited := s.budgeted(f.checked)
-		res, err := chain.AddChecked(f.checked)
-		s.n.added(res, OriginSync)
+		res, err := chain.Process(f.checked)
+		s.added(res)
+		if ledger.Code(err) == ledger.ErrDuplicate {
+			err = nil // all held already: judged below
+		}
 		if err != nil {
 			s.failed(p, err)
 			return
@@ -431,29 +482,29 @@ func (s *syncer) syncFrom(p peer.ID, target protocol.Status) {
 		if limited {
 			// Young blocks over their author's budget: not the peer's
 			// fault; come back once the budget has refilled.
-			s.n.drop("sync_author_rate_limited")
+			s.drop("sync_author_rate_limited")
 			s.mu.Lock()
-			s.banned[p] = ban{until: time.Now().Add(coolOff)}
+			s.banned[p] = ban{until: s.now().Add(coolOff)}
 			s.mu.Unlock()
 			return
 		}
 		if len(res.Added) == 0 && !advanced {
 			// Blocks we hold, again: p is not leading anywhere new.
-			s.n.log.Info("peer repeats blocks this node has; not syncing from it", "peer", p)
+			s.log.Info("peer repeats blocks this node has; not syncing from it", "peer", p)
 			s.mu.Lock()
 			delete(s.heads, p)
 			s.mu.Unlock()
 			return
 		}
 		if res.Reorg {
-			s.n.log.Info("switched to a better branch", "peer", p, "dropped", res.Dropped, "head", res.Head.Index)
-			s.n.wakeReappend()
+			s.log.Info("switched to a better branch", "peer", p, "dropped", res.Dropped, "head", res.Head.Index)
+			s.reappend()
 		}
 		prog.Height, prog.Target = chain.Height(), target.Height
 		s.setProgress(prog, big)
 		if big && time.Since(lastReport) >= progressEvery {
 			lastReport = time.Now()
-			s.n.reportSync(*prog)
+			s.report(*prog)
 		}
 		if head := chain.Head(); !target.Better(head.Index, head.Hash) {
 			return
@@ -470,10 +521,10 @@ func (s *syncer) syncFrom(p peer.ID, target protocol.Status) {
 func (s *syncer) budgeted(run *ledger.Checked) bool {
 	valid, _ := run.Valid()
 	for i, b := range run.Blocks()[:valid] {
-		if !s.n.budget.young(b) || s.n.chain.Has(b.Hash) {
+		if !s.budget.young(b) || s.chain.Has(b.Hash) {
 			continue
 		}
-		if !s.n.budget.allow(b.Author) {
+		if !s.budget.allow(b.Author) {
 			run.Limit(i)
 			return true
 		}
@@ -499,7 +550,7 @@ func (s *syncer) setProgress(p *SyncProgress, announce bool) {
 	}
 	s.mu.Unlock()
 	if announce && p != nil && p.Height == p.From {
-		s.n.reportSync(*p)
+		s.report(*p)
 	}
 }
 
@@ -509,16 +560,16 @@ func (s *syncer) setProgress(p *SyncProgress, announce bool) {
 func (s *syncer) failed(p peer.ID, err error) {
 	var f *syncFault
 	switch code := ledger.Code(err); {
-	case s.n.ctx.Err() != nil:
+	case s.ctx.Err() != nil:
 		return
 	case code == ledger.ErrTooDeep:
 		// Not provably wrong (a peer may hold it after a long split), but
 		// this node will not adopt it: stop asking for a while.
-		s.n.drop("sync_" + code.String())
-		s.n.log.Warn("refusing a branch that would rewrite settled history", "peer", p, "err", err)
+		s.drop("sync_" + code.String())
+		s.log.Warn("refusing a branch that would rewrite settled history", "peer", p, "err", err)
 		s.mu.Lock()
 		delete(s.heads, p)
-		s.banned[p] = ban{until: time.Now().Add(banFor)}
+		s.banned[p] = ban{until: s.now().Add(banFor)}
 		s.mu.Unlock()
 		return
 	case code != 0 && code.Provable():
@@ -531,16 +582,16 @@ func (s *syncer) failed(p peer.ID, err error) {
 	s.mu.Lock()
 	delete(s.heads, p)
 	if f != nil {
-		s.banned[p] = ban{until: time.Now().Add(banFor), fault: true}
+		s.banned[p] = ban{until: s.now().Add(banFor), fault: true}
 	} else {
-		s.banned[p] = ban{until: time.Now().Add(coolOff)}
+		s.banned[p] = ban{until: s.now().Add(coolOff)}
 	}
 	s.mu.Unlock()
 	if f == nil {
-		s.n.log.Info("sync from peer failed; trying others", "peer", p, "err", err)
+		s.log.Info("sync from peer failed; trying others", "peer", p, "err", err)
 		return
 	}
-	s.n.drop(f.reason)
-	s.n.log.Warn("peer sent bad sync data; disconnecting", "peer", p, "reason", f.reason, "err", err)
-	s.n.host.Network().ClosePeer(p)
+	s.drop(f.reason)
+	s.log.Warn("peer sent bad sync data; disconnecting", "peer", p, "reason", f.reason, "err", err)
+	s.host.Network().ClosePeer(p)
 }

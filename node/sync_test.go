@@ -25,10 +25,21 @@ import (
 // transaction per thousand, and returns them.
 func fill(t testing.TB, n *Node, count int) []*ledger.Block {
 	t.Helper()
+	out := signRun(t, n.Chain().Head(), count)
+	for i := 0; i < count; i += 1000 {
+		if _, err := n.Chain().Add(out[i:min(count, i+1000)]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// signRun returns count blocks by a test author on top of parent. Their
+// timestamps end two minutes ago: older than youngFor, so history, not a
+// flood against the author budget.
+func signRun(t testing.TB, parent *ledger.Block, count int) []*ledger.Block {
+	t.Helper()
 	s := ledger.NewSigner(ed25519.NewKeyFromSeed(make([]byte, 32)))
-	parent := n.Chain().Head()
-	// Timestamps end two minutes ago: older than youngFor, so history,
-	// not a flood against the author budget.
 	start := time.Now().Add(-2*time.Minute - time.Duration(count)*time.Millisecond)
 	var out []*ledger.Block
 	for i := 0; i < count; i++ {
@@ -38,11 +49,6 @@ func fill(t testing.TB, n *Node, count int) []*ledger.Block {
 		}
 		out = append(out, b)
 		parent = b
-	}
-	for i := 0; i < count; i += 1000 {
-		if _, err := n.Chain().AddBlocks(out[i:min(count, i+1000)]); err != nil {
-			t.Fatal(err)
-		}
 	}
 	return out
 }
@@ -367,7 +373,7 @@ func TestFinalityInSync(t *testing.T) {
 		}
 		other, parent = append(other, blk), blk
 	}
-	if _, err := b.Chain().AddBlocks(other); err != nil {
+	if _, err := b.Chain().Add(other...); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.Connect(context.Background(), b.Addr()); err != nil {
@@ -379,7 +385,7 @@ func TestFinalityInSync(t *testing.T) {
 	}
 
 	c := startNodeWith(t, Config{Finality: 5, settleAtOnce: true})
-	if _, err := c.Chain().AddBlocks(mine[:8]); err != nil {
+	if _, err := c.Chain().Add(mine[:8]...); err != nil {
 		t.Fatal(err)
 	}
 	var shallow []*ledger.Block
@@ -391,7 +397,7 @@ func TestFinalityInSync(t *testing.T) {
 		}
 		shallow, parent = append(shallow, blk), blk
 	}
-	if _, err := c.Chain().AddBlocks(shallow); err != nil {
+	if _, err := c.Chain().Add(shallow...); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.Connect(context.Background(), c.Addr()); err != nil {

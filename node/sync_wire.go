@@ -22,7 +22,7 @@ import (
 
 // exchangeStatus tells p our status and records its own.
 func (s *syncer) exchangeStatus(p peer.ID) {
-	if s.n.host.Network().Connectedness(p) != network.Connected {
+	if s.host.Network().Connectedness(p) != network.Connected {
 		return
 	}
 	me := s.status()
@@ -42,12 +42,12 @@ func (s *syncer) exchangeStatus(p peer.ID) {
 		if errors.As(err, &f) {
 			s.failed(p, err)
 		} else {
-			s.n.log.Debug("status exchange failed", "peer", p, "err", err)
+			s.log.Debug("status exchange failed", "peer", p, "err", err)
 		}
 		return
 	}
 	// One request and its answer: a round trip, for the peer list.
-	s.n.host.Peerstore().RecordLatency(p, time.Since(start))
+	s.host.Peerstore().RecordLatency(p, time.Since(start))
 	s.noteHead(p, st)
 }
 
@@ -96,11 +96,11 @@ func (s *syncer) call(p peer.ID, req *protocol.Request, read func(*frameReader) 
 		if err != nil {
 			result = "error"
 		}
-		s.n.metrics.syncMade.WithLabelValues(req.Type, result).Inc()
+		s.made.WithLabelValues(req.Type, result).Inc()
 	}()
-	ctx, cancel := context.WithTimeout(s.n.ctx, s.timeout)
+	ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
 	defer cancel()
-	st, err := s.n.host.NewStream(network.WithNoDial(ctx, "sync"), p, protocol.SyncID)
+	st, err := s.host.NewStream(network.WithNoDial(ctx, "sync"), p, protocol.SyncID)
 	if err != nil {
 		return err
 	}
@@ -177,13 +177,13 @@ func (s *syncer) serve(st network.Stream) {
 	case s.serving <- struct{}{}:
 		defer func() { <-s.serving }()
 	default:
-		s.n.drop("sync_busy")
+		s.drop("sync_busy")
 		st.Reset()
 		return
 	}
 	from := st.Conn().RemotePeer()
 	if !s.limit.Allow(string(from)) {
-		s.n.drop("rate_limited")
+		s.drop("rate_limited")
 		st.Reset()
 		return
 	}
@@ -197,12 +197,12 @@ func (s *syncer) serve(st network.Stream) {
 		err = req.Check()
 	}
 	if err != nil {
-		s.n.drop("sync_bad_request")
-		s.n.log.Debug("bad sync request", "peer", from, "err", err)
+		s.drop("sync_bad_request")
+		s.log.Debug("bad sync request", "peer", from, "err", err)
 		st.Reset()
 		return
 	}
-	s.n.metrics.syncServed.WithLabelValues(req.Type).Inc()
+	s.served.WithLabelValues(req.Type).Inc()
 	w := bufWriters.Get().(*bufio.Writer)
 	w.Reset(st)
 	defer putWriter(w)
@@ -218,7 +218,7 @@ func (s *syncer) serve(st network.Stream) {
 		err = w.Flush()
 	}
 	if err != nil {
-		s.n.log.Debug("serve sync request", "peer", from, "err", err)
+		s.log.Debug("serve sync request", "peer", from, "err", err)
 		st.Reset()
 	} else {
 		st.Close()
@@ -230,7 +230,7 @@ func (s *syncer) serve(st network.Stream) {
 
 func (s *syncer) serveBlocks(w *bufio.Writer, req *protocol.Request) error {
 	me := s.status()
-	raw, found, err := s.n.chain.After(req.Locator, req.Limit, protocol.MaxResponseBytes)
+	raw, found, err := s.chain.After(req.Locator, req.Limit, protocol.MaxResponseBytes)
 	if err != nil {
 		return err
 	}

@@ -39,7 +39,7 @@ func (s Status) Better(height uint64, hash string) bool {
 
 // Request is the one frame a client sends on a sync stream.
 type Request struct {
-	// Type is RequestStatus or RequestBlocks.
+	// Type is RequestStatus, RequestBlocks or RequestPeers.
 	Type string `json:"type"`
 	// Status is the asker's own status (status requests), so that one
 	// exchange tells each side about the other.
