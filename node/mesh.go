@@ -2,16 +2,14 @@ package node
 
 import (
 	"sync"
-	"time"
 
-	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
 // meshTracer follows GossipSub's grafts and prunes for one topic, since the
 // library exposes the mesh only through its tracer.
 type meshTracer struct {
+	noTrace
 	topic string
 	mu    sync.Mutex // guards mesh
 	mesh  map[peer.ID]bool
@@ -47,19 +45,4 @@ func (t *meshTracer) Prune(p peer.ID, topic string) {
 	}
 }
 
-func (t *meshTracer) OnNewOutboundStream(peer.ID, protocol.ID)             {}
-func (t *meshTracer) OnClosedOutboundStream(peer.ID)                       {}
-func (t *meshTracer) Join(string)                                          {}
-func (t *meshTracer) Leave(string)                                         {}
-func (t *meshTracer) ValidateMessage(*pubsub.Message)                      {}
-func (t *meshTracer) DeliverMessage(*pubsub.Message)                       {}
-func (t *meshTracer) RejectMessage(*pubsub.Message, string)                {}
-func (t *meshTracer) DuplicateMessage(*pubsub.Message)                     {}
-func (t *meshTracer) ThrottlePeer(peer.ID)                                 {}
-func (t *meshTracer) RecvRPC(*pubsub.RPC)                                  {}
-func (t *meshTracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
-func (t *meshTracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
-func (t *meshTracer) DropRPC(*pubsub.RPC, peer.ID)                         {}
-func (t *meshTracer) UndeliverableMessage(*pubsub.Message)                 {}
-func (t *meshTracer) AddPeer(peer.ID, protocol.ID)                         {}
-func (t *meshTracer) RemovePeer(p peer.ID)                                 { t.Prune(p, t.topic) }
+func (t *meshTracer) RemovePeer(p peer.ID) { t.Prune(p, t.topic) }

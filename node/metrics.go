@@ -1,11 +1,8 @@
 package node
 
 import (
-	"time"
-
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -103,7 +100,10 @@ func (m *metrics) reorged(dropped int) {
 
 // gossipTracer counts GossipSub events into the metrics; go-libp2p-pubsub
 // has no Prometheus metrics of its own.
-type gossipTracer struct{ m *metrics }
+type gossipTracer struct {
+	noTrace
+	m *metrics
+}
 
 func (t gossipTracer) DeliverMessage(*pubsub.Message) { t.m.gossip.WithLabelValues("delivered").Inc() }
 func (t gossipTracer) DuplicateMessage(*pubsub.Message) {
@@ -115,17 +115,7 @@ func (t gossipTracer) RejectMessage(*pubsub.Message, string) {
 func (t gossipTracer) UndeliverableMessage(*pubsub.Message) {
 	t.m.gossip.WithLabelValues("undeliverable").Inc()
 }
-func (t gossipTracer) ThrottlePeer(peer.ID)                                 { t.m.gossip.WithLabelValues("throttled").Inc() }
-func (t gossipTracer) RecvRPC(*pubsub.RPC)                                  { t.m.gossipRPC.WithLabelValues("received").Inc() }
-func (t gossipTracer) SendRPC(*pubsub.RPC, peer.ID)                         { t.m.gossipRPC.WithLabelValues("sent").Inc() }
-func (t gossipTracer) DropRPC(*pubsub.RPC, peer.ID)                         { t.m.gossipRPC.WithLabelValues("dropped").Inc() }
-func (t gossipTracer) AddPeer(peer.ID, protocol.ID)                         {}
-func (t gossipTracer) RemovePeer(peer.ID)                                   {}
-func (t gossipTracer) Join(string)                                          {}
-func (t gossipTracer) Leave(string)                                         {}
-func (t gossipTracer) Graft(peer.ID, string)                                {}
-func (t gossipTracer) Prune(peer.ID, string)                                {}
-func (t gossipTracer) ValidateMessage(*pubsub.Message)                      {}
-func (t gossipTracer) OnNewOutboundStream(peer.ID, protocol.ID)             {}
-func (t gossipTracer) OnClosedOutboundStream(peer.ID)                       {}
-func (t gossipTracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
+func (t gossipTracer) ThrottlePeer(peer.ID)         { t.m.gossip.WithLabelValues("throttled").Inc() }
+func (t gossipTracer) RecvRPC(*pubsub.RPC)          { t.m.gossipRPC.WithLabelValues("received").Inc() }
+func (t gossipTracer) SendRPC(*pubsub.RPC, peer.ID) { t.m.gossipRPC.WithLabelValues("sent").Inc() }
+func (t gossipTracer) DropRPC(*pubsub.RPC, peer.ID) { t.m.gossipRPC.WithLabelValues("dropped").Inc() }

@@ -400,6 +400,8 @@ func fault(reason string, format string, args ...any) error {
 }
 
 // syncFrom fetches blocks from p until this node's head is as good as p's.
+// The next batch is fetched and its signatures checked while the current
+// one is stored, so the network, the CPUs and the disk overlap.
 func (s *syncer) syncFrom(p peer.ID, target protocol.Status) {
 	chain := s.chain
 	start, startHead := time.Now(), chain.Head().Hash
@@ -411,8 +413,6 @@ func (s *syncer) syncFrom(p peer.ID, target protocol.Status) {
 		prog.Height = chain.Height()
 		s.setProgress(nil, false)
 		if head := chain.Head(); head.Hash != startHead {
-			// Relay the new head: peers behind this node that got the
-			// gossip first ignored it, and learn of it this way.
 			s.relay(head)
 		}
 		if prog.Height > prog.From {
@@ -420,30 +420,9 @@ func (s *syncer) syncFrom(p peer.ID, target protocol.Status) {
 			s.report(*prog)
 		}
 	}()
-	// The next batch is fetched and its signatures checked while the
-	// current one is stored, so the network, the CPUs and the disk overlap.
-	var cursor string // the last block p sent: where its next answer starts
-	var cursorIndex uint64
-	fetchNext := func() <-chan fetched {
-		locator := chain.Locator()
-		if cursor != "" {
-			locator = append([]string{cursor}, locator[:min(len(locator), ledger.MaxLocator-1)]...)
-		}
-		ch := make(chan fetched, 1)
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			blocks, st, err := s.fetch(p, locator)
-			var checked *ledger.Checked
-			if err == nil {
-				checked = chain.Check(blocks...)
-			}
-			ch <- fetched{blocks, checked, st, err}
-		}()
-		return ch
-	}
+	var cur cursor
 	lastReport := time.Now()
-	next := fetchNext()
+	next := s.fetchNext(p, cur)
 	for {
 		var f fetched
 		select {
@@ -463,42 +442,12 @@ func (s *syncer) syncFrom(p peer.ID, target protocol.Status) {
 		if len(f.blocks) == 0 {
 			return // p has nothing past our locator: its head is not better after all
 		}
-		last := f.blocks[len(f.blocks)-1]
-		advanced := cursor == "" || last.Index > cursorIndex
-		cursor, cursorIndex = last.Hash, last.Index
-		if target.Better(last.Index, last.Hash) {
-			next = fetchNext()
+		advanced := cur.moveTo(f.blocks[len(f.blocks)-1])
+		if target.Better(cur.index, cur.hash) {
+			next = s.fetchNext(p, cur)
 		}
-		limited := s.budgeted(f.checked)
-		res, err := chain.Process(f.checked)
-		s.added(res)
-		if ledger.Code(err) == ledger.ErrDuplicate {
-			err = nil // all held already: judged below
-		}
-		if err != nil {
-			s.failed(p, err)
+		if !s.store(p, f.checked, advanced) {
 			return
-		}
-		if limited {
-			// Young blocks over their author's budget: not the peer's
-			// fault; come back once the budget has refilled.
-			s.drop("sync_author_rate_limited")
-			s.mu.Lock()
-			s.banned[p] = ban{until: s.now().Add(coolOff)}
-			s.mu.Unlock()
-			return
-		}
-		if len(res.Added) == 0 && !advanced {
-			// Blocks we hold, again: p is not leading anywhere new.
-			s.log.Info("peer repeats blocks this node has; not syncing from it", "peer", p)
-			s.mu.Lock()
-			delete(s.heads, p)
-			s.mu.Unlock()
-			return
-		}
-		if res.Reorg {
-			s.log.Info("switched to a better branch", "peer", p, "dropped", res.Dropped, "head", res.Head.Index)
-			s.reappend()
 		}
 		prog.Height, prog.Target = chain.Height(), target.Height
 		s.setProgress(prog, big)
@@ -510,9 +459,83 @@ func (s *syncer) syncFrom(p peer.ID, target protocol.Status) {
 			return
 		}
 		if next == nil {
-			next = fetchNext()
+			next = s.fetchNext(p, cur)
 		}
 	}
+}
+
+// cursor is the last block a peer sent in this sync: where its next answer
+// starts.
+type cursor struct {
+	hash  string
+	index uint64
+}
+
+// moveTo moves the cursor to b, reporting whether that is further than
+// before (or the first answer).
+func (c *cursor) moveTo(b *ledger.Block) bool {
+	advanced := c.hash == "" || b.Index > c.index
+	c.hash, c.index = b.Hash, b.Index
+	return advanced
+}
+
+// fetchNext fetches and checks, in the background, the blocks p has after
+// this node's locator (with the cursor first, once there is one).
+func (s *syncer) fetchNext(p peer.ID, cur cursor) <-chan fetched {
+	locator := s.chain.Locator()
+	if cur.hash != "" {
+		locator = append([]string{cur.hash}, locator[:min(len(locator), ledger.MaxLocator-1)]...)
+	}
+	ch := make(chan fetched, 1)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		blocks, st, err := s.fetch(p, locator)
+		var checked *ledger.Checked
+		if err == nil {
+			checked = s.chain.Check(blocks...)
+		}
+		ch <- fetched{blocks, checked, st, err}
+	}()
+	return ch
+}
+
+// store adds one fetched, checked run from p to the chain, and reports
+// whether the sync from p should go on. advanced says whether the run
+// reached past the previous one.
+func (s *syncer) store(p peer.ID, run *ledger.Checked, advanced bool) bool {
+	limited := s.budgeted(run)
+	res, err := s.chain.Process(run)
+	s.added(res)
+	if ledger.Code(err) == ledger.ErrDuplicate {
+		err = nil // all held already: judged below
+	}
+	if err != nil {
+		s.failed(p, err)
+		return false
+	}
+	if limited {
+		// Young blocks over their author's budget: not the peer's
+		// fault; come back once the budget has refilled.
+		s.drop("sync_author_rate_limited")
+		s.mu.Lock()
+		s.banned[p] = ban{until: s.now().Add(coolOff)}
+		s.mu.Unlock()
+		return false
+	}
+	if len(res.Added) == 0 && !advanced {
+		// Blocks we hold, again: p is not leading anywhere new.
+		s.log.Info("peer repeats blocks this node has; not syncing from it", "peer", p)
+		s.mu.Lock()
+		delete(s.heads, p)
+		s.mu.Unlock()
+		return false
+	}
+	if res.Reorg {
+		s.log.Info("switched to a better branch", "peer", p, "dropped", res.Dropped, "head", res.Head.Index)
+		s.reappend()
+	}
+	return true
 }
 
 // budgeted applies the author budget to a fetched run: it is cut at the
