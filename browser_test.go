@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,12 +11,10 @@ import (
 	"time"
 )
 
-// TestDashboardInBrowser loads a node's dashboard in headless Chromium,
-// adds a block by typing it into the page, and checks that the page (pushed
-// by the event stream) and a second node's page both show it. It needs
-// Debian's chromium and playwright-core (scripts/browser); without them it
-// is skipped, except in CI, which installs both (.ci/run).
-func TestDashboardInBrowser(t *testing.T) {
+// needBrowser returns Debian's Chromium, skipping the test (failing it in
+// CI) if it or playwright-core is missing.
+func needBrowser(t *testing.T) string {
+	t.Helper()
 	chromium := os.Getenv("CHROMIUM")
 	if chromium == "" {
 		chromium = "/usr/bin/chromium"
@@ -34,6 +33,16 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 		t.Skipf("browser test skipped: %s", missing)
 	}
+	return chromium
+}
+
+// TestDashboardInBrowser loads a node's dashboard in headless Chromium,
+// adds a block by typing it into the page, and checks that the page (pushed
+// by the event stream) and a second node's page both show it. It needs
+// Debian's chromium and playwright-core (scripts/browser); without them it
+// is skipped, except in CI, which installs both (.ci/run).
+func TestDashboardInBrowser(t *testing.T) {
+	chromium := needBrowser(t)
 	dir := t.TempDir()
 	a := startProc(t, filepath.Join(dir, "a"))
 	b := startProc(t, filepath.Join(dir, "b"), a.addr)
@@ -66,4 +75,68 @@ func TestDashboardInBrowser(t *testing.T) {
 	t.Logf("screenshot: %s", shot)
 	a.stop(t)
 	b.stop(t)
+}
+
+// TestTraceInBrowser opens a block's trace on node a's dashboard, in a
+// cluster of three (b and c peered with a), and checks that the page shows
+// a and both its peers, each with the time it first had the block.
+func TestTraceInBrowser(t *testing.T) {
+	chromium := needBrowser(t)
+	dir := t.TempDir()
+	a := startProc(t, filepath.Join(dir, "a"))
+	b := startProc(t, filepath.Join(dir, "b"), a.addr)
+	c := startProc(t, filepath.Join(dir, "c"), a.addr)
+	procs := []*proc{a, b, c}
+	waitFor(t, 20*time.Second, "every node in the mesh", func() bool {
+		for _, p := range procs {
+			if p.status(t).Mesh == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	fmt.Fprintln(b.stdin, "watch me spread")
+	waitConverged(t, 20*time.Second, []string{"watch me spread"}, procs...)
+	ids := []string{b.status(t).ID, c.status(t).ID}
+
+	shot := filepath.Join(dir, "trace.png")
+	cmd := exec.Command("node", append([]string{"scripts/browser/trace.mjs", "http://" + a.api + "/", shot, "1"}, ids...)...)
+	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("browser: %v\n%s", err, stderr.String())
+	}
+	var seen struct {
+		Rows []struct {
+			Peer        string `json:"peer"`
+			Self        bool   `json:"self"`
+			FirstSeenMS int64  `json:"firstSeenMs"`
+			Text        string `json:"text"`
+		} `json:"rows"`
+		Summary string `json:"summary"`
+	}
+	if err := json.Unmarshal(out, &seen); err != nil {
+		t.Fatalf("browser output %q: %v", out, err)
+	}
+	block := sameChains(t, procs...)[1]
+	want := map[string]bool{a.status(t).ID: true, ids[0]: true, ids[1]: true}
+	for _, r := range seen.Rows {
+		if !want[r.Peer] {
+			t.Errorf("trace row for %s, not a node of the cluster: %+v", r.Peer, r)
+			continue
+		}
+		delete(want, r.Peer)
+		if r.FirstSeenMS < block.Timestamp || r.FirstSeenMS > block.Timestamp+20_000 {
+			t.Errorf("row %+v: first seen %d, block made at %d", r, r.FirstSeenMS, block.Timestamp)
+		}
+	}
+	if len(want) > 0 {
+		t.Fatalf("the page's trace lacks %v: rows %+v", want, seen.Rows)
+	}
+	t.Logf("trace on the page: %s", seen.Summary)
+	for _, p := range procs {
+		p.stop(t)
+	}
 }

@@ -741,3 +741,62 @@ func TestCheckCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterTrace: on a 5-node cluster, `cluster.sh trace 1` draws the
+// spread of a block typed on node 2: every node once, one root (node 2,
+// the author), and a summary of all five.
+func TestClusterTrace(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("cluster.sh needs curl, which is not installed")
+	}
+	state := t.TempDir()
+	run := func(args ...string) (string, error) {
+		cmd := exec.Command("bash", append([]string{"scripts/cluster.sh"}, args...)...)
+		cmd.Env = append(os.Environ(), "GOSSIPCHAIN_CLUSTER_DIR="+state, "GOSSIPCHAIN_BASE_PORT=0", "GOSSIPCHAIN_API_BASE=0")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	t.Cleanup(func() { run("stop") })
+	if out, err := run("start", "5"); err != nil {
+		t.Fatalf("start: %v\n%s", err, out)
+	}
+	if out, err := run("send", "2", "spread me"); err != nil {
+		t.Fatalf("send: %v\n%s", err, out)
+	}
+	if out, err := run("status", "--wait", "30"); err != nil {
+		t.Fatalf("status --wait: %v\n%s", err, out)
+	}
+	var out string
+	waitFor(t, 10*time.Second, "a trace of all five nodes", func() bool {
+		var err error
+		out, err = run("trace", "1")
+		return err == nil && strings.Contains(out, "reached 5 of 5 nodes")
+	}, func() string { return out })
+	seen := map[string]int{}
+	roots := 0
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(strings.TrimLeft(line, "│├└─ "))
+		if len(f) < 2 || f[0] != "node" {
+			continue
+		}
+		seen[f[1]]++
+		if strings.Contains(line, "typed here") {
+			roots++
+			if f[1] != "2" || strings.HasPrefix(line, " ") || strings.ContainsAny(line[:1], "│├└") {
+				t.Errorf("root line %q: want node 2 at the top", line)
+			}
+		}
+	}
+	if roots != 1 || len(seen) != 5 {
+		t.Fatalf("trace: %d roots, nodes %v; want one root and each of 5 nodes once:\n%s", roots, seen, out)
+	}
+	for k, c := range seen {
+		if c != 1 {
+			t.Fatalf("node %s appears %d times:\n%s", k, c, out)
+		}
+	}
+	t.Logf("cluster.sh trace 1:\n%s", out)
+	if out, err := run("trace", "99"); err == nil {
+		t.Fatalf("trace of a block nobody has succeeded:\n%s", out)
+	}
+}

@@ -34,6 +34,7 @@ Usage:
               [--psk FILE] [--authors FILE] [--finality N] [--author-rate N]
   gossipchain id [--port N | --data DIR]
   gossipchain check [--port N | --data DIR]
+  gossipchain trace --api [NAME=]URL [--api ...] BLOCK
   gossipchain psk > swarm.key
 
 Type a line to add it as a block; /help lists console commands.
@@ -174,6 +175,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintln(stdout, id)
 		return nil
+	}
+	if len(args) > 0 && args[0] == "trace" {
+		return traceCmd(args[1:], stdout, stderr)
 	}
 	if len(args) > 0 && args[0] == "check" {
 		o, err := parseFlags("check", args[1:], stderr)

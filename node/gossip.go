@@ -46,6 +46,7 @@ func (n *Node) startGossip() error {
 		// Discovery (discovery.go) keeps targetPeers instead.
 		pubsub.WithRawTracer(n.mesh),
 		pubsub.WithRawTracer(gossipTracer{m: n.metrics}),
+		pubsub.WithRawTracer(n.traces),
 		// The library logs routine events at info; keep its warnings only.
 		pubsub.WithLogger(slog.New(minLevel{n.log.Handler(), slog.LevelWarn}).With("system", "pubsub")),
 		// Room for the largest block, not the library's 1 MiB default.

@@ -52,6 +52,7 @@ type Node struct {
 	alone      atomic.Bool  // the last peer left, none has come back
 	dialing    atomic.Int32 // configured peers being dialled right now
 	budget     *authorBudget
+	traces     *traceBook // how recent blocks reached this node
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -76,6 +77,7 @@ func New(c Config) (_ *Node, err error) {
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.budget = newAuthorBudget(cfg.AuthorRate, cfg.AuthorBurst, cfg.clock)
 	n.events = newEventHub()
+	n.traces = newTraceBook(nil)
 	n.metrics = newMetrics(n)
 	defer func() {
 		if err != nil {
@@ -110,8 +112,12 @@ func New(c Config) (_ *Node, err error) {
 		host: n.host, chain: n.chain, log: n.log, timeout: cfg.SyncTimeout, now: cfg.clock,
 		drop: n.drop, made: n.metrics.syncMade, served: n.metrics.syncServed,
 		budget: n.budget, score: n.scores.get,
-		dialing:  func() int { return int(n.dialing.Load()) },
-		added:    func(res ledger.Result) { n.added(res, OriginSync) },
+		dialing: func() int { return int(n.dialing.Load()) },
+		added: func(res ledger.Result, from peer.ID) {
+			n.traces.added(res.Added, from, OriginSync)
+			n.added(res, OriginSync)
+		},
+		trace:    n.traces.get,
 		report:   n.reportSync,
 		relay:    n.relayHead,
 		reappend: n.wakeReappend,
@@ -352,6 +358,7 @@ func (n *Node) Post(ctx context.Context, data string) (*Receipt, error) {
 	if err != nil {
 		return nil, err
 	}
+	n.traces.added(res.Added, "", OriginLocal)
 	n.added(res, OriginLocal)
 	b := res.Added[0]
 	// Out first, then acknowledged once on disk: the fsync overlaps the

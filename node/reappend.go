@@ -53,6 +53,7 @@ func (n *Node) reappendLoop() {
 		if n.chain.PendingLines() > 0 {
 			n.wakeReappend() // the next batch
 		}
+		n.traces.added(res.Added, "", OriginLocal)
 		n.added(res, OriginLocal)
 		if len(res.Added) > 0 {
 			n.log.Info("lines re-appended after a reorg", "count", len(res.Added), "head", res.Head.Index)

@@ -16,7 +16,13 @@ type Status struct {
 	// now reach the others when one returns.
 	Alone   bool          `json:"alone"`
 	Syncing *SyncProgress `json:"syncing,omitempty"`
+	// Propagation is the delay (arrival minus block timestamp) of the
+	// last propagationBlocks blocks that came from other nodes.
+	Propagation Propagation `json:"propagation"`
 }
+
+// propagationBlocks is how many recent arrivals Status.Propagation covers.
+const propagationBlocks = 100
 
 // Status returns what GET /status reports.
 func (n *Node) Status() Status {
@@ -32,6 +38,8 @@ func (n *Node) Status() Status {
 		Pending: n.chain.PendingLines(),
 		Alone:   n.alone.Load(),
 		Syncing: n.sync.Progress(),
+
+		Propagation: n.traces.propagation(propagationBlocks),
 	}
 	for _, a := range n.Addrs() {
 		s.Addrs = append(s.Addrs, a.String())

@@ -120,11 +120,13 @@ type syncDeps struct {
 	score        func(peer.ID) (float64, bool) // a peer's GossipSub score, if it has one
 	dialing      func() int                    // configured peers being dialled (discovery counts them)
 
-	// added is told of blocks a sync stored; report of a sync's progress
+	// added is told of blocks a sync stored and whom from; report of a sync's progress
 	// and end; relay of the new head a sync reached, for peers that
 	// ignored its gossip while behind; reappend that lines typed here may
 	// be waiting for a sync to end (a reorg took their blocks).
-	added    func(ledger.Result)
+	added func(ledger.Result, peer.ID)
+	// trace is this node's trace of a block, for a peer's trace request.
+	trace    func(hash string) (*protocol.Trace, bool)
 	report   func(SyncProgress)
 	relay    func(*ledger.Block)
 	reappend func()
@@ -506,7 +508,7 @@ func (s *syncer) fetchNext(p peer.ID, cur cursor) <-chan fetched {
 func (s *syncer) store(p peer.ID, run *ledger.Checked, advanced bool) bool {
 	limited := s.budgeted(run)
 	res, err := s.chain.Process(run)
-	s.added(res)
+	s.added(res, p)
 	if ledger.Code(err) == ledger.ErrDuplicate {
 		err = nil // all held already: judged below
 	}

@@ -89,8 +89,28 @@ func (s *syncer) fetch(p peer.ID, locator []string) ([]*ledger.Block, protocol.S
 	return blocks, hdr.Status, err
 }
 
+// askTrace asks p for its trace of the block with hash.
+func (s *syncer) askTrace(ctx context.Context, p peer.ID, hash string) (protocol.TraceAnswer, error) {
+	var a protocol.TraceAnswer
+	err := s.callCtx(ctx, p, &protocol.Request{Type: protocol.RequestTrace, Hash: hash}, func(r *frameReader) error {
+		if err := r.json(protocol.MaxTraceAnswerBytes, &a); err != nil {
+			return err
+		}
+		if err := a.Check(hash); err != nil {
+			return fault("garbage", "%v", err)
+		}
+		return nil
+	})
+	return a, err
+}
+
 // call sends req to p on a new sync stream and lets read consume the answer.
-func (s *syncer) call(p peer.ID, req *protocol.Request, read func(*frameReader) error) (err error) {
+func (s *syncer) call(p peer.ID, req *protocol.Request, read func(*frameReader) error) error {
+	return s.callCtx(s.ctx, p, req, read)
+}
+
+// callCtx is call, given up when ctx ends too.
+func (s *syncer) callCtx(ctx context.Context, p peer.ID, req *protocol.Request, read func(*frameReader) error) (err error) {
 	defer func() {
 		result := "ok"
 		if err != nil {
@@ -98,8 +118,10 @@ func (s *syncer) call(p peer.ID, req *protocol.Request, read func(*frameReader) 
 		}
 		s.made.WithLabelValues(req.Type, result).Inc()
 	}()
-	ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
+	stop := context.AfterFunc(s.ctx, cancel) // and when the syncer stops
+	defer stop()
 	st, err := s.host.NewStream(network.WithNoDial(ctx, "sync"), p, protocol.SyncID)
 	if err != nil {
 		return err
@@ -213,6 +235,10 @@ func (s *syncer) serve(st network.Stream) {
 		err = s.serveBlocks(w, &req)
 	case protocol.RequestPeers:
 		err = protocol.WriteJSON(w, s.discover.answer(from))
+	case protocol.RequestTrace:
+		var a protocol.TraceAnswer
+		a.Trace, a.Known = s.trace(req.Hash)
+		err = protocol.WriteJSON(w, a)
 	}
 	if err == nil {
 		err = w.Flush()

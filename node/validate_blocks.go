@@ -54,10 +54,12 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 	if from == n.host.ID() {
 		// Our own publication: Append or relayConnected stored it already.
 		if d, ok := msg.ValidatorData.(*delivery); ok && n.chain.Has(d.block.Hash) {
+			n.traces.gossiped(d.block, msg, "", time.Now(), 0) // so its sends are traced
 			return pubsub.ValidationAccept
 		}
 		return pubsub.ValidationReject
 	}
+	arrived := time.Now()
 	b, err := protocol.DecodeBlock(msg.Data)
 	if err != nil {
 		n.dropBlock("reject", "malformed")
@@ -91,9 +93,13 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 		if code == ledger.ErrTooDeep {
 			n.log.Warn("refusing a branch that would rewrite settled history", "from", from, "err", err)
 		}
-		if code == ledger.ErrUnknownParent {
+		switch code {
+		case ledger.ErrUnknownParent:
 			// Held as an orphan; the sender has its ancestors.
+			n.traces.gossiped(b, msg, from, arrived, 0)
 			n.sync.hint(from, b)
+		case ledger.ErrDuplicate:
+			n.traces.duplicate(b.Hash, from)
 		}
 		if code.Provable() {
 			n.log.Debug("rejected block", "from", from, "reason", code, "err", err)
@@ -102,6 +108,7 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 		return pubsub.ValidationIgnore
 	}
 	msg.ValidatorData = &delivery{block: b}
+	n.traces.gossiped(b, msg, from, arrived, time.Since(arrived))
 	// Every block stored by this message: the block, and held orphans it
 	// connected (they arrived by gossip too, ahead of their parent).
 	for _, a := range res.Added {

@@ -58,6 +58,12 @@ func FuzzSyncFrames(f *testing.F) {
 	buf.Reset()
 	WriteJSON(&buf, BlocksHeader{Count: 1, Status: Status{Genesis: ledger.Genesis().Hash, Head: ledger.Genesis().Hash}})
 	f.Add(buf.Bytes())
+	buf.Reset()
+	WriteJSON(&buf, Request{Type: RequestTrace, Hash: ledger.Genesis().Hash})
+	f.Add(buf.Bytes())
+	buf.Reset()
+	WriteJSON(&buf, TraceAnswer{Known: true, Trace: &Trace{Hash: ledger.Genesis().Hash, Via: "gossip", Copies: []TraceCopy{{From: "x"}}}})
+	f.Add(buf.Bytes())
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Add([]byte{5, '{', '}', '{', '}', '}'})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -70,6 +76,13 @@ func FuzzSyncFrames(f *testing.F) {
 		var hdr BlocksHeader
 		if err := ReadJSON(r, MaxSyncHeaderBytes, &hdr); err == nil {
 			_ = hdr.Check(MaxBlocksPerResponse)
+		}
+		r = bufio.NewReader(bytes.NewReader(data))
+		var trace TraceAnswer
+		if err := ReadJSON(r, MaxTraceAnswerBytes, &trace); err == nil {
+			if trace.Check(ledger.Genesis().Hash) == nil && trace.Known && trace.Trace.Hash != ledger.Genesis().Hash {
+				t.Fatalf("a trace of %q passed as genesis's", trace.Trace.Hash)
+			}
 		}
 		r = bufio.NewReader(bytes.NewReader(data))
 		for range 8 {

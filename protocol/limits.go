@@ -53,6 +53,14 @@ const (
 	MaxAddrsPerPeer   = 8
 	// MaxPeersAnswerBytes bounds a discovery answer frame.
 	MaxPeersAnswerBytes = 32 << 10
+	// MaxTraces is how many recent blocks' traces a node keeps;
+	// MaxTraceCopies bounds the duplicate senders one names and
+	// MaxTraceForwards the peers it was sent to; MaxTraceAnswerBytes
+	// bounds a trace answer frame.
+	MaxTraces           = 4096
+	MaxTraceCopies      = 16
+	MaxTraceForwards    = 32
+	MaxTraceAnswerBytes = 8 << 10
 	// SyncTimeout bounds every read and write of a sync exchange.
 	SyncTimeout = 10 * time.Second
 )

@@ -22,6 +22,7 @@ const (
 	RequestStatus = "status"
 	RequestBlocks = "blocks"
 	RequestPeers  = "peers"
+	RequestTrace  = "trace"
 )
 
 // Status is what a node says about its chain.
@@ -39,7 +40,7 @@ func (s Status) Better(height uint64, hash string) bool {
 
 // Request is the one frame a client sends on a sync stream.
 type Request struct {
-	// Type is RequestStatus, RequestBlocks or RequestPeers.
+	// Type is RequestStatus, RequestBlocks, RequestPeers or RequestTrace.
 	Type string `json:"type"`
 	// Status is the asker's own status (status requests), so that one
 	// exchange tells each side about the other.
@@ -50,6 +51,8 @@ type Request struct {
 	Locator []string `json:"locator,omitempty"`
 	// Limit is how many blocks the asker wants at most, 1..MaxBlocksPerResponse.
 	Limit int `json:"limit,omitempty"`
+	// Hash names the block whose trace is asked for (trace requests).
+	Hash string `json:"hash,omitempty"`
 }
 
 // Check reports what is wrong with a request, if anything.
@@ -74,6 +77,11 @@ func (r *Request) Check() error {
 		}
 		return nil
 	case RequestPeers:
+		return nil
+	case RequestTrace:
+		if !isHash(r.Hash) {
+			return fmt.Errorf("trace request hash %.16q is not 64 hex digits", r.Hash)
+		}
 		return nil
 	}
 	return fmt.Errorf("unknown request type %.32q", r.Type)

@@ -13,6 +13,8 @@
 #   scripts/cluster.sh pause K       SIGSTOP node K (frozen: connections stay up)
 #   scripts/cluster.sh resume K      SIGCONT node K
 #   scripts/cluster.sh add           start one more node (a late joiner)
+#   scripts/cluster.sh trace K|HASH  how block K (or HASH) spread: a tree from its
+#                                    author, with times, hops and duplicates
 #   scripts/cluster.sh stop          stop every node and wait for it to exit
 #
 # Node k listens on port BASE+k-1 (3001..) with its API on API_BASE+k-1
@@ -272,6 +274,18 @@ stop() {
 	echo "stopped ${#pids[@]} nodes"
 }
 
+# trace BLOCK: every running node's record of BLOCK, drawn as a tree.
+trace() {
+	[ $# -eq 1 ] || die "usage: trace K|HASH (a block index or hash)"
+	[ -x "$bin" ] || die "no cluster binary; run start first"
+	local args=()
+	for k in $(nodes); do
+		alive "$k" && ! paused "$k" && args+=(--api "$k=http://$(api_of "$k")")
+	done
+	[ ${#args[@]} -gt 0 ] || die "no running node"
+	"$bin" trace "${args[@]}" "$1"
+}
+
 cmd="${1:-}"
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -283,9 +297,10 @@ restart) restart "$@" ;;
 pause) pause "$@" ;;
 resume) resume "$@" ;;
 add) add ;;
+trace) trace "$@" ;;
 stop) stop ;;
 *)
-	sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
 	[ -z "$cmd" ] || exit 2
 	;;
 esac

@@ -54,6 +54,14 @@ func TestAPIErrors(t *testing.T) {
 		{"DELETE", "/blocks", "", http.StatusMethodNotAllowed},
 		{"POST", "/peers", `{"addr":"not a multiaddr"}`, http.StatusBadRequest},
 		{"POST", "/peers", `{"addr":"/ip4/127.0.0.1/tcp/1"}`, http.StatusBadRequest},
+		{"GET", "/blocks/1/trace", "", http.StatusOK},
+		{"GET", "/blocks/1/trace?peers=1", "", http.StatusOK},
+		{"GET", "/blocks/0/trace", "", http.StatusNotFound}, // genesis reached nobody
+		{"GET", "/blocks/99/trace", "", http.StatusNotFound},
+		{"GET", "/blocks/" + strings.Repeat("ab", 32) + "/trace", "", http.StatusNotFound},
+		{"GET", "/blocks/" + strings.Repeat("AB", 32) + "/trace", "", http.StatusBadRequest},
+		{"GET", "/blocks/xyz/trace", "", http.StatusBadRequest},
+		{"GET", "/blocks/1/trace?peers=yes", "", http.StatusBadRequest},
 	}
 	for _, tc := range cases {
 		rec := httptest.NewRecorder()
@@ -74,6 +82,35 @@ func TestAPIErrors(t *testing.T) {
 	}
 	if n.Chain().Height() != 1 {
 		t.Errorf("height %d after one good POST, want 1", n.Chain().Height())
+	}
+}
+
+// A block's trace, by index and by hash, with the peers' (none here).
+func TestAPITrace(t *testing.T) {
+	n := startNode(t, Options{})
+	h := Handler(n, Options{})
+	p, err := n.Append(context.Background(), "traced")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"1", p.Block.Hash} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/blocks/"+id+"/trace?peers=1", nil))
+		var got struct {
+			Hash        string            `json:"hash"`
+			FirstSeenMS int64             `json:"first_seen_ms"`
+			From        *string           `json:"from"`
+			Via         string            `json:"via"`
+			Duplicates  *int              `json:"duplicates"`
+			Peers       *[]node.PeerTrace `json:"peers"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || rec.Code != http.StatusOK {
+			t.Fatalf("trace of %s: %d %s", id, rec.Code, rec.Body)
+		}
+		if got.Hash != p.Block.Hash || got.Via != "local" || got.From == nil || *got.From != "" || got.Duplicates == nil ||
+			got.FirstSeenMS < p.Block.Timestamp || got.Peers == nil || len(*got.Peers) != 0 {
+			t.Fatalf("trace of %s: %s", id, rec.Body)
+		}
 	}
 }
 

@@ -57,6 +57,59 @@ func (a *api) handleBlock(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// traceAnswer is the body of GET /blocks/{id}/trace: this node's trace,
+// and with ?peers=1 its connected peers' traces of the same block.
+type traceAnswer struct {
+	*protocol.Trace
+	Peers *[]node.PeerTrace `json:"peers,omitempty"`
+}
+
+// handleTrace answers GET /blocks/{id}/trace, id being a block hash or a
+// main-chain index.
+func (a *api) handleTrace(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	hash := id
+	if !ledger.IsHash(id) {
+		i, err := strconv.ParseUint(id, 10, 64)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "block %.70q is neither a hash (64 lowercase hex digits) nor an index", id)
+			return
+		}
+		b, err := a.n.Chain().BlockAt(i)
+		switch {
+		case err != nil:
+			writeError(w, http.StatusInternalServerError, "read chain: %v", err)
+			return
+		case b == nil:
+			writeError(w, http.StatusNotFound, "no block at index %d (height is %d)", i, a.n.Chain().Height())
+			return
+		}
+		hash = b.Hash
+	}
+	peers := false
+	switch v := r.URL.Query().Get("peers"); v {
+	case "", "0", "false":
+	case "1", "true":
+		peers = true
+	default:
+		writeError(w, http.StatusBadRequest, "peers must be 1 or 0, got %.20q", v)
+		return
+	}
+	t, ok := a.n.Trace(hash)
+	if !ok {
+		writeError(w, http.StatusNotFound, "no trace of block %s here (this node never had it since it started, or had %d newer blocks since)", hash, protocol.MaxTraces)
+		return
+	}
+	out := traceAnswer{Trace: t}
+	if peers {
+		ctx, cancel := context.WithTimeout(r.Context(), traceTimeout)
+		defer cancel()
+		pt := a.n.PeerTraces(ctx, hash)
+		out.Peers = &pt
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
 func (a *api) handleAppend(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Data *string `json:"data"`

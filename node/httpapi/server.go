@@ -23,6 +23,7 @@ import (
 	"gossipchain/ledger"
 	"gossipchain/node"
 	"gossipchain/node/internal/ratelimit"
+	"gossipchain/protocol"
 )
 
 // Node is what the API needs of a node.
@@ -39,6 +40,10 @@ type Node interface {
 	MetricsHandler() http.Handler
 	// CountDrop counts a refused request under reason (shown in /status).
 	CountDrop(reason string)
+	// Trace is the node's record of how a block reached it; PeerTraces
+	// asks every connected peer for its own.
+	Trace(hash string) (*protocol.Trace, bool)
+	PeerTraces(ctx context.Context, hash string) []node.PeerTrace
 }
 
 // The API's own limits: this node's policy, not the protocol's.
@@ -68,6 +73,8 @@ const (
 	defaultBlockLimit = 100
 	maxBlockLimit     = 1000
 	connectTimeout    = 10 * time.Second
+	// traceTimeout bounds asking the peers for their traces (?peers=1).
+	traceTimeout = 5 * time.Second
 )
 
 // Options configure the API.
@@ -152,6 +159,7 @@ func Handler(n Node, opts Options) http.Handler {
 	mux.HandleFunc("GET /status", a.handleStatus)
 	mux.HandleFunc("GET /blocks", a.handleBlocks)
 	mux.HandleFunc("GET /blocks/{index}", a.handleBlock)
+	mux.HandleFunc("GET /blocks/{id}/trace", a.handleTrace)
 	mux.HandleFunc("POST /blocks", a.handleAppend)
 	mux.HandleFunc("GET /peers", a.handlePeers)
 	mux.HandleFunc("POST /peers", a.handleConnect)

@@ -42,7 +42,7 @@ function cell(tr, text, cls, title) {
 
 function blockRow(b, fresh) {
   const tr = document.createElement("tr");
-  tr.className = "block" + (fresh ? " new" : "");
+  tr.className = "block" + (fresh ? " new" : "") + (b.hash === state.trace ? " selected" : "");
   tr.dataset.index = b.index;
   tr.dataset.hash = b.hash;
   cell(tr, b.index, "num");
@@ -81,11 +81,75 @@ function setHead(height, head) {
 
 async function loadStatus() {
   const s = await api("/status");
+  state.id = s.id;
+  renderPropagation(s.propagation);
   $("node-id").textContent = s.id;
   $("node-addr").textContent = (s.addrs || [])[0] || "";
   setHead(s.height, s.head);
   renderDrops(s.drops || {});
   renderSync(s.syncing);
+}
+
+function renderPropagation(p) {
+  const ms = (v) => (v < 10 ? v.toFixed(1) : Math.round(v)) + " ms";
+  const have = p && p.blocks > 0;
+  $("prop-p50").textContent = have ? ms(p.p50_ms) : "–";
+  $("prop-p99").textContent = have ? ms(p.p99_ms) : "–";
+  $("prop-n").textContent = have ? p.blocks : 0;
+}
+
+// showTrace opens the spread of one block: this node's trace and its
+// peers', ordered by when each first had it.
+async function showTrace(hash, index) {
+  state.trace = hash;
+  for (const tr of document.querySelectorAll("#chain tr.selected")) tr.classList.remove("selected");
+  const row = document.querySelector(`#chain tr[data-hash="${hash}"]`);
+  if (row) row.classList.add("selected");
+  $("trace").hidden = false;
+  $("trace-title").textContent = `#${index} ${short(hash)}`;
+  $("trace-summary").textContent = "asking the peers…";
+  let t;
+  try {
+    t = await api(`/blocks/${hash}/trace?peers=1`);
+  } catch (err) {
+    $("trace-summary").textContent = err.message;
+    $("trace-rows").replaceChildren();
+    return;
+  }
+  if (state.trace !== hash) return; // another block was clicked meanwhile
+  const rows = [{ id: state.id, self: true, trace: t }].concat((t.peers || []).map((p) => ({ id: p.id, trace: p.trace, unknown: p.unknown, error: p.error })));
+  const known = rows.filter((r) => r.trace);
+  const span = Math.max(1, ...known.map((r) => r.trace.delay_ms));
+  known.sort((a, b) => a.trace.delay_ms - b.trace.delay_ms);
+  const names = new Map(rows.map((r) => [r.id, r.self ? "this node" : "…" + tail(r.id)]));
+  const name = (id) => (id === "" ? "typed here" : names.get(id) || "…" + tail(id));
+  const body = known.concat(rows.filter((r) => !r.trace)).map((r) => {
+    const tr = document.createElement("tr");
+    tr.className = (r.self ? "self" : "") + (r.trace ? "" : " unknown");
+    tr.dataset.peer = r.id;
+    cell(tr, names.get(r.id), null, r.id);
+    if (!r.trace) {
+      cell(tr, r.unknown ? "no record" : "error: " + (r.error || "?"));
+      for (let i = 0; i < 5; i++) cell(tr, "");
+      return tr;
+    }
+    const x = r.trace;
+    const seen = cell(tr, `+${x.delay_ms.toFixed(1)} ms`, "num first-seen", new Date(x.first_seen_ms).toISOString());
+    seen.dataset.ms = x.first_seen_ms;
+    const bar = cell(tr, "", "bar");
+    const fill = document.createElement("div");
+    fill.className = "barfill";
+    fill.style.width = `${Math.max(1, (100 * x.delay_ms) / span)}%`;
+    bar.appendChild(fill);
+    cell(tr, name(x.from), null, x.from);
+    cell(tr, x.via + (x.handle_us ? ` (${(x.handle_us / 1000).toFixed(2)} ms to check)` : ""));
+    cell(tr, x.duplicates, "num", (x.copies || []).map((c) => `${name(c.from)} +${c.after_ms.toFixed(1)} ms`).join("\n"));
+    cell(tr, (x.forwarded_to || []).map(name).join(", "));
+    return tr;
+  });
+  $("trace-rows").replaceChildren(...body);
+  const dups = known.reduce((n, r) => n + r.trace.duplicates, 0);
+  $("trace-summary").textContent = `${known.length} of ${rows.length} nodes had it within ${Math.max(0, ...known.map((r) => r.trace.delay_ms)).toFixed(1)} ms; ${(dups / Math.max(1, known.length)).toFixed(1)} duplicates per node`;
 }
 
 function renderDrops(drops) {
@@ -229,6 +293,16 @@ $("add-form").addEventListener("submit", async (ev) => {
   }
 });
 
+$("chain").addEventListener("click", (ev) => {
+  const tr = ev.target.closest("tr.block");
+  if (tr) showTrace(tr.dataset.hash, tr.dataset.index).catch(console.error);
+});
+$("trace-close").addEventListener("click", () => {
+  state.trace = null;
+  $("trace").hidden = true;
+  for (const tr of document.querySelectorAll("#chain tr.selected")) tr.classList.remove("selected");
+});
+
 $("older").addEventListener("click", () => {
   const lo = state.rows.length ? state.rows[0].index : 0;
   state.from = Math.max(0, lo - PAGE);
@@ -254,5 +328,6 @@ setInterval(() => {
   for (const td of document.querySelectorAll("td.age")) td.textContent = age(Number(td.dataset.ts));
 }, 1000);
 setInterval(() => soon("peers", loadPeers), 5000); // scores and latencies change without events
+setInterval(() => soon("status", loadStatus), 2000); // the propagation figures
 
 follow();
