@@ -7,7 +7,8 @@
 // It dials the given nodes, joins the blocks topic, and checks every block
 // it receives (hash, link, signature): valid ones are accepted and relayed,
 // invalid ones rejected. It answers sync requests (status, blocks, peers)
-// from its own chain. It reads one JSON command per line on stdin and
+// from its own chain, and trace requests with "unknown" (it keeps no
+// traces). It reads one JSON command per line on stdin and
 // writes one JSON event per line on stdout:
 //
 //   {"cmd":"sync"}              fetch the main chain by sync, check all of it
@@ -147,6 +148,8 @@ await node.handle(P.SYNC_PROTOCOL, async (stream) => {
       parts.push(P.frame(hdr), ...after.map(b => P.frame(b)))
     } else if (req.type === 'peers') {
       parts.push(P.frame({ peers: [] }))
+    } else if (req.type === 'trace') {
+      parts.push(P.frame({ known: false })) // this peer keeps no traces
     } else {
       throw new Error(`request type ${req.type}`)
     }
