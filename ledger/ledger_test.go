@@ -33,7 +33,7 @@ func openTest(t *testing.T) (*Chain, string) {
 }
 
 // build returns n blocks extending parent, signed by s, one second apart.
-func build(t *testing.T, s *Signer, parent *Block, n int, tag string) []*Block {
+func build(t testing.TB, s *Signer, parent *Block, n int, tag string) []*Block {
 	t.Helper()
 	var out []*Block
 	for i := 0; i < n; i++ {

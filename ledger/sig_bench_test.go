@@ -35,6 +35,38 @@ func BenchmarkVerifyZIP215(b *testing.B) {
 	}
 }
 
+// One signature alone with the key expanded once, as a chain's key cache
+// holds it (a gossiped block).
+func BenchmarkVerifyZIP215Expanded(b *testing.B) {
+	pub, msgs, sigs := sigFixture(64)
+	opts := &voi.Options{Verify: voi.VerifyOptionsZIP_215}
+	exp, _ := voi.NewExpandedPublicKey(voi.PublicKey(pub))
+	for i := 0; b.Loop(); i++ {
+		voi.VerifyExpandedWithOptions(exp, msgs[i%64], sigs[i%64], opts)
+	}
+}
+
+// A gossiped block's whole check on a chain: shape, author key (cached and
+// expanded), hash and signature; and the same without the cache.
+func BenchmarkCheckOne(b *testing.B) {
+	keys := newKeyCache()
+	run := build(b, signer(1), Genesis(), 256, "x")
+	for i := 0; b.Loop(); i++ {
+		if err := run[i%256].checkSanity(keys); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkCheckOneUncached(b *testing.B) {
+	run := build(b, signer(1), Genesis(), 256, "x")
+	for i := 0; b.Loop(); i++ {
+		if err := run[i%256].CheckSanity(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkVerifyBatch64(b *testing.B) {
 	pub, msgs, sigs := sigFixture(64)
 	opts := &voi.Options{Verify: voi.VerifyOptionsZIP_215}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -51,12 +52,22 @@ type earlyCopy struct {
 
 const maxEarlyCopies = 1024
 
+// traceEntry is one block's trace as it is kept: peers as raw IDs (their
+// text, base58, is made only when the trace is read; encoding one per send
+// was 7% of a node's CPU in a burst).
 type traceEntry struct {
-	t     protocol.Trace
-	first time.Time
-	msgID string
-	msgs  []*pb.Message
-	fwd   map[peer.ID]bool
+	t      protocol.Trace // but its peer fields, filled in by get
+	first  time.Time
+	from   peer.ID
+	copies []traceCopy
+	fwd    []peer.ID
+	msgID  string
+	msgs   []*pb.Message
+}
+
+type traceCopy struct {
+	from  peer.ID
+	after time.Duration
 }
 
 func newTraceBook(now func() time.Time) *traceBook {
@@ -73,15 +84,10 @@ func (tb *traceBook) seen(b *ledger.Block, from peer.ID, via string, at time.Tim
 	if e, ok := tb.byHash[b.Hash]; ok {
 		return e
 	}
-	e := &traceEntry{first: at, fwd: map[peer.ID]bool{}, t: protocol.Trace{
+	e := &traceEntry{first: at, from: from, t: protocol.Trace{
 		Hash: b.Hash, Index: b.Index, Author: b.Author, FirstSeenMS: at.UnixMilli(), Via: via,
-		DelayMS:     float64(at.Sub(b.Time()).Microseconds()) / 1000,
-		Copies:      []protocol.TraceCopy{},
-		ForwardedTo: []string{},
+		DelayMS: float64(at.Sub(b.Time()).Microseconds()) / 1000,
 	}}
-	if from != "" {
-		e.t.From = from.String()
-	}
 	if len(tb.order) >= protocol.MaxTraces {
 		tb.forget(tb.order[0])
 		tb.order = tb.order[1:]
@@ -175,8 +181,8 @@ func (e *traceEntry) copy(from peer.ID, at time.Time) {
 		at = e.first // came while the first was being checked
 	}
 	e.t.Duplicates++
-	if len(e.t.Copies) < protocol.MaxTraceCopies {
-		e.t.Copies = append(e.t.Copies, protocol.TraceCopy{From: from.String(), AfterMS: float64(at.Sub(e.first).Microseconds()) / 1000})
+	if len(e.copies) < protocol.MaxTraceCopies {
+		e.copies = append(e.copies, traceCopy{from, at.Sub(e.first)})
 	}
 }
 
@@ -189,11 +195,10 @@ func (tb *traceBook) SendRPC(rpc *pubsub.RPC, p peer.ID) {
 	defer tb.mu.Unlock()
 	for _, m := range rpc.Publish {
 		e, ok := tb.byPtr[m]
-		if !ok || e.fwd[p] || len(e.t.ForwardedTo) >= protocol.MaxTraceForwards {
+		if !ok || len(e.fwd) >= protocol.MaxTraceForwards || slices.Contains(e.fwd, p) {
 			continue
 		}
-		e.fwd[p] = true
-		e.t.ForwardedTo = append(e.t.ForwardedTo, p.String())
+		e.fwd = append(e.fwd, p)
 	}
 }
 
@@ -206,8 +211,17 @@ func (tb *traceBook) get(hash string) (*protocol.Trace, bool) {
 		return nil, false
 	}
 	t := e.t
-	t.Copies = append([]protocol.TraceCopy{}, t.Copies...)
-	t.ForwardedTo = append([]string{}, t.ForwardedTo...)
+	if e.from != "" {
+		t.From = e.from.String()
+	}
+	t.Copies = make([]protocol.TraceCopy, len(e.copies))
+	for i, c := range e.copies {
+		t.Copies[i] = protocol.TraceCopy{From: c.from.String(), AfterMS: float64(c.after.Microseconds()) / 1000}
+	}
+	t.ForwardedTo = make([]string, len(e.fwd))
+	for i, p := range e.fwd {
+		t.ForwardedTo[i] = p.String()
+	}
 	return &t, true
 }
 
