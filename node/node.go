@@ -53,6 +53,7 @@ type Node struct {
 	dialing    atomic.Int32 // configured peers being dialled right now
 	budget     *authorBudget
 	traces     *traceBook // how recent blocks reached this node
+	gate       *blocklist // blocked peers (and a test's gater)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -78,6 +79,7 @@ func New(c Config) (_ *Node, err error) {
 	n.budget = newAuthorBudget(cfg.AuthorRate, cfg.AuthorBurst, cfg.clock)
 	n.events = newEventHub()
 	n.traces = newTraceBook(nil)
+	n.gate = newBlocklist(cfg.gater)
 	n.metrics = newMetrics(n)
 	defer func() {
 		if err != nil {
@@ -104,7 +106,7 @@ func New(c Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.signer = ledger.NewSigner(ed25519.PrivateKey(raw))
-	if n.host, err = newHost(key, cfg, n.metrics.reg); err != nil {
+	if n.host, err = newHost(key, cfg, n.metrics.reg, n.gate); err != nil {
 		return nil, err
 	}
 	n.peerNotify = n.watchPeers()
@@ -188,7 +190,7 @@ func resourceManager() (network.ResourceManager, error) {
 	return rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits))
 }
 
-func newHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer) (host.Host, error) {
+func newHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer, gater *blocklist) (host.Host, error) {
 	ip := net.ParseIP(cfg.ListenHost)
 	if ip == nil {
 		return nil, fmt.Errorf("listen address %q is not an IP address", cfg.ListenHost)
@@ -228,9 +230,7 @@ func newHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer) (host.Ho
 	if cfg.bandwidth != nil {
 		opts = append(opts, libp2p.BandwidthReporter(cfg.bandwidth))
 	}
-	if cfg.gater != nil {
-		opts = append(opts, libp2p.ConnectionGater(cfg.gater))
-	}
+	opts = append(opts, libp2p.ConnectionGater(gater))
 	h, err := libp2p.New(opts...)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use") {

@@ -62,6 +62,13 @@ func TestAPIErrors(t *testing.T) {
 		{"GET", "/blocks/" + strings.Repeat("AB", 32) + "/trace", "", http.StatusBadRequest},
 		{"GET", "/blocks/xyz/trace", "", http.StatusBadRequest},
 		{"GET", "/blocks/1/trace?peers=yes", "", http.StatusBadRequest},
+		{"GET", "/peers/blocked", "", http.StatusOK},
+		{"POST", "/peers/blocked", `{"id":"not a peer"}`, http.StatusBadRequest},
+		{"POST", "/peers/blocked", `{"id":"12D3KooWA4Xop1JaT3MHxwYMkCepYsv4iPVopMXwCz5iHYdBfeSB"}`, http.StatusOK},
+		{"DELETE", "/peers/blocked/12D3KooWA4Xop1JaT3MHxwYMkCepYsv4iPVopMXwCz5iHYdBfeSB", "", http.StatusOK},
+		{"DELETE", "/peers/blocked/12D3KooWA4Xop1JaT3MHxwYMkCepYsv4iPVopMXwCz5iHYdBfeSB", "", http.StatusNotFound},
+		{"DELETE", "/peers/blocked/xyz", "", http.StatusBadRequest},
+		{"PUT", "/peers/blocked", "", http.StatusMethodNotAllowed},
 	}
 	for _, tc := range cases {
 		rec := httptest.NewRecorder()

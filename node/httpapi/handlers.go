@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"gossipchain/ledger"
@@ -171,6 +172,43 @@ func (a *api) handleConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"id": id.String()})
+}
+
+func (a *api) handleBlocked(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, a.n.BlockedPeers())
+}
+
+// handleBlockPeer blocks a peer: {"id": "<peer id>"}.
+func (a *api) handleBlockPeer(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		ID string `json:"id"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	id, err := peer.Decode(req.ID)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "id %.80q is not a peer ID: %v", req.ID, err)
+		return
+	}
+	if err := a.n.BlockPeer(id); err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id.String(), "blocked": true})
+}
+
+func (a *api) handleUnblock(w http.ResponseWriter, r *http.Request) {
+	id, err := peer.Decode(r.PathValue("id"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "%.80q is not a peer ID: %v", r.PathValue("id"), err)
+		return
+	}
+	if !a.n.UnblockPeer(id) {
+		writeError(w, http.StatusNotFound, "peer %s is not blocked", id)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id.String(), "blocked": false})
 }
 
 func hasP2P(a ma.Multiaddr) bool {

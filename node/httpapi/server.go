@@ -44,6 +44,10 @@ type Node interface {
 	// asks every connected peer for its own.
 	Trace(hash string) (*protocol.Trace, bool)
 	PeerTraces(ctx context.Context, hash string) []node.PeerTrace
+	// BlockPeer disconnects a peer and refuses it until UnblockPeer.
+	BlockPeer(p peer.ID) error
+	UnblockPeer(p peer.ID) bool
+	BlockedPeers() []string
 }
 
 // The API's own limits: this node's policy, not the protocol's.
@@ -163,6 +167,9 @@ func Handler(n Node, opts Options) http.Handler {
 	mux.HandleFunc("POST /blocks", a.handleAppend)
 	mux.HandleFunc("GET /peers", a.handlePeers)
 	mux.HandleFunc("POST /peers", a.handleConnect)
+	mux.HandleFunc("GET /peers/blocked", a.handleBlocked)
+	mux.HandleFunc("POST /peers/blocked", a.handleBlockPeer)
+	mux.HandleFunc("DELETE /peers/blocked/{id}", a.handleUnblock)
 	mux.HandleFunc("GET /events", a.handleEvents)
 	mux.Handle("GET /metrics", n.MetricsHandler())
 	mux.Handle("GET /{$}", dashboard())
@@ -203,7 +210,7 @@ func Handler(n Node, opts Options) http.Handler {
 		if _, pattern := mux.Handler(r); pattern == "" {
 			// The mux's own 404 and 405 are plain text; answer in JSON.
 			code := http.StatusNotFound
-			for _, m := range []string{http.MethodGet, http.MethodPost} {
+			for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
 				probe := r.Clone(r.Context())
 				probe.Method = m
 				if _, p := mux.Handler(probe); p != "" {
