@@ -35,6 +35,7 @@ Usage:
   gossipchain id [--port N | --data DIR]
   gossipchain check [--port N | --data DIR]
   gossipchain trace --api [NAME=]URL [--api ...] BLOCK
+  gossipchain chaos [--seed S] [--duration D] [--nodes N] [--rate R] [--dir DIR]
   gossipchain psk > swarm.key
 
 Type a line to add it as a block; /help lists console commands.
@@ -175,6 +176,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintln(stdout, id)
 		return nil
+	}
+	if len(args) > 0 && args[0] == "chaos" {
+		return chaosCmd(args[1:], stdout, stderr)
 	}
 	if len(args) > 0 && args[0] == "trace" {
 		return traceCmd(args[1:], stdout, stderr)

@@ -15,6 +15,11 @@
 #   scripts/cluster.sh add           start one more node (a late joiner)
 #   scripts/cluster.sh trace K|HASH  how block K (or HASH) spread: a tree from its
 #                                    author, with times, hops and duplicates
+#   scripts/cluster.sh chaos [--seed S] [--duration 60s] [--nodes 5]
+#                                    a cluster of its own (temporary dir), lines
+#                                    typed on random nodes under a seeded schedule
+#                                    of kills, freezes, cuts and joins, then a check
+#                                    of every node's chain; exit 1 on a violation
 #   scripts/cluster.sh stop          stop every node and wait for it to exit
 #
 # Node k listens on port BASE+k-1 (3001..) with its API on API_BASE+k-1
@@ -298,9 +303,15 @@ pause) pause "$@" ;;
 resume) resume "$@" ;;
 add) add ;;
 trace) trace "$@" ;;
+chaos)
+	mkdir -p "$state"
+	echo "building gossipchain..."
+	(cd "$root" && go build -o "$bin" .) || die "build failed"
+	exec "$bin" chaos "$@"
+	;;
 stop) stop ;;
 *)
-	sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
 	[ -z "$cmd" ] || exit 2
 	;;
 esac
