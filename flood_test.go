@@ -5,10 +5,14 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +23,8 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"gossipchain/ledger"
+	"gossipchain/node"
+	"gossipchain/node/httpapi"
 	"gossipchain/protocol"
 )
 
@@ -122,7 +128,7 @@ func floodMessages(kind string, count int) [][]byte {
 
 // attackerTopic starts a GossipSub host that validates nothing, connected
 // to addr, and returns its handle on the blocks topic.
-func attackerTopic(b *testing.B, addr string) *pubsub.Topic {
+func attackerTopic(b testing.TB, addr string) *pubsub.Topic {
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics())
 	if err != nil {
 		b.Fatal(err)
@@ -154,7 +160,7 @@ func attackerTopic(b *testing.B, addr string) *pubsub.Topic {
 }
 
 // peakRSS returns a process's peak resident memory (VmHWM), in bytes.
-func peakRSS(b *testing.B, pid int) int64 {
+func peakRSS(b testing.TB, pid int) int64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		b.Fatal(err)
@@ -168,4 +174,273 @@ func peakRSS(b *testing.B, pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// currentRSS returns a process's resident memory now (VmRSS), in bytes.
+func currentRSS(t testing.TB, pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		var kb int64
+		if _, err := fmt.Sscanf(line, "VmRSS: %d kB", &kb); err == nil {
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// TestValidFlood: an attacker with a key of its own publishes validly
+// signed blocks extending its own chain, as fast as it can, to node a for
+// GOSSIPCHAIN_FLOOD_SECONDS (default 20) while lines are typed on b and c
+// (b peers a, c peers b). Every honest line ends on every chain once; no
+// node stores more of the attacker's blocks than the author budget allows
+// over the flood (so none beyond it reached c); every node's memory stays
+// under a fixed bound. The figures are logged (go test -v -run
+// TestValidFlood .).
+func TestValidFlood(t *testing.T) {
+	seconds := 20
+	if v := os.Getenv("GOSSIPCHAIN_FLOOD_SECONDS"); v != "" {
+		if _, err := fmt.Sscan(v, &seconds); err != nil || seconds < 1 {
+			t.Fatalf("GOSSIPCHAIN_FLOOD_SECONDS=%q: want a number of seconds", v)
+		}
+	}
+	const rssBound = 256 << 20
+	dir := t.TempDir()
+	a := startProc(t, filepath.Join(dir, "a"))
+	b := startProc(t, filepath.Join(dir, "b"), a.addr)
+	c := startProc(t, filepath.Join(dir, "c"), b.addr)
+	procs := []*proc{a, b, c}
+	topic := attackerTopic(t, a.addr)
+	waitFor(t, 20*time.Second, "every node in the mesh", func() bool {
+		for _, p := range procs {
+			if p.status(t).Mesh == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	baseRSS := map[*proc]int64{}
+	for _, p := range procs {
+		baseRSS[p] = currentRSS(t, p.cmd.Process.Pid)
+	}
+	// The attacker's chain, signed before the flood, from genesis on.
+	attacker := ledger.NewSigner(ed25519.NewKeyFromSeed([]byte(strings.Repeat("a", 32))))
+	var flood [][]byte
+	parent := ledger.Genesis()
+	for i := range 20000 {
+		blk, err := attacker.Sign(parent, fmt.Sprintf("flood %d", i), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := protocol.EncodeBlock(blk)
+		flood = append(flood, data)
+		parent = blk
+	}
+	start := time.Now()
+	end := start.Add(time.Duration(seconds) * time.Second)
+	sent := make(chan int, 1)
+	go func() {
+		n := 0
+		for time.Now().Before(end) && n < len(flood) {
+			if topic.Publish(context.Background(), flood[n]) != nil {
+				break
+			}
+			n++
+		}
+		sent <- n
+	}()
+	var lines []string
+	for i := 0; time.Now().Before(end); i++ {
+		line := fmt.Sprintf("honest %d", i)
+		p := []*proc{b, c}[i%2]
+		resp, err := http.Post("http://"+p.api+"/blocks", "application/json", strings.NewReader(fmt.Sprintf(`{"data":%q}`, line)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("POST %q: %s", line, resp.Status)
+		}
+		lines = append(lines, line)
+		time.Sleep(100 * time.Millisecond) // a person typing, not a deadline
+	}
+	published := <-sent
+	elapsed := time.Since(start)
+	// One chain, every honest line once; the attacker's in-budget blocks
+	// may be on it too.
+	var why string
+	waitFor(t, 120*time.Second, "one head with every honest line once", func() bool {
+		why = honestConverged(t, lines, procs)
+		return why == ""
+	}, func() string { return why })
+	allowed := 10*node.DefaultAuthorRate + int(float64(node.DefaultAuthorRate)*elapsed.Seconds()) + node.DefaultAuthorRate
+	for i, p := range procs {
+		stored := 0
+		for _, blk := range p.chain(t) {
+			if blk.Author == attacker.ID() {
+				stored++
+			}
+		}
+		peak := peakRSS(t, p.cmd.Process.Pid)
+		drops := p.status(t).Drops
+		t.Logf("node %c: %d of the attacker's %d published blocks stored (budget over %v: %d); RSS %.1f -> peak %.1f MiB; drops %v",
+			'a'+i, stored, published, elapsed.Round(time.Millisecond), allowed, float64(baseRSS[p])/(1<<20), float64(peak)/(1<<20), drops)
+		if stored > allowed {
+			t.Errorf("node %c stored %d of the attacker's blocks; the budget allows %d", 'a'+i, stored, allowed)
+		}
+		if peak > rssBound {
+			t.Errorf("node %c peaked at %d MiB of memory, bound %d", 'a'+i, peak>>20, rssBound>>20)
+		}
+	}
+	t.Logf("flood: %d blocks in %v (%.0f/s); %d honest lines, all on every chain once", published, elapsed.Round(time.Millisecond), float64(published)/elapsed.Seconds(), len(lines))
+	if a.status(t).Drops["author_rate_limited"] == 0 {
+		t.Error("a limited none of the attacker's blocks: the flood did not exceed the budget")
+	}
+}
+
+// honestConverged is converged for a chain that may hold other blocks
+// too: one head, nothing pending, every given line exactly once.
+func honestConverged(t *testing.T, lines []string, procs []*proc) string {
+	ref := procs[0].chain(t)
+	tip := ref[len(ref)-1].Hash
+	for _, p := range procs {
+		if s := p.status(t); s.Head != tip || s.Pending != 0 {
+			return fmt.Sprintf("heads differ or lines pending (#%d %.8s pending %d)", s.Height, s.Head, s.Pending)
+		}
+	}
+	count := map[string]int{}
+	for _, blk := range ref {
+		count[blk.Data]++
+	}
+	for _, l := range lines {
+		if count[l] != 1 {
+			return fmt.Sprintf("%q is on the chain %d times", l, count[l])
+		}
+	}
+	return ""
+}
+
+// TestEventStreamFlood opens GOSSIPCHAIN_SSE_FLOOD (default 200) GET
+// /events connections to a node process, each from its own loopback
+// address (a client of its own), while /status is asked throughout: at
+// most the cap of streams is accepted, the rest get 503 with a JSON error,
+// /status always answers, and the node's memory stays bounded. Figures
+// are logged (go test -v -run TestEventStreamFlood .).
+func TestEventStreamFlood(t *testing.T) {
+	count := 200
+	if v := os.Getenv("GOSSIPCHAIN_SSE_FLOOD"); v != "" {
+		if _, err := fmt.Sscan(v, &count); err != nil || count < 1 || count > 60000 {
+			t.Fatalf("GOSSIPCHAIN_SSE_FLOOD=%q: want a count of connections", v)
+		}
+	}
+	const rssGrowthBound = 64 << 20
+	p := startProc(t, filepath.Join(t.TempDir(), "n"))
+	pid := p.cmd.Process.Pid
+	base := currentRSS(t, pid)
+	stop := make(chan struct{})
+	statusDone := make(chan []time.Duration)
+	go func() {
+		var lat []time.Duration
+		client := &http.Client{Timeout: 10 * time.Second}
+		for {
+			select {
+			case <-stop:
+				if len(lat) >= 100 { // and with the streams still open
+					statusDone <- lat
+					return
+				}
+			default:
+			}
+			t0 := time.Now()
+			resp, err := client.Get("http://" + p.api + "/status")
+			if err != nil {
+				lat = append(lat, -1)
+				continue
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				lat = append(lat, -1)
+				continue
+			}
+			lat = append(lat, time.Since(t0))
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	var (
+		mu       sync.Mutex
+		accepted int
+		refused  int
+		other    []string
+		bodies   []io.Closer
+	)
+	var wg sync.WaitGroup
+	for i := range count {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Client i dials from 127.1.x.y: its own address.
+			local := &net.TCPAddr{IP: net.IPv4(127, 1, byte(i>>8), byte(i&0xff)+1)}
+			tr := &http.Transport{DialContext: (&net.Dialer{LocalAddr: local, Timeout: 10 * time.Second}).DialContext}
+			client := &http.Client{Transport: tr}
+			resp, err := client.Get("http://" + p.api + "/events")
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				other = append(other, err.Error())
+			case resp.StatusCode == http.StatusOK:
+				accepted++
+				bodies = append(bodies, resp.Body)
+			case resp.StatusCode == http.StatusServiceUnavailable:
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if !strings.Contains(string(b), `"error"`) {
+					other = append(other, "503 without a JSON error: "+string(b))
+				}
+				refused++
+			default:
+				other = append(other, resp.Status)
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	lat := <-statusDone
+	peakDuring := currentRSS(t, pid)
+	for _, b := range bodies {
+		b.Close()
+	}
+	failed := 0
+	var ok []time.Duration
+	for _, l := range lat {
+		if l < 0 {
+			failed++
+		} else {
+			ok = append(ok, l)
+		}
+	}
+	slices.Sort(ok)
+	p99 := time.Duration(0)
+	if len(ok) > 0 {
+		p99 = ok[min(len(ok)-1, len(ok)*99/100)]
+	}
+	growth := peakDuring - base
+	t.Logf("%d stream attempts: %d accepted, %d refused (503); /status answered %d times during, %d failed, p99 %v; RSS %.1f -> %.1f MiB (+%.1f); drops %v",
+		count, accepted, refused, len(ok), failed, p99.Round(time.Microsecond), float64(base)/(1<<20), float64(peakDuring)/(1<<20), float64(growth)/(1<<20), p.status(t).Drops)
+	if len(other) > 0 {
+		t.Fatalf("%d attempts neither accepted nor refused with 503: %v", len(other), other[:min(3, len(other))])
+	}
+	if accepted != min(count, httpapi.MaxEventStreams) || refused != count-accepted {
+		t.Errorf("%d accepted, %d refused; the cap is %d", accepted, refused, httpapi.MaxEventStreams)
+	}
+	if failed > 0 || len(ok) == 0 {
+		t.Errorf("/status failed %d of %d times during the flood", failed, len(lat))
+	}
+	if growth > rssGrowthBound {
+		t.Errorf("memory grew %d MiB, bound %d", growth>>20, rssGrowthBound>>20)
+	}
 }
