@@ -186,7 +186,10 @@ func (s *Signer) Sign(parent *Block, data string, t time.Time) (*Block, error) {
 	if err := s.Seal(b); err != nil {
 		return nil, err
 	}
-	return b, b.CheckSanity()
+	// Every rule but the signature's, which Seal just made: a signature
+	// from Go's Ed25519 verifies by construction.
+	_, err := b.checkShape(nil)
+	return b, err
 }
 
 // Seal sets b's Author, Hash and Signature from its other fields, without

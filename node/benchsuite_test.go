@@ -3,7 +3,9 @@ package node
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,10 +25,13 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/host"
 	libp2pmetrics "github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"gossipchain/protocol"
 )
 
 // The benchmark suite compares gossipchain with what it replaces and with
@@ -35,12 +40,17 @@ import (
 //
 //	GOSSIPCHAIN_BENCH=quick go test -run '^TestBenchSuite$' -count=1 -v ./node
 //
-// Each result is printed as one JSON line prefixed "BENCH ".
+// Each result is printed as one JSON line prefixed "BENCH ", and at the end
+// gossipchain's figures over gossipsub-tuned's as lines prefixed "RATIO ".
 //
 // Systems:
 //   - gossipchain: real nodes (validation, signatures, storage, sync);
+//   - gossipsub-tuned: go-libp2p-pubsub as gossipchain configures it
+//     (StrictNoSign, SHA-256 content IDs, queues of 8,192, flood
+//     publishing) with gossipchain-sized messages, nothing checked or
+//     stored: the library's floor, configured well;
 //   - gossipsub-bare: go-libp2p-pubsub with default options, no validation
-//     or storage (the library floor);
+//     or storage (a naive port: signed messages, queues of 32);
 //   - seed-dial: the design gossipchain replaces: per block, dial every
 //     known peer over TCP, send JSON, close;
 //   - floor: one persistent libp2p stream between two hosts (one hop).
@@ -288,11 +298,33 @@ type bareSystem struct {
 	topics []*pubsub.Topic
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	tuned  bool
 }
 
-func startBare(t *testing.T, n int, arr *arrivals, wires [][]int, origin libp2pmetrics.Reporter) *bareSystem {
+// tunedOptions is GossipSub as a careful engineer configures it for
+// blocks that carry their own signatures: no message signing, content
+// IDs, queues that hold a burst, flood publishing (gossipchain's own
+// settings, gossip.go), with nothing checked or stored.
+func tunedOptions() []pubsub.Option {
+	return []pubsub.Option{
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
+		pubsub.WithNoAuthor(),
+		pubsub.WithMessageIdFn(func(m *pb.Message) string {
+			sum := sha256.Sum256(m.Data)
+			return hex.EncodeToString(sum[:])
+		}),
+		pubsub.WithPeerOutboundQueueSize(peerOutboundQueue),
+		pubsub.WithValidateQueueSize(validateQueue),
+		pubsub.WithFloodPublish(true),
+		pubsub.WithMaxMessageSize(protocol.MaxGossipRPCBytes),
+	}
+}
+
+// startBare starts gossipsub-bare (the library's defaults) or, tuned,
+// gossipsub-tuned (tunedOptions, with gossipchain-sized messages).
+func startBare(t *testing.T, n int, arr *arrivals, wires [][]int, origin libp2pmetrics.Reporter, tuned bool) *bareSystem {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &bareSystem{cancel: cancel}
+	s := &bareSystem{cancel: cancel, tuned: tuned}
 	for i := 0; i < n; i++ {
 		opts := []libp2p.Option{libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics()}
 		if i == 0 && origin != nil {
@@ -302,7 +334,13 @@ func startBare(t *testing.T, n int, arr *arrivals, wires [][]int, origin libp2pm
 		if err != nil {
 			t.Fatal(err)
 		}
-		ps, err := pubsub.NewGossipSub(ctx, h) // library defaults: signed messages, default queues
+		var opts2 []pubsub.Option // bare: library defaults, signed messages, queues of 32
+		subOpts := []pubsub.SubOpt{}
+		if tuned {
+			opts2 = tunedOptions()
+			subOpts = append(subOpts, pubsub.WithBufferSize(subscriptionQueue))
+		}
+		ps, err := pubsub.NewGossipSub(ctx, h, opts2...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -310,7 +348,7 @@ func startBare(t *testing.T, n int, arr *arrivals, wires [][]int, origin libp2pm
 		if err != nil {
 			t.Fatal(err)
 		}
-		sub, err := topic.Subscribe()
+		sub, err := topic.Subscribe(subOpts...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -356,7 +394,27 @@ func startBare(t *testing.T, n int, arr *arrivals, wires [][]int, origin libp2pm
 }
 
 func (s *bareSystem) publish(origin int, payload string) error {
+	if s.tuned {
+		return s.topics[origin].Publish(context.Background(), sizedBlock(payload))
+	}
 	return s.topics[origin].Publish(context.Background(), tutorialBlock(payload))
+}
+
+// sizedBlock wraps payload in a message as large as a gossipchain block
+// carrying it (a signed block's JSON: about 430 bytes for a short line).
+func sizedBlock(payload string) []byte {
+	b, _ := json.Marshal(struct {
+		Data string
+		Pad  string
+	}{payload, strings.Repeat("x", max(0, gossipchainBlockBytes(payload)-len(payload)-20))})
+	return b
+}
+
+// gossipchainBlockBytes is the size of the gossip message of a block with
+// data payload.
+func gossipchainBlockBytes(payload string) int {
+	const fixed = len(`{"index":1000,"timestamp":1767225600000,"data":"","prevHash":"","author":"","hash":"","signature":""}`) + 64 + 52 + 64 + 128
+	return fixed + len(payload)
 }
 
 // tutorialBlock wraps payload in a block as the design gossipchain replaces
@@ -622,7 +680,9 @@ func startSystem(t *testing.T, name string, n int, arr *arrivals, wires [][]int,
 	case "gossipchain":
 		return startGossipchain(t, n, arr, wires, origin)
 	case "gossipsub-bare":
-		return startBare(t, n, arr, wires, origin)
+		return startBare(t, n, arr, wires, origin, false)
+	case "gossipsub-tuned":
+		return startBare(t, n, arr, wires, origin, true)
 	}
 	return startSeedDial(t, n, arr)
 }
@@ -633,6 +693,7 @@ func startSystem(t *testing.T, name string, n int, arr *arrivals, wires [][]int,
 func report(t *testing.T, r benchResult) {
 	line, _ := json.Marshal(r)
 	fmt.Printf("BENCH %s\n", line)
+	reported = append(reported, r)
 	if r.System == "gossipchain" && r.DeliveredPct != nil && *r.DeliveredPct != 100 {
 		t.Errorf("%s at %d nodes: gossipchain delivered %.2f%% of blocks, want 100%%", r.Scenario, r.Nodes, *r.DeliveredPct)
 	}
@@ -694,7 +755,49 @@ func envCounts(t *testing.T, name string, min int) []int {
 	return out
 }
 
+// reported holds the suite's results so far, for the ratios.
+var reported []benchResult
+
+// benchRatio is gossipchain's figure over gossipsub-tuned's in one
+// scenario and size: how far from the library's floor, configured well.
+type benchRatio struct {
+	Scenario   string   `json:"scenario"`
+	Nodes      int      `json:"nodes"`
+	P50        *float64 `json:"p50_x,omitempty"`
+	P99        *float64 `json:"p99_x,omitempty"`
+	BlocksPerS *float64 `json:"blocks_per_s_x,omitempty"`
+	CPU        *float64 `json:"cpu_x,omitempty"`
+	Origin     *float64 `json:"origin_bytes_x,omitempty"`
+}
+
+// reportRatios prints, for every result of gossipchain with a
+// gossipsub-tuned one beside it, the ratios of their figures.
+func reportRatios() {
+	ratio := func(a, b float64) *float64 {
+		if a == 0 || b == 0 {
+			return nil
+		}
+		v := round2(a / b)
+		return &v
+	}
+	for _, g := range reported {
+		if g.System != "gossipchain" {
+			continue
+		}
+		for _, o := range reported {
+			if o.System != "gossipsub-tuned" || o.Scenario != g.Scenario || o.Nodes != g.Nodes {
+				continue
+			}
+			r := benchRatio{Scenario: g.Scenario, Nodes: g.Nodes, P50: ratio(g.P50ms, o.P50ms), P99: ratio(g.P99ms, o.P99ms),
+				BlocksPerS: ratio(g.BlocksPerS, o.BlocksPerS), CPU: ratio(g.CPUmsPerBlock, o.CPUmsPerBlock), Origin: ratio(g.OriginBytesPerBlock, o.OriginBytesPerBlock)}
+			line, _ := json.Marshal(r)
+			fmt.Printf("RATIO %s\n", line)
+		}
+	}
+}
+
 func TestBenchSuite(t *testing.T) {
+	defer reportRatios()
 	mode := os.Getenv("GOSSIPCHAIN_BENCH")
 	if mode == "" {
 		t.Skip("benchmark suite: run scripts/bench.sh (or set GOSSIPCHAIN_BENCH=quick|full)")
@@ -708,7 +811,7 @@ func TestBenchSuite(t *testing.T) {
 		sizes = s
 	}
 	const rate = 100
-	systems := []string{"gossipchain", "gossipsub-bare", "seed-dial"}
+	systems := []string{"gossipchain", "gossipsub-tuned", "gossipsub-bare", "seed-dial"}
 	// GOSSIPCHAIN_BENCH_ONLY names scenarios and systems to run; an empty
 	// choice of either means all of them.
 	scenarios, chosen := map[string]bool{}, []string{}

@@ -23,13 +23,34 @@ const messageKeep = 4096
 //
 // Two generations of at most messageKeep entries bound it: when the
 // current one fills it becomes the previous one and the oldest is dropped.
+//
+// The block a new message decoded to while it was named waits, by ID, for
+// the validator to take it (one decode per block, not two); at most
+// decodedKeep wait (more start the set over: the validator then decodes).
+// An ID names exactly one block, field for field (protocol.MessageID), so
+// the block taken is the one the message holds.
 type messageIDs struct {
 	mu        sync.Mutex
 	cur, prev map[[sha256.Size]byte]string
+	decoded   map[string]*ledger.Block
 }
 
+// decodedKeep bounds the decoded blocks waiting for the validator.
+const decodedKeep = 1024
+
 func newMessageIDs() *messageIDs {
-	return &messageIDs{cur: map[[sha256.Size]byte]string{}, prev: map[[sha256.Size]byte]string{}}
+	return &messageIDs{cur: map[[sha256.Size]byte]string{}, prev: map[[sha256.Size]byte]string{}, decoded: map[string]*ledger.Block{}}
+}
+
+// take returns the block the message with id decoded to, once.
+func (m *messageIDs) take(id string) (*ledger.Block, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.decoded[id]
+	if ok {
+		delete(m.decoded, id)
+	}
+	return b, ok
 }
 
 // id returns protocol.MessageID(data), from memory when data was seen
@@ -45,8 +66,16 @@ func (m *messageIDs) id(data []byte) string {
 	if ok {
 		return id
 	}
-	id = protocol.MessageID(data)
+	id, b := protocol.DecodeMessage(data)
 	m.remember(key, id)
+	if b != nil {
+		m.mu.Lock()
+		if len(m.decoded) >= decodedKeep {
+			clear(m.decoded)
+		}
+		m.decoded[id] = b
+		m.mu.Unlock()
+	}
 	return id
 }
 

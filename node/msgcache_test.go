@@ -36,3 +36,35 @@ func TestMessageIDCache(t *testing.T) {
 		t.Errorf("%d entries, bound %d", n, 2*messageKeep)
 	}
 }
+
+// A new message's block waits, decoded, for the validator to take it once;
+// the blocks waiting stay bounded.
+func TestDecodedOnce(t *testing.T) {
+	s := ledger.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
+	m := newMessageIDs()
+	parent := ledger.Genesis()
+	for i := range 2*decodedKeep + 10 {
+		b, err := s.Sign(parent, fmt.Sprintf("d%d", i), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := protocol.EncodeBlock(b)
+		id := m.id(data)
+		if i == 0 {
+			got, ok := m.take(id)
+			if !ok || *got != *b {
+				t.Fatalf("take: %+v %v", got, ok)
+			}
+			if _, again := m.take(id); again {
+				t.Fatal("taken twice")
+			}
+		}
+		parent = b
+	}
+	if _, ok := m.take("raw:nothing"); ok {
+		t.Fatal("took a block for a raw ID")
+	}
+	if len(m.decoded) > decodedKeep {
+		t.Fatalf("%d decoded blocks waiting, bound %d", len(m.decoded), decodedKeep)
+	}
+}

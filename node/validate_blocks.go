@@ -60,7 +60,11 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 		return pubsub.ValidationReject
 	}
 	arrived := time.Now()
-	b, err := protocol.DecodeBlock(msg.Data)
+	b, ok := n.msgIDs.take(msg.ID) // decoded when GossipSub named it
+	var err error
+	if !ok {
+		b, err = protocol.DecodeBlock(msg.Data)
+	}
 	if err != nil {
 		n.dropBlock("reject", "malformed")
 		n.log.Debug("rejected gossip message", "from", from, "err", err)

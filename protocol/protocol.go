@@ -42,23 +42,38 @@ func DecodeBlock(data []byte) (*ledger.Block, error) {
 // seen on the nodes it reached first. Ed25519 signatures in Go are canonical,
 // so a valid block has exactly one ID.
 //
-// A message that is not a well-formed block is named "raw:" plus the SHA-256
-// of its bytes; it is rejected by validation anyway.
+// The hash field itself is outside the hash, so it must match the computed
+// hash for the message to have its block's ID: otherwise a copy with a
+// wrong hash field (and the block's contents and signature) would have the
+// real block's ID, be rejected first, and make its neighbours drop the real
+// one as seen. One ID is then one block, field for field.
+//
+// A message that is not a well-formed block, or whose hash field is not
+// its contents' hash, is named "raw:" plus the SHA-256 of its bytes; it is
+// rejected by validation anyway.
 func MessageID(data []byte) string {
+	id, _ := DecodeMessage(data)
+	return id
+}
+
+// DecodeMessage is MessageID that also returns the block the message
+// decodes to (nil for a raw ID), so a caller decodes it once.
+func DecodeMessage(data []byte) (string, *ledger.Block) {
 	if b, err := DecodeBlock(data); err == nil {
 		if id, ok := BlockID(b); ok {
-			return id
+			return id, b
 		}
 	}
 	sum := sha256.Sum256(data)
-	return "raw:" + hex.EncodeToString(sum[:])
+	return "raw:" + hex.EncodeToString(sum[:]), nil
 }
 
 // BlockID returns the message ID of b (see MessageID); ok is false when
-// prevHash or the signature is not hex of the right length.
+// prevHash or the signature is not hex of the right length, or the hash
+// field is not b's hash.
 func BlockID(b *ledger.Block) (id string, ok bool) {
 	computed, err := b.ComputeHash()
-	if err != nil {
+	if err != nil || computed != b.Hash {
 		return "", false
 	}
 	h, _ := hex.DecodeString(computed)

@@ -64,6 +64,17 @@ func TestMessageID(t *testing.T) {
 	if MessageID(be) == id {
 		t.Errorf("copy with a broken signature shares the real block's ID")
 	}
+	// Nor is a copy whose hash field is wrong (it is outside the hash):
+	// were it, rejecting it first would make a node drop the real block.
+	badHash := *b
+	badHash.Hash = strings.Repeat("ab", 32)
+	bh, _ := EncodeBlock(&badHash)
+	if got := MessageID(bh); got == id || !strings.HasPrefix(got, "raw:") {
+		t.Errorf("copy with a wrong hash field has ID %q (the real block's is %q)", got, id)
+	}
+	if got, blk := DecodeMessage(enc); got != id || blk == nil || *blk != *b {
+		t.Errorf("DecodeMessage: %q %+v", got, blk)
+	}
 	if got := MessageID([]byte("garbage")); !strings.HasPrefix(got, "raw:") {
 		t.Errorf("garbage id %q", got)
 	}

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # bench.sh runs gossipchain's benchmark suite on loopback and prints a table:
-# gossipchain against gossipsub-bare (the library with defaults, nothing
-# checked or stored), seed-dial (a TCP dial per block per peer: the design
-# gossipchain replaces) and floor (one persistent libp2p stream).
+# gossipchain against gossipsub-tuned (the library configured as gossipchain
+# configures it, gossipchain-sized messages, nothing checked or stored),
+# gossipsub-bare (the library with defaults), seed-dial (a TCP dial per block
+# per peer: the design gossipchain replaces) and floor (one persistent
+# libp2p stream); then gossipchain's figures over gossipsub-tuned's.
 #
 #   scripts/bench.sh [--quick] [--json] [--only SCENARIO[,SCENARIO...]]
 #
 # --quick: fewer nodes and blocks (well under 2 minutes); --json: one JSON
 # object per line instead of the table; --only: just these scenarios
 # (propagation, burst, sync, scale, footprint, chainlen) and/or systems
-# (gossipchain, gossipsub-bare, seed-dial), e.g. --only burst,gossipchain. The suite is node/benchsuite_test.go
+# (gossipchain, gossipsub-tuned, gossipsub-bare, seed-dial), e.g. --only burst,gossipchain. The suite is node/benchsuite_test.go
 # (TestBenchSuite); the sync and flood benchmarks are go test -bench (see
 # docs/BENCHMARKS.md).
 set -euo pipefail
@@ -25,7 +27,7 @@ while [ $# -gt 0 ]; do
 		shift
 		for s in ${only//,/ }; do
 			case "$s" in
-			propagation | burst | sync | scale | footprint | chainlen | gossipchain | gossipsub-bare | seed-dial) ;;
+			propagation | burst | sync | scale | footprint | chainlen | gossipchain | gossipsub-tuned | gossipsub-bare | seed-dial) ;;
 			*) echo "bench: unknown scenario or system '$s'" >&2; exit 2 ;;
 			esac
 		done
@@ -55,8 +57,10 @@ if [ "$status" != 0 ]; then
 fi
 out="$(cat "$log")"
 lines="$(echo "$out" | sed -n 's/^BENCH //p')"
+ratios="$(echo "$out" | sed -n 's/^RATIO //p')"
 if [ "$json" = 1 ]; then
 	echo "$lines"
+	[ -z "$ratios" ] || echo "$ratios" | sed 's/^{/{"ratio":"gossipchain\/gossipsub-tuned",/'
 	exit 0
 fi
 fmt='%-12s %-15s %5s %7s %7s %8s %8s %8s %9s %12s %11s %8s %9s %10s %7s %7s\n'
@@ -71,3 +75,18 @@ echo "$lines" | while IFS= read -r l; do
 		"$(f blocks_per_s)" "$(f origin_bytes_per_block)" "$(f cpu_ms_per_block)" "$(f rss_mib)" "$(f heap_mib_per_host)" \
 		"$(f restart_ms)" "$(f bytes_per_block)" "$(f api_ms)"
 done
+if [ -n "$ratios" ]; then
+	echo
+	echo "gossipchain / gossipsub-tuned (lower is better but for BLOCKS/S):"
+	rfmt='%-12s %5s %7s %7s %9s %8s %9s\n'
+	printf "$rfmt" SCENARIO NODES P50 P99 BLOCKS/S CPU ORIGIN_B
+	echo "$ratios" | while IFS= read -r l; do
+		f() {
+			local v
+			v=$(echo "$l" | sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p")
+			echo "${v:+${v}x}"
+		}
+		printf "$rfmt" "$(echo "$l" | sed -n 's/.*"scenario":"\([^"]*\)".*/\1/p')" "$(echo "$l" | sed -n 's/.*"nodes":\([0-9]*\).*/\1/p')" \
+			"$(f p50_x)" "$(f p99_x)" "$(f blocks_per_s_x)" "$(f cpu_x)" "$(f origin_bytes_x)"
+	done
+fi

@@ -146,8 +146,9 @@ export function signBlock (parent, data, privateKey, publicKey, now = Date.now()
 }
 
 // messageID names a gossip message: the SHA-256 of the hash computed from
-// the block's contents and its signature bytes, as lowercase hex; anything
-// else is "raw:" and the SHA-256 of its bytes. On the wire (IHAVE, IWANT)
+// the block's contents and its signature bytes, as lowercase hex, if the
+// hash field is that hash; anything else is "raw:" and the SHA-256 of its
+// bytes. On the wire (IHAVE, IWANT)
 // an ID is its text's bytes.
 export function messageID (data) {
   try {
@@ -155,7 +156,10 @@ export function messageID (data) {
     if (typeof b === 'object' && b !== null && typeof b.signature === 'string' && HEX128.test(b.signature) &&
       typeof b.prevHash === 'string' && HEX64.test(b.prevHash) && typeof b.data === 'string' &&
       typeof b.author === 'string' && Number.isSafeInteger(b.index) && Number.isSafeInteger(b.timestamp)) {
-      return createHash('sha256').update(Buffer.from(computeHash(b), 'hex')).update(Buffer.from(b.signature, 'hex')).digest('hex')
+      const computed = computeHash(b)
+      if (computed === b.hash) {
+        return createHash('sha256').update(Buffer.from(computed, 'hex')).update(Buffer.from(b.signature, 'hex')).digest('hex')
+      }
     }
   } catch {}
   return 'raw:' + createHash('sha256').update(data).digest('hex')
