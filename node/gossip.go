@@ -58,7 +58,10 @@ func (n *Node) startGossip() error {
 	if err != nil {
 		return fmt.Errorf("start gossipsub: %w", err)
 	}
-	if err := n.ps.RegisterTopicValidator(protocol.TopicBlocks, n.validateBlock); err != nil {
+	// Inline: the validator runs on the library's validation workers
+	// instead of a goroutine per message; it never blocks for long (a
+	// signature check, an in-memory commit).
+	if err := n.ps.RegisterTopicValidator(protocol.TopicBlocks, n.validateBlock, pubsub.WithValidatorInline(true)); err != nil {
 		return fmt.Errorf("register block validator: %w", err)
 	}
 	if n.topic, err = n.ps.Join(protocol.TopicBlocks); err != nil {
