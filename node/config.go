@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"github.com/libp2p/go-libp2p"
 	"log/slog"
 	"path/filepath"
 	"strconv"
@@ -82,6 +83,24 @@ type Config struct {
 	// bandwidth, if set, counts the bytes the host sends and receives
 	// (the benchmark suite's origin egress).
 	bandwidth libp2pmetrics.Reporter
+	// sim, if set, puts the host on a simulated network (QUIC over an
+	// in-memory packet network) instead of TCP: the simulator
+	// (sim_test.go). Everything else is the production node.
+	sim *simHost
+	// checkCost, if set, is slept by the validator for each new block: on
+	// the simulator's virtual clock, real CPU time does not pass, so the
+	// cost of checking and storing a block is modelled by this delay.
+	checkCost time.Duration
+	// chainClock, if set, is the ledger's clock (the simulator's virtual
+	// clock starts in 2000, before genesis: it shifts it to today).
+	chainClock func() time.Time
+}
+
+// simHost is where a simulated node's host listens, and the options that
+// attach it to the simulated network.
+type simHost struct {
+	listen string
+	opts   []libp2p.Option
 }
 
 // DefaultDataDir is the data dir of a node on port, so that two nodes on one

@@ -23,6 +23,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
@@ -93,6 +94,9 @@ func New(c Config) (_ *Node, err error) {
 	opts := []ledger.Option{ledger.WithFinality(cfg.Finality)}
 	if cfg.settleAtOnce {
 		opts = append(opts, ledger.WithSettle(0))
+	}
+	if cfg.chainClock != nil {
+		opts = append(opts, ledger.WithClock(cfg.chainClock))
 	}
 	if cfg.Authors != nil {
 		opts = append(opts, ledger.WithAuthors(cfg.Authors))
@@ -191,6 +195,9 @@ func resourceManager() (network.ResourceManager, error) {
 }
 
 func newHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer, gater *blocklist) (host.Host, error) {
+	if cfg.sim != nil {
+		return newSimHost(key, cfg, reg, gater)
+	}
 	ip := net.ParseIP(cfg.ListenHost)
 	if ip == nil {
 		return nil, fmt.Errorf("listen address %q is not an IP address", cfg.ListenHost)
@@ -239,6 +246,31 @@ func newHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer, gater *b
 		return nil, fmt.Errorf("start libp2p host on %s: %w", listen, err)
 	}
 	return h, nil
+}
+
+// newSimHost is newHost for the simulator: QUIC on a simulated network,
+// with the production limits, connection manager and gater.
+func newSimHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer, gater *blocklist) (host.Host, error) {
+	rm, err := resourceManager()
+	if err != nil {
+		return nil, fmt.Errorf("resource manager: %w", err)
+	}
+	cm, err := connmgr.NewConnManager(connLow, connHigh, connmgr.WithGracePeriod(connGrace))
+	if err != nil {
+		return nil, fmt.Errorf("connection manager: %w", err)
+	}
+	opts := append([]libp2p.Option{
+		libp2p.Identity(key),
+		libp2p.ListenAddrStrings(cfg.sim.listen),
+		libp2p.Transport(libp2pquic.NewTransport),
+		libp2p.DisableRelay(),
+		libp2p.DisableIdentifyAddressDiscovery(),
+		libp2p.PrometheusRegisterer(reg),
+		libp2p.ResourceManager(rm),
+		libp2p.ConnectionManager(cm),
+		libp2p.ConnectionGater(gater),
+	}, cfg.sim.opts...)
+	return libp2p.New(opts...)
 }
 
 // Close stops the node: API, gossip, connections and store, waiting for every
