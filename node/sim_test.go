@@ -160,8 +160,11 @@ func TestSimulatedNetwork(t *testing.T) {
 			}
 		}()
 		// Let discovery and the meshes form.
-		for !simMeshed(nodes) {
+		for k := 1; !simMeshed(nodes); k++ {
 			time.Sleep(time.Second)
+			if k%5 == 0 {
+				fmt.Printf("PROGRESS sim: %d of %d nodes in the mesh after %ds (virtual)\n", simMeshedCount(nodes), len(nodes), k)
+			}
 		}
 		fmt.Printf("PROGRESS sim: every node in the mesh after %v (virtual)\n", time.Since(bubbleStart).Round(time.Millisecond))
 		var lines []string
@@ -189,6 +192,9 @@ func TestSimulatedNetwork(t *testing.T) {
 					t.Fatalf("%s: not converged 5 min (virtual) after it ended: %s", phase, why)
 				}
 				time.Sleep(250 * time.Millisecond)
+				if since := time.Since(began); since%(10*time.Second) < 250*time.Millisecond && since > time.Second {
+					fmt.Printf("PROGRESS sim: %s: waiting for one head after %v (virtual): %s\n", phase, since.Round(time.Second), why)
+				}
 			}
 			took := time.Since(began).Round(time.Millisecond)
 			phases = append(phases, fmt.Sprintf("%s: converged %v after", phase, took))
@@ -291,6 +297,16 @@ func TestSimulatedNetwork(t *testing.T) {
 			len(all), blocks*(count-1), strings.Join(phases, "; "), float64(ms.HeapInuse)/(1<<20))
 	})
 	t.Logf("%s; %v of real time", summary, time.Since(realStart).Round(time.Second))
+}
+
+func simMeshedCount(nodes []*Node) int {
+	c := 0
+	for _, n := range nodes {
+		if n.MeshPeers() > 0 {
+			c++
+		}
+	}
+	return c
 }
 
 func simMeshed(nodes []*Node) bool {
