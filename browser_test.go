@@ -36,6 +36,21 @@ func needBrowser(t *testing.T) string {
 	return chromium
 }
 
+// browserScript runs scripts/browser/SCRIPT with args in Chromium and
+// returns what it printed.
+func browserScript(t *testing.T, chromium, script string, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command("node", append([]string{"scripts/browser/" + script}, args...)...)
+	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("browser: %v\n%s", err, stderr.String())
+	}
+	return out
+}
+
 // TestDashboardInBrowser loads a node's dashboard in headless Chromium,
 // adds a block by typing it into the page, and checks that the page (pushed
 // by the event stream) and a second node's page both show it. It needs
@@ -49,14 +64,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	waitFor(t, 20*time.Second, "both nodes in the mesh", func() bool { return a.status(t).Mesh > 0 && b.status(t).Mesh > 0 })
 
 	shot := filepath.Join(dir, "dashboard.png")
-	cmd := exec.Command("node", "scripts/browser/dashboard.mjs", "http://"+a.api+"/", shot, "typed in the browser", "http://"+b.api+"/")
-	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("browser: %v\n%s", err, stderr.String())
-	}
+	out := browserScript(t, chromium, "dashboard.mjs", "http://"+a.api+"/", shot, "typed in the browser", "http://"+b.api+"/")
 	var seen struct {
 		ID     string   `json:"id"`
 		Index  uint64   `json:"index"`
@@ -87,27 +95,13 @@ func TestTraceInBrowser(t *testing.T) {
 	b := startProc(t, filepath.Join(dir, "b"), a.addr)
 	c := startProc(t, filepath.Join(dir, "c"), a.addr)
 	procs := []*proc{a, b, c}
-	waitFor(t, 20*time.Second, "every node in the mesh", func() bool {
-		for _, p := range procs {
-			if p.status(t).Mesh == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	waitMeshed(t, procs...)
 	fmt.Fprintln(b.stdin, "watch me spread")
 	waitConverged(t, 20*time.Second, []string{"watch me spread"}, procs...)
 	ids := []string{b.status(t).ID, c.status(t).ID}
 
 	shot := filepath.Join(dir, "trace.png")
-	cmd := exec.Command("node", append([]string{"scripts/browser/trace.mjs", "http://" + a.api + "/", shot, "1"}, ids...)...)
-	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("browser: %v\n%s", err, stderr.String())
-	}
+	out := browserScript(t, chromium, "trace.mjs", append([]string{"http://" + a.api + "/", shot, "1"}, ids...)...)
 	var seen struct {
 		Rows []struct {
 			Peer        string `json:"peer"`

@@ -196,6 +196,19 @@ func (p *proc) chain(t testing.TB) []ledger.Block {
 	}
 }
 
+// waitMeshed waits until every node is in the blocks mesh.
+func waitMeshed(t testing.TB, procs ...*proc) {
+	t.Helper()
+	waitFor(t, 20*time.Second, "every node in the blocks mesh", func() bool {
+		for _, p := range procs {
+			if p.status(t).Mesh == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // waitConverged waits until every node reports the same head and nothing
 // pending, with a main chain that holds exactly the given lines, each once;
 // then it checks that the nodes' chains are identical block by block.
@@ -271,14 +284,7 @@ func TestThreeProcessesOneChain(t *testing.T) {
 	b := startProc(t, filepath.Join(dir, "b"), a.addr)
 	c := startProc(t, filepath.Join(dir, "c"), a.addr)
 	procs := []*proc{a, b, c}
-	waitFor(t, 20*time.Second, "every node in the blocks mesh", func() bool {
-		for _, p := range procs {
-			if p.status(t).Mesh == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	waitMeshed(t, procs...)
 	// Type on each console in turn; each line must reach all three.
 	want := 0
 	for round := 0; round < 2; round++ {
@@ -565,10 +571,9 @@ func TestIDCommand(t *testing.T) {
 	p.stop(t)
 }
 
-func TestClusterScript(t *testing.T) {
-	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("cluster.sh needs curl, which is not installed")
-	}
+// clusterScript returns a runner of scripts/cluster.sh on a cluster of
+// its own (a temporary state dir, free ports), stopped when the test ends.
+func clusterScript(t *testing.T) (func(args ...string) (string, error), string) {
 	state := t.TempDir()
 	run := func(args ...string) (string, error) {
 		cmd := exec.Command("bash", append([]string{"scripts/cluster.sh"}, args...)...)
@@ -577,6 +582,14 @@ func TestClusterScript(t *testing.T) {
 		return string(out), err
 	}
 	t.Cleanup(func() { run("stop") })
+	return run, state
+}
+
+func TestClusterScript(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("cluster.sh needs curl, which is not installed")
+	}
+	run, state := clusterScript(t)
 	if out, err := run("start", "3"); err != nil {
 		t.Fatalf("start: %v\n%s", err, out)
 	}
@@ -749,14 +762,7 @@ func TestClusterTrace(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Skip("cluster.sh needs curl, which is not installed")
 	}
-	state := t.TempDir()
-	run := func(args ...string) (string, error) {
-		cmd := exec.Command("bash", append([]string{"scripts/cluster.sh"}, args...)...)
-		cmd.Env = append(os.Environ(), "GOSSIPCHAIN_CLUSTER_DIR="+state, "GOSSIPCHAIN_BASE_PORT=0", "GOSSIPCHAIN_API_BASE=0")
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
-	t.Cleanup(func() { run("stop") })
+	run, _ := clusterScript(t)
 	if out, err := run("start", "5"); err != nil {
 		t.Fatalf("start: %v\n%s", err, out)
 	}

@@ -213,14 +213,7 @@ func TestValidFlood(t *testing.T) {
 	c := startProc(t, filepath.Join(dir, "c"), b.addr)
 	procs := []*proc{a, b, c}
 	topic := attackerTopic(t, a.addr)
-	waitFor(t, 20*time.Second, "every node in the mesh", func() bool {
-		for _, p := range procs {
-			if p.status(t).Mesh == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	waitMeshed(t, procs...)
 	baseRSS := map[*proc]int64{}
 	for _, p := range procs {
 		baseRSS[p] = currentRSS(t, p.cmd.Process.Pid)

@@ -195,8 +195,15 @@ func resourceManager() (network.ResourceManager, error) {
 }
 
 func newHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer, gater *blocklist) (host.Host, error) {
+	common, err := hostLimits(key, reg, gater)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.sim != nil {
-		return newSimHost(key, cfg, reg, gater)
+		// The simulator: QUIC on a simulated network, with the production
+		// limits, connection manager and gater.
+		opts := append(common, libp2p.ListenAddrStrings(cfg.sim.listen), libp2p.Transport(libp2pquic.NewTransport), libp2p.DisableIdentifyAddressDiscovery())
+		return libp2p.New(append(opts, cfg.sim.opts...)...)
 	}
 	ip := net.ParseIP(cfg.ListenHost)
 	if ip == nil {
@@ -206,27 +213,12 @@ func newHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer, gater *b
 	if ip.To4() == nil {
 		listen = fmt.Sprintf("/ip6/%s/tcp/%d", ip, cfg.Port)
 	}
-	rm, err := resourceManager()
-	if err != nil {
-		return nil, fmt.Errorf("resource manager: %w", err)
-	}
-	cm, err := connmgr.NewConnManager(connLow, connHigh, connmgr.WithGracePeriod(connGrace))
-	if err != nil {
-		return nil, fmt.Errorf("connection manager: %w", err)
-	}
-	opts := []libp2p.Option{
-		libp2p.Identity(key),
+	opts := append(common,
 		libp2p.ListenAddrStrings(listen),
 		// Without reuseport a port that is in use is an error, not a silent
 		// second listener sharing it.
 		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
-		libp2p.DisableRelay(),
-		// The host's, swarm's and resource manager's own metrics, on the
-		// node's registry (GET /metrics).
-		libp2p.PrometheusRegisterer(reg),
-		libp2p.ResourceManager(rm),
-		libp2p.ConnectionManager(cm),
-	}
+	)
 	if cfg.PSK != nil {
 		opts = append(opts, libp2p.PrivateNetwork(cfg.PSK))
 	}
@@ -237,7 +229,6 @@ func newHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer, gater *b
 	if cfg.bandwidth != nil {
 		opts = append(opts, libp2p.BandwidthReporter(cfg.bandwidth))
 	}
-	opts = append(opts, libp2p.ConnectionGater(gater))
 	h, err := libp2p.New(opts...)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use") {
@@ -248,9 +239,10 @@ func newHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer, gater *b
 	return h, nil
 }
 
-// newSimHost is newHost for the simulator: QUIC on a simulated network,
-// with the production limits, connection manager and gater.
-func newSimHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer, gater *blocklist) (host.Host, error) {
+// hostLimits is what every host of a node has, on TCP or simulated: its
+// identity, no relay, metrics on the node's registry, the resource
+// manager, the connection manager and the gater.
+func hostLimits(key crypto.PrivKey, reg prometheus.Registerer, gater *blocklist) ([]libp2p.Option, error) {
 	rm, err := resourceManager()
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
@@ -259,18 +251,16 @@ func newSimHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer, gater
 	if err != nil {
 		return nil, fmt.Errorf("connection manager: %w", err)
 	}
-	opts := append([]libp2p.Option{
+	return []libp2p.Option{
 		libp2p.Identity(key),
-		libp2p.ListenAddrStrings(cfg.sim.listen),
-		libp2p.Transport(libp2pquic.NewTransport),
 		libp2p.DisableRelay(),
-		libp2p.DisableIdentifyAddressDiscovery(),
+		// The host's, swarm's and resource manager's own metrics, on the
+		// node's registry (GET /metrics).
 		libp2p.PrometheusRegisterer(reg),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
 		libp2p.ConnectionGater(gater),
-	}, cfg.sim.opts...)
-	return libp2p.New(opts...)
+	}, nil
 }
 
 // Close stops the node: API, gossip, connections and store, waiting for every

@@ -11,7 +11,7 @@
 //
 // Chromium is Debian's (/usr/bin/chromium, or $CHROMIUM); playwright-core
 // drives it (npm ci --prefix scripts/browser).
-import { chromium } from "playwright-core";
+import { launch } from "./chromium.mjs";
 
 const [url, shot, text = "typed in the browser", ...others] = process.argv.slice(2);
 if (!url || !shot) {
@@ -19,11 +19,7 @@ if (!url || !shot) {
   process.exit(2);
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   const errors = [];

@@ -7,7 +7,7 @@
 // trace panel shows this node and every PEER_ID with the time each first
 // had the block. It saves a screenshot to SCREENSHOT and prints one JSON
 // line of the rows it saw. Exit status 1 on any failure.
-import { chromium } from "playwright-core";
+import { launch } from "./chromium.mjs";
 
 const [url, shot, index, ...peers] = process.argv.slice(2);
 if (!url || !shot || index === undefined) {
@@ -15,11 +15,7 @@ if (!url || !shot || index === undefined) {
   process.exit(2);
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
   const errors = [];
