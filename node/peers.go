@@ -16,17 +16,22 @@ const (
 	redialMax   = 15 * time.Second
 	dialTimeout = 5 * time.Second
 	checkEvery  = time.Second
+	// keptRedial is how often (jittered by up to half) a node with
+	// targetPeers connections or more re-dials a configured peer it lost.
+	keptRedial = 30 * time.Second
 )
 
-// keepConnected dials pi now and again whenever it is not connected and
-// this node has fewer than targetPeers connections, backing off
-// exponentially (with jitter) while it stays unreachable. A node with
-// enough peers leaves a configured peer alone: in a large network the
-// configured peers are bootstrap nodes everyone lists, and were every node
-// to insist on staying connected, they would stay full and newcomers
-// could not get in (the simulator showed a third of 1,000 nodes locked
-// out of four such seeds for minutes). In a network smaller than
-// targetPeers, that is always, so every configured peer is kept.
+// keepConnected dials pi now and again whenever it is not connected,
+// backing off exponentially (with jitter) while it stays unreachable. A
+// node with targetPeers connections or more tries only every keptRedial:
+// in a large network the configured peers are bootstrap nodes everyone
+// lists, and were every node to redial them at once, they would stay full
+// and newcomers could not get in (the simulator showed a third of 1,000
+// nodes locked out of four such seeds for minutes). It still tries, now
+// and then: after a partition heals, a configured peer on the other side
+// may be the only way back (the simulator's 40-node partition never
+// healed without it). In a network smaller than targetPeers every
+// configured peer is kept as before.
 func (n *Node) keepConnected(pi peer.AddrInfo) {
 	n.host.Peerstore().AddAddrs(pi.ID, pi.Addrs, peerstore.PermanentAddrTTL)
 	n.host.ConnManager().Protect(pi.ID, "configured-peer")
@@ -34,9 +39,12 @@ func (n *Node) keepConnected(pi peer.AddrInfo) {
 	go func() {
 		defer n.wg.Done()
 		backoff, failures := redialMin, 0
+		var lastTry time.Time
 		for {
 			wait := checkEvery
-			if n.host.Network().Connectedness(pi.ID) != network.Connected && len(n.host.Network().Peers()) < targetPeers {
+			enough := len(n.host.Network().Peers()) >= targetPeers
+			if n.host.Network().Connectedness(pi.ID) != network.Connected && (!enough || time.Since(lastTry) >= keptRedial/2+rand.N(keptRedial/2)) {
+				lastTry = time.Now()
 				ctx, cancel := context.WithTimeout(n.ctx, dialTimeout)
 				n.dialing.Add(1)
 				err := n.host.Connect(ctx, pi)

@@ -30,7 +30,7 @@ import (
 // clock. Real CPU time does not advance that clock, so checking and
 // storing a block is modelled as a delay (checkCost).
 //
-//	go test -run TestSimulatedNetwork -v ./node                       # 40 nodes
+//	go test -run TestSimulatedNetwork -v ./node                       # 40 nodes (24 with -race)
 //	GOSSIPCHAIN_SIM_NODES=1000 go test -run TestSimulatedNetwork -v -timeout 60m ./node
 //
 // Environment: GOSSIPCHAIN_SIM_NODES (40), GOSSIPCHAIN_SIM_BLOCKS (10),
@@ -89,7 +89,11 @@ type simArrivals struct {
 }
 
 func TestSimulatedNetwork(t *testing.T) {
-	count := simEnv(t, "GOSSIPCHAIN_SIM_NODES", 40)
+	def := 40
+	if raceBuild {
+		def = 24 // the race detector multiplies memory and goroutine costs
+	}
+	count := simEnv(t, "GOSSIPCHAIN_SIM_NODES", def)
 	blocks := simEnv(t, "GOSSIPCHAIN_SIM_BLOCKS", 10)
 	seed := uint64(simEnv(t, "GOSSIPCHAIN_SIM_SEED", 1))
 	checkCost := time.Duration(simEnv(t, "GOSSIPCHAIN_SIM_CHECK_US", 100)) * time.Microsecond
