@@ -2,6 +2,6 @@
 
 package node
 
-// raceBuild is set when the tests run under the race detector (its
-// memory and goroutine costs make the simulator's default smaller).
+// raceBuild is set when the tests run under the race detector (the
+// simulator skips itself then).
 const raceBuild = true

@@ -30,7 +30,7 @@ import (
 // clock. Real CPU time does not advance that clock, so checking and
 // storing a block is modelled as a delay (checkCost).
 //
-//	go test -run TestSimulatedNetwork -v ./node                       # 40 nodes (24 with -race)
+//	go test -run TestSimulatedNetwork -v ./node                       # 40 nodes (not under -race)
 //	GOSSIPCHAIN_SIM_NODES=1000 go test -run TestSimulatedNetwork -v -timeout 60m ./node
 //
 // Environment: GOSSIPCHAIN_SIM_NODES (40), GOSSIPCHAIN_SIM_BLOCKS (10),
@@ -89,11 +89,13 @@ type simArrivals struct {
 }
 
 func TestSimulatedNetwork(t *testing.T) {
-	def := 40
 	if raceBuild {
-		def = 24 // the race detector multiplies memory and goroutine costs
+		// The race detector's own runtime crashes here (SIGSEGV in its
+		// stack depot, seen at 24 nodes) with this many goroutines in one
+		// synctest bubble; .ci/run runs the simulator without it.
+		t.Skip("the simulator does not run under -race (go test -run TestSimulatedNetwork ./node)")
 	}
-	count := simEnv(t, "GOSSIPCHAIN_SIM_NODES", def)
+	count := simEnv(t, "GOSSIPCHAIN_SIM_NODES", 40)
 	blocks := simEnv(t, "GOSSIPCHAIN_SIM_BLOCKS", 10)
 	seed := uint64(simEnv(t, "GOSSIPCHAIN_SIM_SEED", 1))
 	checkCost := time.Duration(simEnv(t, "GOSSIPCHAIN_SIM_CHECK_US", 100)) * time.Microsecond
