@@ -81,7 +81,7 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 			n.dropBlock("ignore", "author_rate_limited")
 			return pubsub.ValidationIgnore
 		}
-		if n.cfg.checkCost > 0 && err == nil {
+		if n.cfg.checkCost > 0 {
 			time.Sleep(n.cfg.checkCost) // the simulator's model of the CPU spent
 		}
 		res, err = n.chain.Process(run)
