@@ -26,6 +26,9 @@ func (a *api) handleEvents(w http.ResponseWriter, r *http.Request) {
 	default:
 		a.n.CountDrop("api_events_full")
 		w.Header().Set("Retry-After", "5")
+		// And the connection goes: a client refused a stream has no other
+		// use for it, and a thousand of them idle would hold their buffers.
+		w.Header().Set("Connection", "close")
 		writeError(w, http.StatusServiceUnavailable, "%d event streams are open already", MaxEventStreams)
 		return
 	}
