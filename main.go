@@ -113,7 +113,7 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, error) 
 	fs.IntVar(&o.port, "port", 3000, "TCP port to listen on (0: any free port)")
 	fs.StringVar(&o.data, "data", "", "data dir for the identity and chain (default .gossipchain/node-<port>)")
 	if name == "gossipchain" {
-		fs.Var(&o.peers, "peer", "bootstrap peer /ip4/…/tcp/…/p2p/<id>: dialled, and re-dialled while the node has fewer than 8 peers; the node finds the others through it; repeat or comma-separate")
+		fs.Var(&o.peers, "peer", "bootstrap peer /ip4/…/tcp/…/p2p/<id>: dialled, re-dialled at once while the node has fewer than 8 peers and every 1-2 min otherwise; the node finds the others through it; repeat or comma-separate")
 		fs.StringVar(&o.listen, "listen", "127.0.0.1", "IP address to listen on: 127.0.0.1 is this machine only, 0.0.0.0 every interface")
 		fs.Var(&o.announce, "announce", "address peers should dial instead of the listening ones, e.g. /ip4/203.0.113.7/tcp/3001 (behind NAT); repeat or comma-separate")
 		fs.StringVar(&o.api, "api", "", "serve the HTTP API on HOST:PORT (off by default), e.g. 127.0.0.1:8001")
