@@ -439,27 +439,28 @@ func (r *chaosRun) chain(n *chaosNode) ([]ledger.Block, error) {
 }
 
 // check is the checker: it returns the first violation, or "".
-func (r *chaosRun) check() (string, int, error) {
+// It also returns the height and how many unacknowledged lines landed.
+func (r *chaosRun) check() (string, int, int, error) {
 	ref, err := r.chain(r.nodes[0])
 	if err != nil {
-		return "", 0, err
+		return "", 0, 0, err
 	}
 	for _, n := range r.nodes[1:] {
 		c, err := r.chain(n)
 		if err != nil {
-			return "", 0, err
+			return "", 0, 0, err
 		}
 		if len(c) != len(ref) {
-			return fmt.Sprintf("node %d has %d blocks, node 1 %d", n.k, len(c), len(ref)), 0, nil
+			return fmt.Sprintf("node %d has %d blocks, node 1 %d", n.k, len(c), len(ref)), 0, 0, nil
 		}
 		for i := range c {
 			if c[i] != ref[i] {
-				return fmt.Sprintf("block %d differs: node %d has %s, node 1 %s", i, n.k, c[i].Short(), ref[i].Short()), 0, nil
+				return fmt.Sprintf("block %d differs: node %d has %s, node 1 %s", i, n.k, c[i].Short(), ref[i].Short()), 0, 0, nil
 			}
 		}
 	}
 	if ref[0].Hash != ledger.Genesis().Hash {
-		return "the chain does not start at genesis", 0, nil
+		return "the chain does not start at genesis", 0, 0, nil
 	}
 	seen := map[string]bool{}
 	count := map[string]int{}
@@ -467,12 +468,12 @@ func (r *chaosRun) check() (string, int, error) {
 		b := &ref[i]
 		switch {
 		case b.Index != uint64(i) || b.PrevHash != ref[i-1].Hash:
-			return fmt.Sprintf("block %d %s does not link to block %d", i, b.Short(), i-1), 0, nil
+			return fmt.Sprintf("block %d %s does not link to block %d", i, b.Short(), i-1), 0, 0, nil
 		case seen[b.Hash]:
-			return fmt.Sprintf("block %s is on the chain twice", b.Short()), 0, nil
+			return fmt.Sprintf("block %s is on the chain twice", b.Short()), 0, 0, nil
 		}
 		if err := b.CheckSanity(); err != nil {
-			return fmt.Sprintf("block %d: %v", i, err), 0, nil
+			return fmt.Sprintf("block %d: %v", i, err), 0, 0, nil
 		}
 		seen[b.Hash] = true
 		count[b.Data]++
@@ -488,15 +489,19 @@ func (r *chaosRun) check() (string, int, error) {
 	})
 	for _, l := range lines {
 		if count[l] != 1 {
-			return fmt.Sprintf("line %q, acknowledged by node %d, is on the chain %d times", l, r.acked[l], count[l]), 0, nil
+			return fmt.Sprintf("line %q, acknowledged by node %d, is on the chain %d times", l, r.acked[l], count[l]), 0, 0, nil
 		}
 	}
 	for l, c := range count {
 		if c > 1 {
-			return fmt.Sprintf("line %q is on the chain %d times", l, c), 0, nil
+			return fmt.Sprintf("line %q is on the chain %d times", l, c), 0, 0, nil
 		}
 	}
-	return "", len(ref) - 1, nil
+	landed := 0
+	for l := range r.unack {
+		landed += count[l]
+	}
+	return "", len(ref) - 1, landed, nil
 }
 
 func (r *chaosRun) stopAll() {
@@ -610,7 +615,7 @@ func chaosCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("chaos: FAIL: %v (seed %d; logs in %s)", err, *seed, *dir)
 	}
-	violation, height, err := r.check()
+	violation, height, landed, err := r.check()
 	if err != nil {
 		return fmt.Errorf("chaos: FAIL: reading the chains: %v (seed %d; logs in %s)", err, *seed, *dir)
 	}
@@ -618,26 +623,10 @@ func chaosCmd(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("chaos: FAIL: %s (seed %d; logs in %s)", violation, *seed, *dir)
 	}
 	fmt.Fprintf(stdout, "chaos: ok: seed %d, %d nodes, %d faults in %v; %d lines acknowledged, all on the chain once (%d unanswered, %d of them landed); height %d on every node; converged %.1fs after typing stopped, %.1fs after the last fault\n",
-		*seed, len(r.nodes), len(schedule), *dur, len(r.acked), len(r.unack), r.landed(), height, took.Seconds(), converged.Sub(lastFault).Seconds())
+		*seed, len(r.nodes), len(schedule), *dur, len(r.acked), len(r.unack), landed, height, took.Seconds(), converged.Sub(lastFault).Seconds())
 	r.stopAll()
 	if !keep {
 		os.RemoveAll(*dir)
 	}
 	return nil
-}
-
-// landed counts unacknowledged lines that are on the chain anyway (their
-// node wrote them before it was killed, or answered too late).
-func (r *chaosRun) landed() int {
-	chain, err := r.chain(r.nodes[0])
-	if err != nil {
-		return 0
-	}
-	n := 0
-	for _, b := range chain {
-		if r.unack[b.Data] {
-			n++
-		}
-	}
-	return n
 }

@@ -85,7 +85,7 @@ func TestChaosChecker(t *testing.T) {
 		for _, l := range tc.acked {
 			r.acked[l] = 1
 		}
-		got, _, err := r.check()
+		got, _, _, err := r.check()
 		if err != nil || (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
 			t.Errorf("%s: violation %q, %v; want %q", tc.name, got, err, tc.want)
 		}

@@ -79,7 +79,7 @@ func newTraceBook(now func() time.Time) *traceBook {
 
 // seen records that b reached this node at 'at', from p ("" if typed
 // here) by via, unless it has a trace already. It returns the trace.
-// b.mu is held.
+// tb.mu is held.
 func (tb *traceBook) seen(b *ledger.Block, from peer.ID, via string, at time.Time) *traceEntry {
 	if e, ok := tb.byHash[b.Hash]; ok {
 		return e
