@@ -94,6 +94,11 @@ type Config struct {
 	// chainClock, if set, is the ledger's clock (the simulator's virtual
 	// clock starts in 2000, before genesis: it shifts it to today).
 	chainClock func() time.Time
+	// meshDegree, if set, replaces GossipSub's mesh degree D (and the
+	// bounds that follow from it: meshParams); noFloodPublish turns flood
+	// publishing off. The simulator and the benchmark suite compare them.
+	meshDegree     int
+	noFloodPublish bool
 }
 
 // simHost is where a simulated node's host listens, and the options that

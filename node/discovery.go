@@ -39,12 +39,44 @@ const (
 	distrustFor = 10 * time.Minute
 	// maxRejected bounds the peers remembered for rejected gossip.
 	maxRejected = 4096
+
+	// A member lost while this node had fewer than connLow connections
+	// (so not trimmed by this node's own connection manager) is dialled
+	// again, backing off from lostRedialMin to lostRedialMax, for up to
+	// lostFor: a network partition or an outage heals by itself, even
+	// where every node kept targetPeers on its own side meanwhile (the
+	// simulator's 40-node partition of a minute took 32 s to heal without
+	// it). A peer lost again after it came back is left alone: it trimmed
+	// this node, or it flaps. Configured peers have their own rule
+	// (peers.go).
+	lostFor       = 10 * time.Minute
+	lostRedialMin = time.Second
+	lostRedialMax = 8 * time.Second
+	maxLost       = 256
 )
+
+// configuredTag protects configured peers in the connection manager, and
+// tells discovery they are not its to redial.
+const configuredTag = "configured-peer"
+
+// lostPeer is a member this node lost and dials again.
+type lostPeer struct {
+	info    peer.AddrInfo
+	since   time.Time
+	next    time.Time
+	wait    time.Duration
+	dialing bool
+	// back: it came back once since it was first lost; lost again, it is
+	// left alone until lostFor has passed.
+	back bool
+}
 
 // discovery is the component that does it. It is built from what it needs
 // (discoveryDeps), owns its goroutine, and refuses work after stop.
 type discovery struct {
 	discoveryDeps
+	mu     sync.Mutex
+	lost   map[peer.ID]*lostPeer
 	wake   chan struct{}
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -66,28 +98,97 @@ type discoveryDeps struct {
 }
 
 func newDiscovery(deps discoveryDeps) *discovery {
-	d := &discovery{discoveryDeps: deps, wake: make(chan struct{}, 1)}
+	d := &discovery{discoveryDeps: deps, wake: make(chan struct{}, 1), lost: map[peer.ID]*lostPeer{}}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	return d
 }
 
-// start runs rounds at once, whenever poked and every discoverEvery.
+// start runs rounds at once, whenever poked and every discoverEvery, and
+// dials lost peers when they are due.
 func (d *discovery) start() {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
 		tick := time.NewTicker(discoverEvery)
 		defer tick.Stop()
+		back := time.NewTicker(lostRedialMin)
+		defer back.Stop()
 		for {
 			select {
 			case <-d.ctx.Done():
 				return
+			case <-back.C:
+				d.returnToLost()
+				continue
 			case <-tick.C:
 			case <-d.wake:
 			}
 			d.round()
 		}
 	}()
+}
+
+// disconnected is told that p's last connection closed; wasMember whether
+// p had been a member. A member lost while this node is below connLow is
+// dialled again (lostFor).
+func (d *discovery) disconnected(p peer.ID, wasMember bool) {
+	if d.ctx.Err() != nil || !wasMember || d.host.ConnManager().IsProtected(p, configuredTag) {
+		return
+	}
+	now := time.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if lp, ok := d.lost[p]; ok {
+		if lp.back {
+			lp.next = lp.since.Add(lostFor) // lost again: left alone
+		}
+		return
+	}
+	if len(d.host.Network().Peers()) >= connLow || len(d.lost) >= maxLost || !d.trusted(p) {
+		return
+	}
+	addrs := d.host.Peerstore().Addrs(p)
+	if len(addrs) == 0 {
+		return
+	}
+	d.lost[p] = &lostPeer{info: peer.AddrInfo{ID: p, Addrs: addrs}, since: now, next: now.Add(lostRedialMin), wait: lostRedialMin}
+}
+
+// returnToLost dials the lost peers that are due, and forgets those lost
+// for lostFor.
+func (d *discovery) returnToLost() {
+	now := time.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for id, lp := range d.lost {
+		switch {
+		case now.Sub(lp.since) >= lostFor:
+			delete(d.lost, id)
+		case d.host.Network().Connectedness(id) == network.Connected:
+			lp.back = true
+		case lp.dialing || now.Before(lp.next) || !d.trusted(id):
+		default:
+			lp.dialing = true
+			lp.next = now.Add(lp.wait/2 + rand.N(lp.wait/2+1))
+			lp.wait = min(2*lp.wait, lostRedialMax)
+			d.wg.Add(1)
+			go d.dialLost(lp)
+		}
+	}
+}
+
+func (d *discovery) dialLost(lp *lostPeer) {
+	defer d.wg.Done()
+	ctx, cancel := context.WithTimeout(d.ctx, dialTimeout)
+	err := d.host.Connect(ctx, lp.info)
+	cancel()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	lp.dialing = false
+	if err == nil {
+		lp.back = true
+		d.log.Debug("lost peer back", "peer", lp.info.ID, "after", time.Since(lp.since).Round(time.Millisecond))
+	}
 }
 
 // stop ends the rounds and waits for the one running.

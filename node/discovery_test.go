@@ -306,3 +306,58 @@ func TestDiscoveryComponent(t *testing.T) {
 	}
 	d.poke() // after stop: nothing runs, nothing blocks
 }
+
+// TestDiscoveryReturnsToLostPeers: a member lost while this node has few
+// connections is dialled again; lost again after it came back, it is left
+// alone; a configured peer is not discovery's to redial.
+func TestDiscoveryReturnsToLostPeers(t *testing.T) {
+	self, lost, configured := bareHost(t), bareHost(t), bareHost(t)
+	for _, h := range []host.Host{lost, configured} {
+		if err := self.Connect(context.Background(), peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	self.ConnManager().Protect(configured.ID(), configuredTag)
+	d := newDiscovery(discoveryDeps{
+		host: self, log: slog.New(slog.DiscardHandler),
+		askPeers: func(context.Context, peer.ID) (protocol.PeersAnswer, error) { return protocol.PeersAnswer{}, nil },
+		member:   func(peer.ID) bool { return true },
+		trusted:  func(peer.ID) bool { return true },
+		dialing:  func() int { return 0 },
+	})
+	d.start()
+	defer d.stop()
+	for _, h := range []host.Host{lost, configured} {
+		h.Network().ClosePeer(self.ID()) // the far end drops the connection
+		waitFor(t, 10*time.Second, "the connection gone", func() bool {
+			return self.Network().Connectedness(h.ID()) != network.Connected
+		})
+		d.disconnected(h.ID(), true)
+	}
+	waitFor(t, 20*time.Second, "the lost peer dialled again", func() bool {
+		return self.Network().Connectedness(lost.ID()) == network.Connected
+	})
+	d.mu.Lock()
+	_, tracked := d.lost[configured.ID()]
+	d.mu.Unlock()
+	if tracked {
+		t.Fatal("discovery took up a configured peer")
+	}
+	// Lost again after it came back: left alone for the rest of lostFor.
+	waitFor(t, 10*time.Second, "the return noted", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.lost[lost.ID()].back
+	})
+	lost.Network().ClosePeer(self.ID())
+	waitFor(t, 10*time.Second, "the connection gone again", func() bool {
+		return self.Network().Connectedness(lost.ID()) != network.Connected
+	})
+	d.disconnected(lost.ID(), true)
+	d.mu.Lock()
+	until := time.Until(d.lost[lost.ID()].next)
+	d.mu.Unlock()
+	if until < lostFor-time.Minute {
+		t.Fatalf("a peer lost twice is dialled again in %v; want it left alone for lostFor", until)
+	}
+}

@@ -35,7 +35,7 @@ func (n *Node) startGossip() error {
 		pubsub.WithValidateQueueSize(validateQueue),
 		// A locally authored block goes to every subscribed peer, not only
 		// the mesh, so a node's own blocks can't be eclipsed.
-		pubsub.WithFloodPublish(true),
+		pubsub.WithFloodPublish(!n.cfg.noFloodPublish),
 		// No peer exchange on PRUNE, either way: this node names no peers
 		// when it prunes (WithPeerExchange stays at its default, off), and
 		// takes none (score.go: acceptPXNever). A pruned peer would dial up
@@ -53,6 +53,9 @@ func (n *Node) startGossip() error {
 		pubsub.WithMaxMessageSize(protocol.MaxGossipRPCBytes),
 	}
 	opts = append(opts, scoreOptions(n.appScore, n.scores)...)
+	if n.cfg.meshDegree > 0 {
+		opts = append(opts, pubsub.WithGossipSubParams(meshParams(n.cfg.meshDegree)))
+	}
 	var err error
 	n.ps, err = pubsub.NewGossipSub(n.ctx, n.host, opts...)
 	if err != nil {
@@ -129,4 +132,16 @@ func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h minLevel) WithGroup(name string) slog.Handler {
 	return minLevel{h.Handler.WithGroup(name), h.level}
+}
+
+// meshParams are GossipSub's defaults with a mesh degree of d: keep
+// between d-1 and 2d mesh peers, at least d*2/3 of them by score and up to
+// 2 outbound (fewer where the library requires: below d-1 and d/2). The
+// library's D=6 is the same: 5..12, 4 and 2.
+func meshParams(d int) pubsub.GossipSubParams {
+	p := pubsub.DefaultGossipSubParams()
+	p.D, p.Dlo, p.Dhi = d, max(1, d-1), 2*d
+	p.Dscore = max(1, d*2/3)
+	p.Dout = max(0, min(2, p.Dlo-1, d/2-1))
+	return p
 }

@@ -199,6 +199,9 @@ func newHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer, gater *b
 	if err != nil {
 		return nil, err
 	}
+	if cfg.bandwidth != nil {
+		common = append(common, libp2p.BandwidthReporter(cfg.bandwidth))
+	}
 	if cfg.sim != nil {
 		// The simulator: QUIC on a simulated network, with the production
 		// limits, connection manager and gater.
@@ -225,9 +228,6 @@ func newHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer, gater *b
 	if len(cfg.Announce) > 0 {
 		announce := cfg.Announce
 		opts = append(opts, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return announce }))
-	}
-	if cfg.bandwidth != nil {
-		opts = append(opts, libp2p.BandwidthReporter(cfg.bandwidth))
 	}
 	h, err := libp2p.New(opts...)
 	if err != nil {

@@ -37,7 +37,7 @@ const (
 // configured peer is kept as before.
 func (n *Node) keepConnected(pi peer.AddrInfo) {
 	n.host.Peerstore().AddAddrs(pi.ID, pi.Addrs, peerstore.PermanentAddrTTL)
-	n.host.ConnManager().Protect(pi.ID, "configured-peer")
+	n.host.ConnManager().Protect(pi.ID, configuredTag)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

@@ -165,9 +165,11 @@ func (s *syncer) start() {
 		DisconnectedF: func(nw network.Network, c network.Conn) {
 			if nw.Connectedness(c.RemotePeer()) != network.Connected {
 				s.mu.Lock()
+				wasMember := s.members[c.RemotePeer()]
 				delete(s.heads, c.RemotePeer())
 				delete(s.members, c.RemotePeer())
 				s.mu.Unlock()
+				s.discover.disconnected(c.RemotePeer(), wasMember)
 			}
 		},
 	}
