@@ -23,13 +23,20 @@ func writeCDF(path, title string, results []simResult) error {
 			maxMS = max(maxMS, ms(r.arrivals[n-1]))
 		}
 	}
-	step := niceStep(maxMS / 8)
-	maxMS = math.Max(step, math.Ceil(maxMS/step)*step)
+	// x is logarithmic, from 1 ms to a power of ten above the slowest
+	// arrival, so a 200 ms spread and a 30 s partition both show.
+	decades := max(1, math.Ceil(math.Log10(max(maxMS, 1))))
 	pw, ph := w-left-right, h-top-bottom
-	x := func(v float64) int { return left + int(v/maxMS*float64(pw)) }
+	x := func(v float64) int { return left + int(math.Log10(max(v, 1))/decades*float64(pw)) }
 	y := func(f float64) int { return top + ph - int(f*float64(ph)) }
-	grid, axis := color.RGBA{225, 225, 225, 255}, color.RGBA{60, 60, 60, 255}
-	for v := 0.0; v <= maxMS+step/2; v += step {
+	grid, minor, axis := color.RGBA{215, 215, 215, 255}, color.RGBA{238, 238, 238, 255}, color.RGBA{60, 60, 60, 255}
+	for d := 0.0; d <= decades; d++ {
+		v := math.Pow(10, d)
+		for _, m := range []float64{2, 5} {
+			if d < decades {
+				fillRect(img, image.Rect(x(v*m), top, x(v*m)+1, top+ph), minor)
+			}
+		}
 		fillRect(img, image.Rect(x(v), top, x(v)+1, top+ph), grid)
 		label := fmt.Sprintf("%.0f", v)
 		drawText(img, x(v)-len(label)*3, top+ph+8, label, axis)
@@ -42,7 +49,7 @@ func writeCDF(path, title string, results []simResult) error {
 	fillRect(img, image.Rect(left, top, left+1, top+ph), axis)
 	fillRect(img, image.Rect(left, top+ph, left+pw, top+ph+1), axis)
 	drawText(img, left, 14, title, axis)
-	drawText(img, left+pw/2-120, h-18, "virtual ms from typing to the node", axis)
+	drawText(img, left+pw/2-140, h-18, "virtual ms from typing to the node (log scale)", axis)
 	palette := []color.RGBA{{31, 119, 180, 255}, {255, 127, 14, 255}, {44, 160, 44, 255}, {214, 39, 40, 255}, {148, 103, 189, 255}, {140, 86, 75, 255}}
 	for k, r := range results {
 		c := palette[k%len(palette)]
@@ -68,20 +75,6 @@ func writeCDF(path, title string, results []simResult) error {
 		return err
 	}
 	return f.Close()
-}
-
-// niceStep rounds v up to 1, 2 or 5 times a power of ten.
-func niceStep(v float64) float64 {
-	if v <= 0 {
-		return 1
-	}
-	p := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 2, 5, 10} {
-		if m*p >= v {
-			return m * p
-		}
-	}
-	return 10 * p
 }
 
 func fillRect(img *image.RGBA, r image.Rectangle, c color.RGBA) {
