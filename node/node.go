@@ -162,12 +162,17 @@ func (n *Node) relayHead(b *ledger.Block) {
 }
 
 // Connection limits. The connection manager trims connections above
-// connHigh down to connLow (configured peers are protected); the resource
-// manager refuses what would exceed its limits outright.
+// connHigh down to connLow (configured peers are protected), sparing those
+// younger than connGrace; the resource manager refuses what would exceed
+// its limits outright. connGrace is 10 s, not the library's minute: long
+// enough for a newcomer to get a status and a peers answer and for
+// GossipSub to tag a mesh peer, short enough that a seed that a flash crowd
+// filled makes room again soon (in the simulator, with a minute, a third
+// of 1,000 nodes starting at once stayed locked out of four full seeds).
 const (
 	connLow   = 64
 	connHigh  = 128
-	connGrace = time.Minute
+	connGrace = 10 * time.Second
 )
 
 // resourceManager returns libp2p's resource manager with explicit limits

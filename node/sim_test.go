@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -721,6 +722,13 @@ func runSim(t *testing.T, p simParams) []simResult {
 			b, _ := json.Marshal(r)
 			fmt.Println(string(b))
 			results = append(results, r)
+		}
+		if path := os.Getenv("GOSSIPCHAIN_SIM_HEAPPROFILE"); path != "" {
+			// What the nodes hold, before they close.
+			if f, err := os.Create(path); err == nil {
+				pprof.WriteHeapProfile(f)
+				f.Close()
+			}
 		}
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
