@@ -57,8 +57,11 @@ import (
 
 // benchResult is one line of the suite's output.
 type benchResult struct {
-	Scenario     string   `json:"scenario"`
-	System       string   `json:"system"`
+	Scenario string `json:"scenario"`
+	System   string `json:"system"`
+	// Mode is "processes" for scripts/bench.sh --processes (every node
+	// its own process), empty for the in-process suite.
+	Mode         string   `json:"mode,omitempty"`
 	Nodes        int      `json:"nodes"`
 	Blocks       int      `json:"blocks,omitempty"`
 	DeliveredPct *float64 `json:"delivered_pct,omitempty"` // nil: not a delivery scenario

@@ -7,7 +7,12 @@
 # libp2p stream); then gossipchain's figures over gossipsub-tuned's.
 #
 #   scripts/bench.sh [--quick] [--json] [--only SCENARIO[,SCENARIO...]]
+#   scripts/bench.sh --processes [--quick] [--json] [--only propagation|burst]
 #
+# --processes: the propagation and burst scenarios with every node its own
+# process (the built binary, lines on the origin's stdin, arrivals read
+# from every console; gossipsub-tuned as processes too), gossipchain and
+# gossipsub-tuned side by side (node/benchproc_test.go, TestBenchProcesses).
 # --quick: fewer nodes and blocks (well under 2 minutes); --json: one JSON
 # object per line instead of the table; --only: just these scenarios
 # (propagation, burst, sync, scale, footprint, chainlen) and/or systems
@@ -16,10 +21,11 @@
 # docs/BENCHMARKS.md).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-mode=full json=0 only=
+mode=full json=0 only= processes=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) mode=quick ;;
+	--processes) processes=1 ;;
 	--json) json=1 ;;
 	--only)
 		[ $# -ge 2 ] || { echo "bench: --only needs a list of scenarios" >&2; exit 2; }
@@ -32,7 +38,7 @@ while [ $# -gt 0 ]; do
 			esac
 		done
 		;;
-	*) echo "bench: unknown argument '$1' (use --quick, --json, --only LIST)" >&2; exit 2 ;;
+	*) echo "bench: unknown argument '$1' (use --quick, --processes, --json, --only LIST)" >&2; exit 2 ;;
 	esac
 	shift
 done
@@ -41,7 +47,13 @@ done
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e
-(cd "$root" && GOSSIPCHAIN_BENCH=$mode GOSSIPCHAIN_BENCH_ONLY=$only go test -run '^TestBenchSuite$' -count=1 -timeout 30m -v ./node 2>&1) |
+if [ "$processes" = 1 ]; then
+	suite=(env GOSSIPCHAIN_BENCH_PROCESSES="$mode" GOSSIPCHAIN_BENCH_ONLY="$only" go test -run '^TestBenchProcesses$')
+	echo "bench: process mode: every node its own process" >&2
+else
+	suite=(env GOSSIPCHAIN_BENCH="$mode" GOSSIPCHAIN_BENCH_ONLY="$only" go test -run '^TestBenchSuite$')
+fi
+(cd "$root" && "${suite[@]}" -count=1 -timeout 30m -v ./node 2>&1) |
 	while IFS= read -r l; do
 		case "$l" in
 		"PROGRESS "*) echo "bench: ${l#PROGRESS }" >&2 ;;
