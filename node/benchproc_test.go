@@ -137,13 +137,19 @@ func startProcSystem(t *testing.T, bin, name string, n int, arr *arrivals, wires
 		if err := s.publish(0, fmt.Sprintf("%d|warm-up", seq)); err != nil {
 			t.Fatal(err)
 		}
+		time.Sleep(100 * time.Millisecond)
 		if arr.warmedUp(seq, n) {
 			break
 		}
 		if seq < -100 {
-			t.Fatalf("%s: %d processes, a warm-up line never reached them all", name, n)
+			arr.mu.Lock()
+			got := map[int]int{}
+			for k := range arr.seen {
+				got[k[1]]++
+			}
+			arr.mu.Unlock()
+			t.Fatalf("%s: %d processes, a warm-up line never reached them all (warm-up lines seen by each: %v)", name, n, got)
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	return s
 }
