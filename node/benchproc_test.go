@@ -10,10 +10,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,9 +31,14 @@ import (
 //
 //   - gossipchain: the built binary, lines written to the origin's stdin,
 //     arrivals read from every console ("< #index hash by author: line");
-//   - gossipsub-tuned: this test binary run again as a bare GossipSub peer
-//     (TestBenchPeerProcess: tunedOptions, gossipchain-sized messages,
-//     nothing checked or stored), lines on stdin, arrivals on stdout.
+//   - gossipsub-tuned and gossipsub-bare: this test binary run again as a
+//     bare GossipSub peer (TestBenchPeerProcess: tunedOptions and
+//     gossipchain-sized messages, or the library's defaults; nothing
+//     checked or stored), lines on stdin, arrivals on stdout.
+//
+// seed-dial stays in the in-process suite: a process per node of the
+// design gossipchain replaces would measure that design's process
+// start-up, not its dials.
 //
 // CPU per block is the CPU time of every node process (from /proc), not
 // the harness's.
@@ -52,7 +59,7 @@ func TestBenchProcesses(t *testing.T) {
 		sizes = s
 	}
 	bin := buildBinary(t, t.TempDir())
-	systems := []string{"gossipchain", "gossipsub-tuned"}
+	systems := []string{"gossipchain", "gossipsub-tuned", "gossipsub-bare"}
 	only := os.Getenv("GOSSIPCHAIN_BENCH_ONLY")
 	run := func(scenario string) bool { return only == "" || strings.Contains(only, scenario) }
 	for _, n := range sizes {
@@ -65,12 +72,15 @@ func TestBenchProcesses(t *testing.T) {
 			sys := startProcSystem(t, bin, name, n, arr, wires)
 			cpu0 := sys.cpu(t)
 			propagate(t, sys, arr, n, blocks, 100)
-			sys.catchUp(t, arr, blocks)
+			syncs := sys.catchUp(arr, blocks)
 			r := arr.result("propagation", name, n, blocks)
 			r.CPUmsPerBlock = round2(float64((sys.cpu(t) - cpu0).Microseconds()) / 1000 / float64(blocks))
 			r.Mode = "processes"
 			sys.close()
 			report(t, r)
+			if syncs > 0 {
+				progress("propagation: %s at %d nodes: %d chain reads after syncs", name, n, syncs)
+			}
 		}
 	}
 	wires := wiring(burstNodes, rand.New(rand.NewPCG(2, uint64(burstNodes))))
@@ -83,7 +93,9 @@ func TestBenchProcesses(t *testing.T) {
 		cpu0 := sys.cpu(t)
 		took := burst(t, sys, arr, burstNodes, burstBlocks)
 		cpu := round2(float64((sys.cpu(t) - cpu0).Microseconds()) / 1000 / float64(burstBlocks))
-		sys.catchUp(t, arr, burstBlocks)
+		if syncs := sys.catchUp(arr, burstBlocks); syncs > 0 {
+			progress("burst: %s: %d chain reads after syncs", name, syncs)
+		}
 		r := arr.result("burst", name, burstNodes, burstBlocks)
 		r.CPUmsPerBlock, r.Mode = cpu, "processes"
 		r.BlocksPerS = round2(float64(burstBlocks) * *r.DeliveredPct / 100 / took.Seconds())
@@ -106,6 +118,9 @@ type benchProc struct {
 	addr  string
 	api   string
 	done  chan struct{}
+	// fetched: chain reads under way (startBenchProc)
+	fetched sync.WaitGroup
+	syncs   atomic.Int64
 }
 
 // startProcSystem starts n processes of system name, node i dialling
@@ -127,10 +142,15 @@ func startProcSystem(t *testing.T, bin, name string, n int, arr *arrivals, wires
 			}
 			cmd = exec.Command(bin, args...)
 		} else {
-			cmd = exec.Command(os.Args[0], "-test.run", "^TestBenchPeerProcess$")
-			cmd.Env = append(os.Environ(), "GOSSIPCHAIN_BENCH_PEER="+strings.Join(append([]string{"peers"}, addrs...), ","))
+			args := []string{"-test.run", "^TestBenchPeerProcess$"}
+			if prof := os.Getenv("GOSSIPCHAIN_CPUPROFILE"); prof != "" {
+				// As gossipchain's processes do: one profile per process.
+				args = append(args, "-test.cpuprofile", fmt.Sprintf("%s.tuned.%d", prof, i))
+			}
+			cmd = exec.Command(os.Args[0], args...)
+			cmd.Env = append(os.Environ(), "GOSSIPCHAIN_BENCH_PEER="+strings.Join(append([]string{name}, addrs...), ","))
 		}
-		s.procs = append(s.procs, startBenchProc(t, cmd, i, arr))
+		s.procs = append(s.procs, startBenchProc(t, cmd, i, arr, name == "gossipchain"))
 	}
 	// Warm up until a line reaches everyone: meshes form at heartbeats.
 	for seq := -1; ; seq-- {
@@ -154,7 +174,10 @@ func startProcSystem(t *testing.T, bin, name string, n int, arr *arrivals, wires
 	return s
 }
 
-func startBenchProc(t *testing.T, cmd *exec.Cmd, i int, arr *arrivals) *benchProc {
+// startBenchProc starts cmd as node i; withAPI: it serves the API, and
+// blocks it stores by sync (which its console sums up in one "~ synced"
+// line) are read from it at once.
+func startBenchProc(t *testing.T, cmd *exec.Cmd, i int, arr *arrivals, withAPI bool) *benchProc {
 	cmd.Stderr = io.Discard
 	pipe, err := cmd.StdinPipe()
 	if err != nil {
@@ -179,9 +202,20 @@ func startBenchProc(t *testing.T, cmd *exec.Cmd, i int, arr *arrivals) *benchPro
 			switch {
 			case p.addr == "" && strings.HasPrefix(l, "/ip4/"):
 				p.addr = l
-				close(ready)
-			case strings.HasPrefix(l, "api: http://"):
+				if !withAPI || p.api != "" {
+					close(ready)
+				}
+			case p.api == "" && strings.HasPrefix(l, "api: http://"):
 				p.api = strings.TrimPrefix(l, "api: http://")
+				if p.addr != "" {
+					close(ready)
+				}
+			case strings.HasPrefix(l, "~ synced"):
+				p.fetched.Add(1)
+				go func() {
+					defer p.fetched.Done()
+					p.readChain(i, arr)
+				}()
 			case strings.HasPrefix(l, "< "):
 				if _, data, ok := strings.Cut(l, ": "); ok {
 					arr.arrived(i, data)
@@ -216,33 +250,41 @@ func (s *procSystem) publish(origin int, payload string) error {
 	return p.stdin.Flush()
 }
 
-// catchUp marks as arrived, now, what a gossipchain node holds but never
-// printed (blocks it stored by sync, which its console sums up in one
-// line): late, but delivered.
-func (s *procSystem) catchUp(t *testing.T, arr *arrivals, blocks int) {
-	if s.name != "gossipchain" {
-		return
-	}
-	for i, p := range s.procs[1:] {
-		if arr.countNode(i+1) >= blocks {
-			continue
+// readChain marks every block on node i's chain as arrived (those that
+// had not already): after a sync.
+func (p *benchProc) readChain(i int, arr *arrivals) {
+	p.syncs.Add(1)
+	for from := 1; ; from += 1000 {
+		resp, err := http.Get(fmt.Sprintf("http://%s/blocks?from=%d&limit=1000", p.api, from))
+		if err != nil {
+			return
 		}
-		for from := 1; ; from += 1000 {
-			resp, err := http.Get(fmt.Sprintf("http://%s/blocks?from=%d&limit=1000", p.api, from))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []struct{ Data string }
-			err = json.NewDecoder(resp.Body).Decode(&got)
-			resp.Body.Close()
-			if err != nil || len(got) == 0 {
-				break
-			}
-			for _, b := range got {
-				arr.arrived(i+1, b.Data)
-			}
+		var got []struct{ Data string }
+		err = json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		if err != nil || len(got) == 0 {
+			return
+		}
+		for _, b := range got {
+			arr.arrived(i, b.Data)
 		}
 	}
+}
+
+// catchUp waits for the chain reads under way, then reads the chain of any
+// gossipchain node that still lacks blocks (what it stored by sync after
+// its last "~ synced" line was read), and returns how many syncs were
+// seen.
+func (s *procSystem) catchUp(arr *arrivals, blocks int) int64 {
+	var syncs int64
+	for i, p := range s.procs {
+		p.fetched.Wait()
+		if i > 0 && s.name == "gossipchain" && arr.countNode(i) < blocks {
+			p.readChain(i, arr)
+		}
+		syncs += p.syncs.Load()
+	}
+	return syncs
 }
 
 // cpu is the CPU time (user and system) every process has used so far.
@@ -269,11 +311,23 @@ func procCPU(t *testing.T, pid int) time.Duration {
 	return time.Duration(utime+stime) * time.Second / ticks
 }
 
+// close ends every process as a user would (end of input, then Ctrl-C: a
+// node shuts down cleanly, writing its CPU profile if
+// GOSSIPCHAIN_CPUPROFILE is set), killing what has not exited 10 s later.
 func (s *procSystem) close() {
 	for _, p := range s.procs {
 		p.mu.Lock()
 		p.pipe.Close()
 		p.mu.Unlock()
+		p.cmd.Process.Signal(os.Interrupt)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, p := range s.procs {
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+		}
 		p.kill()
 	}
 }
@@ -291,23 +345,34 @@ func (a *arrivals) countNode(node int) int {
 	return n
 }
 
-// TestBenchPeerProcess is gossipsub-tuned as a process of its own: run by
-// TestBenchProcesses with GOSSIPCHAIN_BENCH_PEER=peers[,ADDR...], it
-// dials ADDRs, prints its address, publishes each stdin line as a
-// gossipchain-sized message and prints "< : line" for each it receives.
+// TestBenchPeerProcess is gossipsub-tuned or gossipsub-bare as a process
+// of its own: run by TestBenchProcesses with
+// GOSSIPCHAIN_BENCH_PEER=SYSTEM[,ADDR...], it dials ADDRs, prints its
+// address, publishes each stdin line (tuned: as a gossipchain-sized
+// message; bare: as the tutorial's block, with the library's defaults) and
+// prints "< : line" for each it receives.
 func TestBenchPeerProcess(t *testing.T) {
 	spec := os.Getenv("GOSSIPCHAIN_BENCH_PEER")
 	if spec == "" {
 		t.Skip("a helper process of TestBenchProcesses")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	// Ctrl-C (as TestBenchProcesses ends it) returns, so the test binary
+	// writes its -test.cpuprofile.
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	ps, err := pubsub.NewGossipSub(ctx, h, tunedOptions()...)
+	tuned := strings.HasPrefix(spec, "gossipsub-tuned")
+	var opts []pubsub.Option // bare: the library's defaults
+	var subOpts []pubsub.SubOpt
+	wrap := tutorialBlock
+	if tuned {
+		opts, subOpts, wrap = tunedOptions(), []pubsub.SubOpt{pubsub.WithBufferSize(subscriptionQueue)}, sizedBlock
+	}
+	ps, err := pubsub.NewGossipSub(ctx, h, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +380,7 @@ func TestBenchPeerProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub, err := topic.Subscribe(pubsub.WithBufferSize(subscriptionQueue))
+	sub, err := topic.Subscribe(subOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,10 +415,13 @@ func TestBenchPeerProcess(t *testing.T) {
 			}
 		}
 	}()
-	in := bufio.NewScanner(os.Stdin)
-	for in.Scan() {
-		if err := topic.Publish(ctx, sizedBlock(in.Text())); err != nil {
-			t.Fatal(err)
+	go func() {
+		in := bufio.NewScanner(os.Stdin)
+		for in.Scan() {
+			if err := topic.Publish(ctx, wrap(in.Text())); err != nil {
+				return
+			}
 		}
-	}
+	}()
+	<-ctx.Done()
 }
