@@ -337,21 +337,7 @@ func startBare(t *testing.T, n int, arr *arrivals, wires [][]int, origin libp2pm
 		if err != nil {
 			t.Fatal(err)
 		}
-		var opts2 []pubsub.Option // bare: library defaults, signed messages, queues of 32
-		subOpts := []pubsub.SubOpt{}
-		if tuned {
-			opts2 = tunedOptions()
-			subOpts = append(subOpts, pubsub.WithBufferSize(subscriptionQueue))
-		}
-		ps, err := pubsub.NewGossipSub(ctx, h, opts2...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		topic, err := ps.Join("bench")
-		if err != nil {
-			t.Fatal(err)
-		}
-		sub, err := topic.Subscribe(subOpts...)
+		topic, sub, err := joinBench(ctx, h, tuned)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -394,6 +380,27 @@ func startBare(t *testing.T, n int, arr *arrivals, wires [][]int, origin libp2pm
 		time.Sleep(20 * time.Millisecond)
 	}
 	return s
+}
+
+// joinBench starts GossipSub on h, tuned (tunedOptions, subscription
+// queue of subscriptionQueue) or with the library's defaults (signed
+// messages, queues of 32), and subscribes to the bench topic.
+func joinBench(ctx context.Context, h host.Host, tuned bool) (*pubsub.Topic, *pubsub.Subscription, error) {
+	var opts []pubsub.Option
+	var subOpts []pubsub.SubOpt
+	if tuned {
+		opts, subOpts = tunedOptions(), []pubsub.SubOpt{pubsub.WithBufferSize(subscriptionQueue)}
+	}
+	ps, err := pubsub.NewGossipSub(ctx, h, opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	topic, err := ps.Join("bench")
+	if err != nil {
+		return nil, nil, err
+	}
+	sub, err := topic.Subscribe(subOpts...)
+	return topic, sub, err
 }
 
 func (s *bareSystem) publish(origin int, payload string) error {
