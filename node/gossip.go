@@ -137,7 +137,8 @@ func (h minLevel) WithGroup(name string) slog.Handler {
 // meshParams are GossipSub's defaults with a mesh degree of d: keep
 // between d-1 and 2d mesh peers, at least d*2/3 of them by score and up to
 // 2 outbound (fewer where the library requires: below d-1 and d/2). The
-// library's D=6 is the same: 5..12, 4 and 2.
+// library's D=6 is the same: 5..12, 4 and 2. d is 2 or more (GossipSub
+// refuses a mesh of one).
 func meshParams(d int) pubsub.GossipSubParams {
 	p := pubsub.DefaultGossipSubParams()
 	p.D, p.Dlo, p.Dhi = d, max(1, d-1), 2*d

@@ -122,6 +122,9 @@ func simParamsFromEnv(t *testing.T) simParams {
 		meshDegree: num("D", 0), flood: num("FLOOD", 1) != 0,
 		latency: "regions", out: os.Getenv("GOSSIPCHAIN_SIM_OUT"),
 	}
+	if p.meshDegree == 1 {
+		t.Fatal("GOSSIPCHAIN_SIM_D=1: GossipSub needs a mesh degree of 2 or more")
+	}
 	if v := os.Getenv("GOSSIPCHAIN_SIM_LOSS"); v != "" {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || f < 0 || f >= 100 {
