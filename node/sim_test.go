@@ -48,7 +48,8 @@ import (
 // 100: a signature check, a decode and an in-memory commit measured on this
 // project's machine, rounded up), _D (GossipSub's mesh degree: the
 // library's 6), _FLOOD (1: flood publishing on), _OUT (a directory for
-// results.jsonl and cdf.png).
+// results.jsonl and cdf.png), _HEAPPROFILE (a file for a heap profile
+// taken before the nodes close).
 
 var simScenarios = []string{"propagation", "churn", "partition", "latejoin"}
 
