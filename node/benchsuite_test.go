@@ -118,10 +118,13 @@ type arrivals struct {
 	mu   sync.Mutex
 	sent map[int]time.Time
 	seen map[[2]int]time.Time // {seq, node}
+	// counted is, per node, how many counted (non-negative) blocks it has
+	// seen: the process mode asks often while a scenario runs.
+	counted map[int]int
 }
 
 func newArrivals() *arrivals {
-	return &arrivals{sent: map[int]time.Time{}, seen: map[[2]int]time.Time{}}
+	return &arrivals{sent: map[int]time.Time{}, seen: map[[2]int]time.Time{}, counted: map[int]int{}}
 }
 
 func (a *arrivals) published(seq int) {
@@ -141,6 +144,9 @@ func (a *arrivals) arrived(node int, data string) {
 	a.mu.Lock()
 	if _, dup := a.seen[[2]int{seq, node}]; !dup {
 		a.seen[[2]int{seq, node}] = now
+		if seq >= 0 {
+			a.counted[node]++
+		}
 	}
 	a.mu.Unlock()
 }

@@ -2,12 +2,12 @@ package node
 
 import (
 	"fmt"
-	"github.com/libp2p/go-libp2p"
 	"log/slog"
 	"path/filepath"
 	"strconv"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/connmgr"
 	libp2pmetrics "github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/peer"

@@ -33,8 +33,9 @@ const (
 // nodes locked out of four such seeds for minutes). It still tries, now
 // and then: after a partition heals, a configured peer on the other side
 // may be the only way back (the simulator's 40-node partition never
-// healed without it; with it, in 2 s to 1 min). In a network smaller than targetPeers every
-// configured peer is kept as before.
+// healed without it; with it, in 2 s to 1 min; discovery's return to lost
+// members, discovery.go, now heals it in seconds). In a network smaller
+// than targetPeers every configured peer is kept as before.
 func (n *Node) keepConnected(pi peer.AddrInfo) {
 	n.host.Peerstore().AddAddrs(pi.ID, pi.Addrs, peerstore.PermanentAddrTTL)
 	n.host.ConnManager().Protect(pi.ID, configuredTag)
@@ -42,12 +43,15 @@ func (n *Node) keepConnected(pi peer.AddrInfo) {
 	go func() {
 		defer n.wg.Done()
 		backoff, failures := redialMin, 0
-		var lastTry time.Time
+		var keptDue time.Time // with enough peers, no try before this
 		for {
 			wait := checkEvery
 			enough := len(n.host.Network().Peers()) >= targetPeers
-			if n.host.Network().Connectedness(pi.ID) != network.Connected && (!enough || time.Since(lastTry) >= keptRedial/2+rand.N(keptRedial/2)) {
-				lastTry = time.Now()
+			if n.host.Network().Connectedness(pi.ID) != network.Connected && (!enough || !time.Now().Before(keptDue)) {
+				// The jitter is drawn once per try, so the next one is
+				// 1-2 min away, evenly (drawn at every check, it came
+				// soon after the first minute).
+				keptDue = time.Now().Add(keptRedial/2 + rand.N(keptRedial/2))
 				ctx, cancel := context.WithTimeout(n.ctx, dialTimeout)
 				n.dialing.Add(1)
 				err := n.host.Connect(ctx, pi)
