@@ -26,6 +26,9 @@ try {
   page.on("pageerror", (err) => errors.push(err.message));
   await page.goto(url);
   await page.locator("#live.on").waitFor({ timeout: 15000 });
+  // The event stream can be live before the first /status has filled in
+  // the node's ID (its placeholder is "…"): wait for the ID itself.
+  await page.waitForFunction(() => !["", "…"].includes(document.getElementById("node-id").textContent.trim()), null, { timeout: 15000 });
   const id = (await page.locator("#node-id").textContent()).trim();
   const before = Number(await page.locator("#height").textContent());
 
