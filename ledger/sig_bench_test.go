@@ -67,6 +67,34 @@ func BenchmarkCheckOneUncached(b *testing.B) {
 	}
 }
 
+// BenchmarkVerifyBatch: signatures of one author's key, expanded, checked
+// n at a time (n=1 is a single check, as gossip makes when it is idle).
+func BenchmarkVerifyBatch(b *testing.B) {
+	pub, msgs, sigs := sigFixture(64)
+	opts := &voi.Options{Verify: voi.VerifyOptionsZIP_215}
+	exp, _ := voi.NewExpandedPublicKey(voi.PublicKey(pub))
+	for _, n := range []int{1, 2, 4, 8, 16, 32, 64} {
+		b.Run(fmt.Sprint("n=", n), func(b *testing.B) {
+			for b.Loop() {
+				if n == 1 {
+					if !voi.VerifyExpandedWithOptions(exp, msgs[0], sigs[0], opts) {
+						b.Fatal("check failed")
+					}
+					continue
+				}
+				v := voi.NewBatchVerifierWithCapacity(n)
+				for i := range n {
+					v.AddExpandedWithOptions(exp, msgs[i], sigs[i], opts)
+				}
+				if ok, _ := v.Verify(nil); !ok {
+					b.Fatal("batch failed")
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "us/sig")
+		})
+	}
+}
+
 func BenchmarkVerifyBatch64(b *testing.B) {
 	pub, msgs, sigs := sigFixture(64)
 	opts := &voi.Options{Verify: voi.VerifyOptionsZIP_215}

@@ -151,7 +151,7 @@ func startProcSystem(t *testing.T, bin, name string, n int, arr *arrivals, wires
 			args := []string{"-test.run", "^TestBenchPeerProcess$"}
 			if prof := os.Getenv("GOSSIPCHAIN_CPUPROFILE"); prof != "" {
 				// As gossipchain's processes do: one profile per process.
-				args = append(args, "-test.cpuprofile", fmt.Sprintf("%s.tuned.%d", prof, i))
+				args = append(args, "-test.cpuprofile", fmt.Sprintf("%s.%s.%d", prof, name, i))
 			}
 			cmd = exec.Command(os.Args[0], args...)
 			cmd.Env = append(os.Environ(), "GOSSIPCHAIN_BENCH_PEER="+strings.Join(append([]string{name}, addrs...), ","))

@@ -28,29 +28,40 @@ const messageKeep = 4096
 // the validator to take it (one decode per block, not two); at most
 // decodedKeep wait (more start the set over: the validator then decodes).
 // An ID names exactly one block, field for field (protocol.MessageID), so
-// the block taken is the one the message holds.
+// the block taken is the one the message holds. From the moment it is
+// named until its check ends the block is pending (pending.go), so a child
+// checked before it waits for it.
 type messageIDs struct {
 	mu        sync.Mutex
 	cur, prev map[[sha256.Size]byte]string
-	decoded   map[string]*ledger.Block
+	decoded   map[string]named
+	pending   *pendingBlocks
+}
+
+// named is a decoded block waiting for the validator, and what ends its
+// pending entry.
+type named struct {
+	block *ledger.Block
+	end   func()
 }
 
 // decodedKeep bounds the decoded blocks waiting for the validator.
 const decodedKeep = 1024
 
-func newMessageIDs() *messageIDs {
-	return &messageIDs{cur: map[[sha256.Size]byte]string{}, prev: map[[sha256.Size]byte]string{}, decoded: map[string]*ledger.Block{}}
+func newMessageIDs(pending *pendingBlocks) *messageIDs {
+	return &messageIDs{cur: map[[sha256.Size]byte]string{}, prev: map[[sha256.Size]byte]string{}, decoded: map[string]named{}, pending: pending}
 }
 
-// take returns the block the message with id decoded to, once.
-func (m *messageIDs) take(id string) (*ledger.Block, bool) {
+// take returns the block the message with id decoded to, once, and the
+// func that ends its pending entry.
+func (m *messageIDs) take(id string) (*ledger.Block, func(), bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	b, ok := m.decoded[id]
+	d, ok := m.decoded[id]
 	if ok {
 		delete(m.decoded, id)
 	}
-	return b, ok
+	return d.block, d.end, ok
 }
 
 // id returns protocol.MessageID(data), from memory when data was seen
@@ -69,11 +80,18 @@ func (m *messageIDs) id(data []byte) string {
 	id, b := protocol.DecodeMessage(data)
 	m.remember(key, id)
 	if b != nil {
+		end := m.pending.begin(b.Hash)
 		m.mu.Lock()
 		if len(m.decoded) >= decodedKeep {
+			for _, d := range m.decoded {
+				d.end()
+			}
 			clear(m.decoded)
 		}
-		m.decoded[id] = b
+		if old, ok := m.decoded[id]; ok {
+			old.end()
+		}
+		m.decoded[id] = named{b, end}
 		m.mu.Unlock()
 	}
 	return id

@@ -19,7 +19,7 @@ func TestMessageIDCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	data, _ := protocol.EncodeBlock(b)
-	m := newMessageIDs()
+	m := newMessageIDs(newPendingBlocks())
 	m.published(data, b)
 	for _, in := range [][]byte{data, []byte("not a block"), append(data, ' '), data} {
 		if got, want := m.id(in), protocol.MessageID(in); got != want {
@@ -41,7 +41,7 @@ func TestMessageIDCache(t *testing.T) {
 // the blocks waiting stay bounded.
 func TestDecodedOnce(t *testing.T) {
 	s := ledger.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
-	m := newMessageIDs()
+	m := newMessageIDs(newPendingBlocks())
 	parent := ledger.Genesis()
 	for i := range 2*decodedKeep + 10 {
 		b, err := s.Sign(parent, fmt.Sprintf("d%d", i), time.Now())
@@ -51,20 +51,24 @@ func TestDecodedOnce(t *testing.T) {
 		data, _ := protocol.EncodeBlock(b)
 		id := m.id(data)
 		if i == 0 {
-			got, ok := m.take(id)
+			got, end, ok := m.take(id)
 			if !ok || *got != *b {
 				t.Fatalf("take: %+v %v", got, ok)
 			}
-			if _, again := m.take(id); again {
+			end()
+			if _, _, again := m.take(id); again {
 				t.Fatal("taken twice")
 			}
 		}
 		parent = b
 	}
-	if _, ok := m.take("raw:nothing"); ok {
+	if _, _, ok := m.take("raw:nothing"); ok {
 		t.Fatal("took a block for a raw ID")
 	}
 	if len(m.decoded) > decodedKeep {
 		t.Fatalf("%d decoded blocks waiting, bound %d", len(m.decoded), decodedKeep)
+	}
+	if n := len(m.pending.m); n != len(m.decoded) {
+		t.Fatalf("%d blocks pending, %d decoded and waiting: a pending entry outlived its block", n, len(m.decoded))
 	}
 }

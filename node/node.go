@@ -45,7 +45,8 @@ type Node struct {
 	sub        *pubsub.Subscription
 	mesh       *meshTracer
 	drops      *dropCounter
-	msgIDs     *messageIDs // IDs of recent gossip messages
+	msgIDs     *messageIDs    // IDs of recent gossip messages
+	pending    *pendingBlocks // blocks the gossip validator is checking
 	scores     *scoreBoard
 	metrics    *metrics
 	events     *eventHub
@@ -75,7 +76,8 @@ func New(c Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, drops: newDropCounter(), msgIDs: newMessageIDs(), scores: &scoreBoard{}, republish: make(chan *delivery, ledger.MaxOrphans), reappend: make(chan struct{}, 1)}
+	pending := newPendingBlocks()
+	n := &Node{msgIDs: newMessageIDs(pending), pending: pending, cfg: cfg, log: cfg.Logger, drops: newDropCounter(), scores: &scoreBoard{}, republish: make(chan *delivery, ledger.MaxOrphans), reappend: make(chan struct{}, 1)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.budget = newAuthorBudget(cfg.AuthorRate, cfg.AuthorBurst, cfg.clock)
 	n.events = newEventHub()

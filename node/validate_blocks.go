@@ -60,7 +60,7 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 		return pubsub.ValidationReject
 	}
 	arrived := time.Now()
-	b, ok := n.msgIDs.take(msg.ID) // decoded when GossipSub named it
+	b, end, ok := n.msgIDs.take(msg.ID) // decoded when GossipSub named it
 	var err error
 	if !ok {
 		b, err = protocol.DecodeBlock(msg.Data)
@@ -70,6 +70,10 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 		n.log.Debug("rejected gossip message", "from", from, "err", err)
 		return pubsub.ValidationReject
 	}
+	if !ok {
+		end = n.pending.begin(b.Hash)
+	}
+	defer end()
 	// One check of the block on its own (a copy of one checked moments
 	// ago costs a hash; a tampered copy of a stored block fails here).
 	run := n.chain.Check(b)
@@ -84,6 +88,8 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 		if n.cfg.checkCost > 0 {
 			time.Sleep(n.cfg.checkCost) // the simulator's model of the CPU spent
 		}
+		// Its parent may be in the other worker's hands (pending.go).
+		n.pending.wait(n.ctx, b.PrevHash)
 		res, err = n.chain.Process(run)
 	}
 	if err != nil {
