@@ -438,6 +438,20 @@ func (c *Chain) checkAll(bs []*Block) (int, error) {
 	return len(bs), nil
 }
 
+// CheckAhead checks blocks that are about to be checked one by one (gossip
+// messages queued for the validator), their signatures in one batch, and
+// remembers those that pass: their Check then costs a hash. A batch of 64
+// costs 11.6 us a signature, one alone 23.4 (go test -run '^$' -bench
+// VerifyBatch ./ledger). Blocks known already are skipped; a block that
+// fails is forgotten, and fails again when it is checked.
+func (c *Chain) CheckAhead(bs ...*Block) {
+	for i, err := range checkRun(bs, c.keys, c.verified.has, c.checkPolicy) {
+		if err == nil {
+			c.verified.add(bs[i])
+		}
+	}
+}
+
 // check checks one block on its own, remembering it as checked.
 func (c *Chain) check(b *Block) error {
 	if c.verified.has(b) {

@@ -119,3 +119,37 @@ func TestBatchNamesTheBadSignature(t *testing.T) {
 		t.Fatalf("Add: %d added, height %d, %v; want the 100 before the bad one", len(res.Added), c.Height(), err)
 	}
 }
+
+// CheckAhead remembers the blocks of a batch that pass, so their own check
+// finds them checked, and none that fail: a bad signature among good ones
+// is still refused when its block is checked, and a good block of that
+// batch is still accepted.
+func TestCheckAhead(t *testing.T) {
+	c, _ := openTest(t)
+	run := build(t, signer(1), Genesis(), 8, "ahead")
+	bad := *run[3]
+	sig := []byte(bad.Signature)
+	sig[0] = "10"[min(1, int(sig[0]-'0'))] // another hex digit: well formed, not the signature
+	bad.Signature = string(sig)
+	batch := append(append([]*Block{}, run[:3]...), &bad)
+	batch = append(batch, run[4:]...)
+	c.CheckAhead(batch...)
+	for i, b := range batch {
+		_, err := c.Check(b).Valid()
+		if i == 3 {
+			if Code(err) != ErrBadSignature {
+				t.Fatalf("the tampered block: %v, want a bad signature", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("block %d: %v", i, err)
+		}
+		if !c.verified.has(b) {
+			t.Fatalf("block %d passed but is not remembered", i)
+		}
+	}
+	if c.verified.has(&bad) {
+		t.Fatal("the tampered block was remembered as checked")
+	}
+}

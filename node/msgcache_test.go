@@ -51,18 +51,18 @@ func TestDecodedOnce(t *testing.T) {
 		data, _ := protocol.EncodeBlock(b)
 		id := m.id(data)
 		if i == 0 {
-			got, end, ok := m.take(id)
-			if !ok || *got != *b {
+			got, ok := m.take(id)
+			if !ok || *got.block != *b {
 				t.Fatalf("take: %+v %v", got, ok)
 			}
-			end()
-			if _, _, again := m.take(id); again {
+			got.end()
+			if _, again := m.take(id); again {
 				t.Fatal("taken twice")
 			}
 		}
 		parent = b
 	}
-	if _, _, ok := m.take("raw:nothing"); ok {
+	if _, ok := m.take("raw:nothing"); ok {
 		t.Fatal("took a block for a raw ID")
 	}
 	if len(m.decoded) > decodedKeep {
@@ -71,4 +71,43 @@ func TestDecodedOnce(t *testing.T) {
 	if n := len(m.pending.m); n != len(m.decoded) {
 		t.Fatalf("%d blocks pending, %d decoded and waiting: a pending entry outlived its block", n, len(m.decoded))
 	}
+}
+
+// Blocks waiting for the validator are handed out to check ahead once
+// each, in the order they were named; one taken by its validator is not.
+func TestCheckAheadOnce(t *testing.T) {
+	s := ledger.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
+	m := newMessageIDs(newPendingBlocks())
+	parent := ledger.Genesis()
+	var ids []string
+	for i := range 10 {
+		b, err := s.Sign(parent, fmt.Sprintf("a%d", i), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := protocol.EncodeBlock(b)
+		ids = append(ids, m.id(data))
+		parent = b
+	}
+	m.take(ids[0])
+	first, done := m.ahead(4)
+	if len(first) != 4 || first[0].Data != "a1" || first[3].Data != "a4" {
+		t.Fatalf("first batch: %d blocks, from %q", len(first), first[0].Data)
+	}
+	rest, done2 := m.ahead(64)
+	if len(rest) != 5 || rest[0].Data != "a5" {
+		t.Fatalf("second batch: %d blocks", len(rest))
+	}
+	if none, _ := m.ahead(64); len(none) != 0 {
+		t.Fatalf("handed out %d blocks twice", len(none))
+	}
+	d, _ := m.take(ids[2])
+	select {
+	case <-d.checked:
+		t.Fatal("released before its batch was checked")
+	default:
+	}
+	done()
+	done2()
+	<-d.checked
 }
