@@ -152,6 +152,17 @@ func (r *reader) meta(hash string) (meta, bool, error) {
 	return getMeta(tx, hash)
 }
 
+// stored is meta(b.Hash) for a block at hand: one above every stored
+// height is not stored, known without a read. Every new block asks, twice
+// (the validator's budget, Process); a read of the store for each was a
+// bbolt transaction and a B+tree descent that grow with history.
+func (r *reader) stored(b *Block) (meta, bool, error) {
+	if b.Index > r.c.top {
+		return meta{}, false, nil
+	}
+	return r.meta(b.Hash)
+}
+
 // mainAt returns the main-chain hash at height h (at most the head's).
 func (r *reader) mainAt(h uint64) (string, error) {
 	c := r.c

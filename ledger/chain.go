@@ -59,6 +59,7 @@ type Chain struct {
 	orphans  *orphanPool       // valid blocks waiting for their parent
 	lines    *lineBook         // lines typed on this node that a reorg can reach
 	unsynced map[string]*Block // committed in memory, not yet on disk
+	top      uint64            // the highest index of any stored block, side branches too
 	dirty    []dirtySpan       // main heights changed by commits not yet on disk
 	seq      uint64            // commits made
 	closed   bool              // Close was called: every change is refused
@@ -197,6 +198,10 @@ func (c *Chain) load() error {
 		}
 		if last, _ := tx.Bucket(bucketMain).Cursor().Last(); !bytes.Equal(last, heightKey(m.height)) || getMain(tx, m.height) != headHash {
 			return fmt.Errorf("%w: head pointer (block %d %s) does not match the main chain's last entry", ErrCorrupt, m.height, short(headHash))
+		}
+		// Bodies are keyed by height first: the last is the highest.
+		if k, _ := tx.Bucket(bucketBodies).Cursor().Last(); len(k) >= 8 {
+			c.top = binary.BigEndian.Uint64(k)
 		}
 		// The tail: main-chain hashes from the head down, each entry present.
 		n := min(m.height+1, tailKeep)
@@ -374,7 +379,7 @@ func (c *Chain) Process(run *Checked) (Result, error) {
 		if _, ok := inBatch[b.Hash]; ok {
 			continue // connected from the orphan pool earlier in this run
 		}
-		if _, ok, err := r.meta(b.Hash); err != nil {
+		if _, ok, err := r.stored(b); err != nil {
 			return Result{}, err
 		} else if ok {
 			known++
@@ -560,6 +565,7 @@ func (c *Chain) commit(r *reader, blocks []*Block, local []localLine) (Result, e
 	for _, b := range blocks {
 		c.unsynced[b.Hash] = b
 		c.recent.add(b.Hash, meta{b.Index, b.PrevHash})
+		c.top = max(c.top, b.Index)
 	}
 	for _, l := range local {
 		c.lines.add(l)
@@ -694,6 +700,20 @@ func (c *Chain) Has(hash string) bool {
 	r := c.reader()
 	defer r.done()
 	_, ok, _ := r.meta(hash)
+	return ok
+}
+
+// HasBlock is Has(b.Hash), answered without reading the store for a block
+// above every stored height (a new block, the common case).
+func (c *Chain) HasBlock(b *Block) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		return false
+	}
+	r := c.reader()
+	defer r.done()
+	_, ok, _ := r.stored(b)
 	return ok
 }
 

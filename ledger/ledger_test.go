@@ -299,3 +299,42 @@ func TestAuthorRoundTrip(t *testing.T) {
 		t.Errorf("%d author keys remembered, bound %d", n, 2*authorKeysKeep)
 	}
 }
+
+// HasBlock answers like Has, side branches and a reopened store included;
+// a block above every stored height is answered from memory.
+func TestHasBlock(t *testing.T) {
+	c, path := openTest(t)
+	main := build(t, signer(1), Genesis(), 6, "m")
+	side := build(t, signer(2), main[1], 2, "s") // heights 3 and 4
+	if _, err := c.Add(main...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Add(side...); err != nil {
+		t.Fatal(err)
+	}
+	next := build(t, signer(1), main[5], 1, "n")[0]
+	check := func(c *Chain, when string) {
+		t.Helper()
+		for _, b := range append(append([]*Block{Genesis()}, main...), side...) {
+			if !c.HasBlock(b) || !c.Has(b.Hash) {
+				t.Fatalf("%s: block %d %s stored, HasBlock %v, Has %v", when, b.Index, b.Short(), c.HasBlock(b), c.Has(b.Hash))
+			}
+		}
+		if c.HasBlock(next) || c.Has(next.Hash) {
+			t.Fatalf("%s: a block never stored is reported stored", when)
+		}
+		if c.top != 6 {
+			t.Fatalf("%s: highest stored index %d, want 6", when, c.top)
+		}
+	}
+	check(c, "open")
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := Open(path, WithClock(func() time.Time { return testNow }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	check(c2, "reopened")
+}

@@ -53,7 +53,7 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 	}()
 	if from == n.host.ID() {
 		// Our own publication: Append or relayConnected stored it already.
-		if d, ok := msg.ValidatorData.(*delivery); ok && n.chain.Has(d.block.Hash) {
+		if d, ok := msg.ValidatorData.(*delivery); ok && n.chain.HasBlock(d.block) {
 			n.traces.gossiped(d.block, msg, "", time.Now(), 0) // so its sends are traced
 			return pubsub.ValidationAccept
 		}
@@ -85,7 +85,7 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 	var res ledger.Result
 	if _, err = run.Valid(); err == nil {
 		// Valid and new to this node: it counts against its author's budget.
-		if !n.chain.Has(b.Hash) && !n.budget.allow(b.Author) {
+		if !n.chain.HasBlock(b) && !n.budget.allow(b.Author) {
 			n.budget.over(from)
 			n.dropBlock("ignore", "author_rate_limited")
 			return pubsub.ValidationIgnore
