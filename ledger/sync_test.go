@@ -348,3 +348,19 @@ func TestFreshBranchesMerge(t *testing.T) {
 		t.Fatalf("branch replacing settled blocks: err %v, head %d; want reorg_too_deep", err, c.Height())
 	}
 }
+
+// A received block's wait for company stays within lazyFlush (what a crash
+// can lose) and varies, so nodes on one machine do not commit in step.
+func TestLazyWait(t *testing.T) {
+	seen := map[time.Duration]bool{}
+	for range 1000 {
+		d := lazyWait()
+		if d > lazyFlush || d < lazyFlush*3/4 {
+			t.Fatalf("wait %v outside [%v, %v]", d, lazyFlush*3/4, lazyFlush)
+		}
+		seen[d] = true
+	}
+	if len(seen) < 100 {
+		t.Fatalf("only %d different waits in 1,000", len(seen))
+	}
+}
