@@ -189,6 +189,9 @@ func (a *arrivals) result(scenario, system string, nodes, blocks int) benchResul
 		}
 	}
 	slices.Sort(lat)
+	if os.Getenv("GOSSIPCHAIN_BENCH_TAIL") != "" {
+		a.printTail(system, nodes, lat)
+	}
 	pct := func(p float64) float64 {
 		if len(lat) == 0 {
 			return 0
@@ -202,6 +205,28 @@ func (a *arrivals) result(scenario, system string, nodes, blocks int) benchResul
 		r.Maxms = round2(lat[len(lat)-1])
 	}
 	return r
+}
+
+// benchStart is when the suite's process started, for GOSSIPCHAIN_BENCH_TAIL.
+var benchStart = time.Now()
+
+// printTail prints, for GOSSIPCHAIN_BENCH_TAIL, the arrivals at or above
+// the 99th percentile (lat, sorted) with when their block was published,
+// in seconds since the process started: the clock of GODEBUG=gctrace=1's
+// "@12.345s", so the slowest blocks can be lined up with GC cycles (or
+// any other periodic work). a.mu is held.
+func (a *arrivals) printTail(system string, nodes int, lat []float64) {
+	if len(lat) == 0 {
+		return
+	}
+	p99 := lat[min(len(lat)-1, int(0.99*float64(len(lat))))]
+	for k, at := range a.seen {
+		if sent, ok := a.sent[k[0]]; ok && k[0] >= 0 {
+			if l := float64(at.Sub(sent).Microseconds()) / 1000; l >= p99 {
+				fmt.Fprintf(os.Stderr, "TAIL %s nodes=%d block=%d node=%d published=@%.3fs ms=%.2f\n", system, nodes, k[0], k[1], sent.Sub(benchStart).Seconds(), l)
+			}
+		}
+	}
 }
 
 func round2(v float64) float64 { return float64(int64(v*100+0.5)) / 100 }
