@@ -96,3 +96,51 @@ func FuzzSyncFrames(f *testing.F) {
 		}
 	})
 }
+
+// decodeCanonical takes only what encoding/json takes, and decodes it to
+// the same block; every block EncodeBlock writes without escapes is one
+// it takes.
+func FuzzDecodeCanonical(f *testing.F) {
+	s := ledger.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
+	for _, line := range []string{"hello", "héllo wörld ✓", "a <b> & c", `quote " and \ slash`, "tab\there"} {
+		b, _ := s.Sign(ledger.Genesis(), line, time.UnixMilli(1767225600000))
+		good, _ := json.Marshal(b)
+		f.Add(good)
+	}
+	f.Add([]byte(`{"index":0,"timestamp":-0,"data":"","prevHash":"","author":"","hash":"","signature":""}`))
+	f.Add([]byte(`{"index":18446744073709551615,"timestamp":-9223372036854775808,"data":"x","prevHash":"","author":"","hash":"","signature":""}`))
+	f.Add([]byte(`{"index":01,"timestamp":1,"data":"x","prevHash":"","author":"","hash":"","signature":""}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, ok := decodeCanonical(data)
+		var slow ledger.Block
+		err := UnmarshalStrict(data, &slow)
+		if !ok {
+			return
+		}
+		if err != nil {
+			t.Fatalf("fast path took %q, encoding/json refuses it: %v", data, err)
+		}
+		if *fast != slow {
+			t.Fatalf("fast path %+v, encoding/json %+v", *fast, slow)
+		}
+	})
+}
+
+// Every block as EncodeBlock writes it, with a line needing no escape,
+// takes the fast path.
+func TestCanonicalTakesOwnBlocks(t *testing.T) {
+	s := ledger.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
+	parent := ledger.Genesis()
+	for i, line := range []string{"hello", "héllo wörld ✓", "a typed line, about as long as people type", "0"} {
+		b, err := s.Sign(parent, line, time.UnixMilli(1767225600000+int64(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := mustEncode(t, b)
+		got, ok := decodeCanonical(data)
+		if !ok || *got != *b {
+			t.Fatalf("own block %q: fast path %v, %+v", data, ok, got)
+		}
+		parent = b
+	}
+}

@@ -24,6 +24,9 @@ func DecodeBlock(data []byte) (*ledger.Block, error) {
 	if len(data) > MaxBlockMessageBytes {
 		return nil, fmt.Errorf("message is %d bytes, limit %d", len(data), MaxBlockMessageBytes)
 	}
+	if b, ok := decodeCanonical(data); ok {
+		return b, nil
+	}
 	var b ledger.Block
 	if err := UnmarshalStrict(data, &b); err != nil {
 		return nil, err

@@ -79,3 +79,24 @@ func TestMessageID(t *testing.T) {
 		t.Errorf("garbage id %q", got)
 	}
 }
+
+func BenchmarkDecodeBlock(b *testing.B) {
+	s := ledger.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
+	blk, _ := s.Sign(ledger.Genesis(), "a line typed on a console, about as long as people type", time.UnixMilli(1767225600000))
+	data, _ := EncodeBlock(blk)
+	b.Run("canonical", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := DecodeBlock(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		for b.Loop() {
+			var out ledger.Block
+			if err := UnmarshalStrict(data, &out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
