@@ -15,15 +15,15 @@ import (
 const pendingWait = 100 * time.Millisecond
 
 // pendingBlocks names the blocks the gossip validator has been given and
-// not finished with. GossipSub validates on several workers at once, so of two blocks
-// sent in order on one stream the second may be checked before the first
-// is stored; without this it would be held as an orphan (ignored, not
-// relayed) and published again once its parent connected it: in a burst
-// of 3,000 blocks on 10 nodes that was a quarter of every node's blocks,
-// each one sent again to every peer. A block whose parent is pending waits
-// for it instead. The set holds only blocks named and not yet checked, at
-// most the validator's queue (the named blocks waiting are bounded:
-// msgcache.go decodedKeep).
+// not finished with. GossipSub validates on several workers at once, so of
+// two blocks sent in order on one stream the second may be checked before
+// the first is stored; without this it would be held as an orphan
+// (ignored, not relayed) and published again once its parent connected
+// it: in a burst of 3,000 blocks on 10 nodes that was a quarter of every
+// node's blocks, each one sent again to every peer. A block whose parent
+// is pending waits for it instead. The set holds the blocks named and not
+// yet checked (bounded with them: msgcache.go decodedKeep) and those being
+// checked (one per validation worker).
 type pendingBlocks struct {
 	mu sync.Mutex
 	m  map[string]chan struct{}
