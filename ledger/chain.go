@@ -692,20 +692,16 @@ func (c *Chain) Height() uint64 { return c.Head().Index }
 
 // Has reports whether the block with this hash is stored.
 func (c *Chain) Has(hash string) bool {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if c.closed {
-		return false
-	}
-	r := c.reader()
-	defer r.done()
-	_, ok, _ := r.meta(hash)
-	return ok
+	return c.has(func(r *reader) (meta, bool, error) { return r.meta(hash) })
 }
 
 // HasBlock is Has(b.Hash), answered without reading the store for a block
 // above every stored height (a new block, the common case).
 func (c *Chain) HasBlock(b *Block) bool {
+	return c.has(func(r *reader) (meta, bool, error) { return r.stored(b) })
+}
+
+func (c *Chain) has(lookup func(*reader) (meta, bool, error)) bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.closed {
@@ -713,7 +709,7 @@ func (c *Chain) HasBlock(b *Block) bool {
 	}
 	r := c.reader()
 	defer r.done()
-	_, ok, _ := r.stored(b)
+	_, ok, _ := lookup(r)
 	return ok
 }
 
