@@ -61,9 +61,12 @@ func (n *Node) startGossip() error {
 	if err != nil {
 		return fmt.Errorf("start gossipsub: %w", err)
 	}
-	// Inline: the validator runs on the library's validation workers
-	// instead of a goroutine per message; it never blocks for long (a
-	// signature check, an in-memory commit).
+	// Inline: the validator runs on the library's validation workers, in
+	// the order messages were named, instead of a goroutine per message
+	// (which reorders them: a block's parent would often be checked after
+	// it). It blocks only briefly: a signature check or a batch of them
+	// (validate_blocks.go checkAhead), an in-memory commit, and at most
+	// pendingWait for a parent another worker is checking (pending.go).
 	if err := n.ps.RegisterTopicValidator(protocol.TopicBlocks, n.validateBlock, pubsub.WithValidatorInline(true)); err != nil {
 		return fmt.Errorf("register block validator: %w", err)
 	}
