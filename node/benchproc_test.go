@@ -58,9 +58,7 @@ func TestBenchProcesses(t *testing.T) {
 		sizes = s
 	}
 	bin := buildBinary(t, t.TempDir())
-	systems := []string{"gossipchain", "gossipsub-tuned", "gossipsub-bare"}
-	only := os.Getenv("GOSSIPCHAIN_BENCH_ONLY")
-	run := func(scenario string) bool { return only == "" || strings.Contains(only, scenario) }
+	run, systems, _ := benchChoice("gossipchain", "gossipsub-tuned", "gossipsub-bare")
 	for _, n := range sizes {
 		if !run("propagation") {
 			break

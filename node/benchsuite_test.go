@@ -837,6 +837,26 @@ func reportRatios() {
 	}
 }
 
+// benchChoice reads GOSSIPCHAIN_BENCH_ONLY, which names scenarios and
+// systems to run (an empty choice of either means all of them), against
+// the systems a suite has: run tells whether a scenario is chosen, chosen
+// is the systems to run, and narrowed whether any were named.
+func benchChoice(systems ...string) (run func(scenario string) bool, chosen []string, narrowed bool) {
+	scenarios := map[string]bool{}
+	for _, s := range strings.Split(os.Getenv("GOSSIPCHAIN_BENCH_ONLY"), ",") {
+		if slices.Contains(systems, s) {
+			chosen = append(chosen, s)
+		} else if s != "" {
+			scenarios[s] = true
+		}
+	}
+	narrowed = len(chosen) > 0
+	if !narrowed {
+		chosen = systems
+	}
+	return func(scenario string) bool { return len(scenarios) == 0 || scenarios[scenario] }, chosen, narrowed
+}
+
 func TestBenchSuite(t *testing.T) {
 	defer reportRatios()
 	mode := os.Getenv("GOSSIPCHAIN_BENCH")
@@ -852,21 +872,7 @@ func TestBenchSuite(t *testing.T) {
 		sizes = s
 	}
 	const rate = 100
-	systems := []string{"gossipchain", "gossipsub-tuned", "gossipsub-bare", "seed-dial"}
-	// GOSSIPCHAIN_BENCH_ONLY names scenarios and systems to run; an empty
-	// choice of either means all of them.
-	scenarios, chosen := map[string]bool{}, []string{}
-	for _, s := range strings.Split(os.Getenv("GOSSIPCHAIN_BENCH_ONLY"), ",") {
-		if slices.Contains(systems, s) {
-			chosen = append(chosen, s)
-		} else if s != "" {
-			scenarios[s] = true
-		}
-	}
-	if len(chosen) > 0 {
-		systems = chosen
-	}
-	run := func(scenario string) bool { return len(scenarios) == 0 || scenarios[scenario] }
+	run, systems, narrowed := benchChoice("gossipchain", "gossipsub-tuned", "gossipsub-bare", "seed-dial")
 
 	// propagation: paced blocks from one origin; at egressNodes, also what
 	// the origin sends per block.
@@ -900,7 +906,7 @@ func TestBenchSuite(t *testing.T) {
 			report(t, r)
 		}
 	}
-	if run("propagation") && len(chosen) == 0 {
+	if run("propagation") && !narrowed {
 		arr := newArrivals()
 		floor := startFloor(t, arr)
 		propagate(t, floor, arr, 2, blocks, rate)

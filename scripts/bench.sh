@@ -7,7 +7,7 @@
 # libp2p stream); then gossipchain's figures over gossipsub-tuned's.
 #
 #   scripts/bench.sh [--quick] [--json] [--only SCENARIO[,SCENARIO...]]
-#   scripts/bench.sh --processes [--quick] [--json] [--only propagation|burst]
+#   scripts/bench.sh --processes [--quick] [--json] [--only propagation,burst and/or gossipchain,gossipsub-tuned,gossipsub-bare]
 #
 # --processes: the propagation and burst scenarios with every node its own
 # process (the built binary, lines on the origin's stdin, arrivals read
