@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"gossipchain/ledger"
 	"gossipchain/node"
 )
@@ -32,8 +30,25 @@ func (c *console) printf(format string, args ...any) {
 	fmt.Fprintf(c.out, format, args...)
 }
 
-func (c *console) received(b *ledger.Block, from peer.ID) {
-	c.printf("< %s\n", blockLine(b))
+// follow prints what happens to the node, from its event stream, until the
+// stream ends: blocks that arrive by gossip, syncs, re-appended lines,
+// losing the last peer and getting one back. Lines typed here are
+// reported by acknowledge instead, once stored.
+func (c *console) follow(events <-chan node.Event) {
+	for e := range events {
+		switch e.Type {
+		case "block":
+			if e.Origin == node.OriginGossip {
+				c.printf("< %s\n", blockLine(e.Block))
+			}
+		case "sync":
+			c.synced(*e.Sync)
+		case "reappend":
+			c.reappended(e.Block)
+		case "alone":
+			c.alone(e.Alone)
+		}
+	}
 }
 
 // alone reports losing the last peer, and getting one back.

@@ -228,10 +228,6 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		Finality:   o.finality,
 		AuthorRate: authorRate(o.authorRate),
 		Logger:     logger,
-		OnBlock:    c.received,
-		OnSync:     c.synced,
-		OnReappend: c.reappended,
-		OnAlone:    c.alone,
 	}
 	if o.psk != "" {
 		if cfg.PSK, err = node.LoadPSK(o.psk); err != nil {
@@ -257,6 +253,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	defer n.Close()
 	c.node = n
+	// The console follows the node's events from here on; in the moment
+	// since New returned, a connection has not even finished its
+	// handshake, so nothing it would print has happened yet.
+	events, unfollow := n.Follow()
+	defer unfollow()
+	go c.follow(events)
 	c.printf("gossipchain node %s, height %d, data %s\n", n.ID(), n.Chain().Height(), o.data)
 	var api *httpapi.Server
 	if o.api != "" {

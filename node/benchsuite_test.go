@@ -261,7 +261,7 @@ func startGossipchain(t *testing.T, n int, arr *arrivals, wires [][]int, origin 
 		// the 200/s a node allows one author by default.
 		cfg := Config{DataDir: t.TempDir(), AuthorRate: -1}
 		if i == 0 {
-			cfg.bandwidth = origin
+			cfg.HostOptions = []libp2p.Option{libp2p.BandwidthReporter(origin)}
 		}
 		for _, j := range wires[i] {
 			cfg.Peers = append(cfg.Peers, peer.AddrInfo{ID: s.nodes[j].ID(), Addrs: s.nodes[j].host.Addrs()})
@@ -273,7 +273,7 @@ func startGossipchain(t *testing.T, n int, arr *arrivals, wires [][]int, origin 
 		s.nodes = append(s.nodes, node)
 		// Arrival = on the main chain, by gossip or by sync: announced
 		// blocks at once, long syncs (announced by their head) by polling.
-		events, _ := node.events.subscribe()
+		events, _ := node.Subscribe()
 		if i == 0 {
 			continue // the origin: its blocks are its own
 		}

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/connmgr"
-	libp2pmetrics "github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
 	ma "github.com/multiformats/go-multiaddr"
@@ -18,8 +18,14 @@ import (
 	"gossipchain/protocol"
 )
 
-// Config describes one node. The zero value plus a DataDir is a node on a
-// free loopback port with no peers.
+// Config describes one node: what an operator sets (the command's flags) and
+// what a program embedding a node may replace (transports, libp2p and
+// GossipSub options, the clock). The zero value plus a DataDir is a node on
+// a free loopback port with no peers.
+//
+// A node reports what happens to it (blocks stored, the head moving, peers,
+// syncs, re-appended lines, being left alone) as Events: Node.Subscribe and
+// Node.Follow.
 type Config struct {
 	// ListenHost is the IP address to listen on: default 127.0.0.1 (this
 	// machine only); 0.0.0.0 (or ::) for every interface.
@@ -28,28 +34,16 @@ type Config struct {
 	// ones printed), instead of the listening ones: for a node behind NAT
 	// or port forwarding.
 	Announce []ma.Multiaddr
-	// OnAlone, if set, is called when the last peer disconnects (true) and
-	// when a peer connects again after that (false).
-	OnAlone func(alone bool)
 	// Port is the TCP port; 0 picks a free one.
 	Port int
 	// DataDir holds the identity key and the chain store.
 	DataDir string
-	// Peers are dialled at start and re-dialled whenever they drop.
+	// Peers are dialled at start and kept: re-dialled at once while the
+	// node has fewer than targetPeers peers, every 1-2 minutes otherwise
+	// (discovery.go).
 	Peers []peer.AddrInfo
 	// Logger receives the node's structured logs; nil discards them.
 	Logger *slog.Logger
-	// OnBlock, if set, is called for every block that arrives from the
-	// network and is stored (not for blocks this node appends itself).
-	OnBlock func(b *ledger.Block, from peer.ID)
-	// OnSync, if set, is called when a sync of more than a few hundred
-	// blocks starts, as it progresses, and when any sync that added blocks
-	// ends (Done set).
-	OnSync func(SyncProgress)
-	// OnReappend, if set, is called for every block that carries a line
-	// typed on this node again, after a reorg took its first block off the
-	// main chain.
-	OnReappend func(b *ledger.Block)
 	// SyncTimeout bounds every read and write of a sync exchange; a peer
 	// that stalls longer is dropped. Default 10s.
 	SyncTimeout time.Duration
@@ -71,41 +65,30 @@ type Config struct {
 	AuthorRate  int
 	AuthorBurst int
 
-	// gater, if set, vets every connection (tests cut links with it).
-	gater connmgr.ConnectionGater
-	// settleAtOnce lets finality protect blocks as soon as they are deep
-	// (tests of finality; see ledger.WithSettle).
-	settleAtOnce bool
-	// clock, if set, replaces time.Now for the sync request rate limit
-	// (tests drive it on a clock of their own, so machine speed does not
-	// matter).
-	clock func() time.Time
-	// bandwidth, if set, counts the bytes the host sends and receives
-	// (the benchmark suite's origin egress).
-	bandwidth libp2pmetrics.Reporter
-	// sim, if set, puts the host on a simulated network (QUIC over an
-	// in-memory packet network) instead of TCP: the simulator
-	// (sim_test.go). Everything else is the production node.
-	sim *simHost
-	// checkCost, if set, is slept by the validator for each new block: on
-	// the simulator's virtual clock, real CPU time does not pass, so the
-	// cost of checking and storing a block is modelled by this delay.
-	checkCost time.Duration
-	// chainClock, if set, is the ledger's clock (the simulator's virtual
-	// clock starts in 2000, before genesis: it shifts it to today).
-	chainClock func() time.Time
-	// meshDegree, if set, replaces GossipSub's mesh degree D (and the
-	// bounds that follow from it: meshParams); noFloodPublish turns flood
-	// publishing off. The simulator and the benchmark suite compare them.
-	meshDegree     int
-	noFloodPublish bool
-}
-
-// simHost is where a simulated node's host listens, and the options that
-// attach it to the simulated network.
-type simHost struct {
-	listen string
-	opts   []libp2p.Option
+	// Transports, if set, replaces the node's own transport and listen
+	// address (TCP on ListenHost:Port, which are then unused): libp2p
+	// options that choose transports and listen addresses, such as a
+	// simulated network's.
+	Transports []libp2p.Option
+	// HostOptions are further libp2p options, applied after the node's own
+	// (a bandwidth reporter, say).
+	HostOptions []libp2p.Option
+	// Gater, if set, vets every connection after the node's own blocklist
+	// has: an embedding program's allow list, or a test cutting links.
+	Gater connmgr.ConnectionGater
+	// GossipOptions are further GossipSub options, applied after the
+	// node's own (a mesh degree: meshParams; flood publishing off; a
+	// tracer).
+	GossipOptions []pubsub.Option
+	// ChainOptions are further ledger options, applied after the node's
+	// own (ledger.WithSettle, say).
+	ChainOptions []ledger.Option
+	// Clock, if set, replaces time.Now everywhere the node and its chain
+	// judge time: block timestamps, finality's settling, the author
+	// budget, bans and the sync request rate limit. A simulated network
+	// runs its nodes on its virtual clock; a test holds a rate limit
+	// still.
+	Clock func() time.Time
 }
 
 // DefaultDataDir is the data dir of a node on port, so that two nodes on one
@@ -142,6 +125,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
 	}
 	return cfg, nil
 }

@@ -73,13 +73,8 @@ func TestDiscoveryFromOneBootstrap(t *testing.T) {
 }
 
 func TestAloneAndBack(t *testing.T) {
-	var mu sync.Mutex
-	var calls []bool
-	a := startNodeWith(t, Config{OnAlone: func(alone bool) {
-		mu.Lock()
-		calls = append(calls, alone)
-		mu.Unlock()
-	}})
+	a := startNode(t, "")
+	alone := collectEvents(t, a, "alone")
 	dir := t.TempDir()
 	b := startNode(t, dir, a)
 	waitFor(t, 10*time.Second, "a and b connected", func() bool { return len(a.Peers()) == 1 })
@@ -94,10 +89,16 @@ func TestAloneAndBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitSameHead(t, 10*time.Second, 1, a, b2)
-	mu.Lock()
-	defer mu.Unlock()
+	var calls []bool
+	waitFor(t, 5*time.Second, "two alone events", func() bool {
+		calls = nil
+		for _, e := range alone() {
+			calls = append(calls, e.Alone)
+		}
+		return len(calls) >= 2
+	})
 	if len(calls) != 2 || !calls[0] || calls[1] {
-		t.Fatalf("OnAlone calls %v, want [true false]", calls)
+		t.Fatalf("alone events %v, want [true false]", calls)
 	}
 }
 

@@ -8,22 +8,31 @@ import (
 	"gossipchain/ledger"
 )
 
-// Event is one thing GET /events pushes to a client (the dashboard): a block
-// stored, the head moved, a peer came or went, a sync progressed.
+// Event is one thing that happened to the node, as its followers see it:
+// GET /events streams them to the dashboard, and the console prints them.
 type Event struct {
-	// Type is "block", "head", "peer" or "sync".
+	// Type is "block", "head", "peer", "sync", "reappend" or "alone".
 	Type string `json:"type"`
-	// Block and Origin (local, gossip, sync) describe a "block" event.
+	// Block, Origin (local, gossip, sync) and From (the peer that sent
+	// it, if it came from one) describe a "block" event; Block a
+	// "reappend" one: a line typed here, stored again after a reorg took
+	// its earlier block off the main chain.
 	Block  *ledger.Block `json:"block,omitempty"`
 	Origin string        `json:"origin,omitempty"`
+	From   string        `json:"from,omitempty"`
 	// Height and Head describe a "head" event.
 	Height uint64 `json:"height,omitempty"`
 	Head   string `json:"head,omitempty"`
 	// Peer and Connected describe a "peer" event.
 	Peer      string `json:"peer,omitempty"`
 	Connected bool   `json:"connected,omitempty"`
-	// Sync describes a "sync" event.
+	// Sync describes a "sync" event: a sync of more than a few hundred
+	// blocks starting, its progress, and the end of any sync that added
+	// blocks (Done set).
 	Sync *SyncProgress `json:"sync,omitempty"`
+	// Alone describes an "alone" event: true when the last peer left,
+	// false when one connected again after that.
+	Alone bool `json:"alone,omitempty"`
 }
 
 // Where a stored block came from (Event.Origin, and the origin label of
@@ -52,6 +61,8 @@ type eventHub struct {
 // subscriber is one follower of the hub: publish appends to its queue, its
 // pump hands the events to out in order.
 type subscriber struct {
+	limit int // the most events it may fall behind by; 0: no bound
+
 	out   chan Event    // unbuffered; closed when the subscription ends
 	ready chan struct{} // something was queued
 	done  chan struct{} // closed when the subscription ends
@@ -64,9 +75,10 @@ type subscriber struct {
 func newEventHub() *eventHub { return &eventHub{subs: map[*subscriber]struct{}{}} }
 
 // subscribe returns a channel of events, closed when the hub closes or the
-// subscriber falls too far behind, and a function that unsubscribes.
-func (h *eventHub) subscribe() (<-chan Event, func()) {
-	sub := &subscriber{out: make(chan Event), ready: make(chan struct{}, 1), done: make(chan struct{})}
+// subscriber falls more than limit events behind (0: never), and a
+// function that unsubscribes.
+func (h *eventHub) subscribe(limit int) (<-chan Event, func()) {
+	sub := &subscriber{limit: limit, out: make(chan Event), ready: make(chan struct{}, 1), done: make(chan struct{})}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -117,7 +129,7 @@ func (h *eventHub) publish(e Event) {
 	var behind []*subscriber
 	for sub := range h.subs {
 		sub.mu.Lock()
-		if len(sub.queue) >= eventQueue {
+		if sub.limit > 0 && len(sub.queue) >= sub.limit {
 			behind = append(behind, sub)
 		} else {
 			sub.queue = append(sub.queue, e)
@@ -151,36 +163,6 @@ func (h *eventHub) close() {
 	}
 }
 
-// added records blocks stored by this node (metrics, events): origin is
-// local or gossip for blocks to announce one by one, sync for a run.
-func (n *Node) added(res ledger.Result, origin string) {
-	if len(res.Added) == 0 {
-		return
-	}
-	n.metrics.blocksAdded.WithLabelValues(origin).Add(float64(len(res.Added)))
-	if res.Reorg {
-		n.metrics.reorged(res.Dropped)
-	}
-	// A long sync is announced by its head (and "sync" progress), not
-	// block by block.
-	if origin != OriginSync || len(res.Added) <= maxSyncBlockEvents {
-		for _, b := range res.Added {
-			n.events.publish(Event{Type: "block", Block: b, Origin: origin})
-		}
-	}
-	if res.HeadChanged {
-		// A head moved by gossip is news its peers are getting the same
-		// way; one moved here (typed, synced, re-appended) is worth a head
-		// exchange soon, so a peer left behind is noticed.
-		if origin == OriginGossip {
-			n.sync.gossipMoved()
-		} else {
-			n.sync.headMoved()
-		}
-		n.events.publish(Event{Type: "head", Height: res.Head.Index, Head: res.Head.Hash})
-	}
-}
-
 // watchPeers publishes a "peer" event whenever a peer connects or its last
 // connection closes, and notes when the node is left with no peer at all.
 func (n *Node) watchPeers() network.Notifiee {
@@ -191,9 +173,7 @@ func (n *Node) watchPeers() network.Notifiee {
 			}
 			if n.alone.CompareAndSwap(true, false) {
 				n.log.Info("connected to a peer again", "peer", c.RemotePeer())
-				if n.cfg.OnAlone != nil {
-					n.cfg.OnAlone(false)
-				}
+				n.events.publish(Event{Type: "alone", Alone: false})
 			}
 		},
 		DisconnectedF: func(nw network.Network, c network.Conn) {
@@ -202,9 +182,7 @@ func (n *Node) watchPeers() network.Notifiee {
 			}
 			if len(nw.Peers()) == 0 && n.ctx.Err() == nil && n.alone.CompareAndSwap(false, true) {
 				n.log.Warn("no peer connected: blocks added here reach the others when one returns")
-				if n.cfg.OnAlone != nil {
-					n.cfg.OnAlone(true)
-				}
+				n.events.publish(Event{Type: "alone", Alone: true})
 			}
 		},
 	}
@@ -212,7 +190,13 @@ func (n *Node) watchPeers() network.Notifiee {
 	return nb
 }
 
-// Subscribe follows the node's events (GET /events serves them): the
-// channel is closed when the node closes, or when the subscriber falls more
-// than eventQueue events behind; cancel stops following.
-func (n *Node) Subscribe() (<-chan Event, func()) { return n.events.subscribe() }
+// Subscribe follows the node's events for a client that may fall behind
+// (GET /events serves them): the channel is closed when the node closes, or
+// when the subscriber falls more than eventQueue events behind (a
+// dashboard reconnects and reloads); cancel stops following.
+func (n *Node) Subscribe() (<-chan Event, func()) { return n.events.subscribe(eventQueue) }
+
+// Follow is Subscribe for a follower in this process that must see every
+// event (the console): it is never dropped for falling behind, and what it
+// has not read yet is held for it meanwhile. cancel stops following.
+func (n *Node) Follow() (<-chan Event, func()) { return n.events.subscribe(0) }

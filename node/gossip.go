@@ -21,7 +21,7 @@ const (
 )
 
 // startGossip joins the blocks topic with its validator and starts the
-// goroutines that consume deliveries and relay connected orphans.
+// goroutines that drain deliveries and relay stored blocks (publish.go).
 func (n *Node) startGossip() error {
 	n.mesh = newMeshTracer(protocol.TopicBlocks)
 	opts := []pubsub.Option{
@@ -35,7 +35,7 @@ func (n *Node) startGossip() error {
 		pubsub.WithValidateQueueSize(validateQueue),
 		// A locally authored block goes to every subscribed peer, not only
 		// the mesh, so a node's own blocks can't be eclipsed.
-		pubsub.WithFloodPublish(!n.cfg.noFloodPublish),
+		pubsub.WithFloodPublish(true),
 		// No peer exchange on PRUNE, either way: this node names no peers
 		// when it prunes (WithPeerExchange stays at its default, off), and
 		// takes none (score.go: acceptPXNever). A pruned peer would dial up
@@ -53,9 +53,7 @@ func (n *Node) startGossip() error {
 		pubsub.WithMaxMessageSize(protocol.MaxGossipRPCBytes),
 	}
 	opts = append(opts, scoreOptions(n.appScore, n.scores)...)
-	if n.cfg.meshDegree > 0 {
-		opts = append(opts, pubsub.WithGossipSubParams(meshParams(n.cfg.meshDegree)))
-	}
+	opts = append(opts, n.cfg.GossipOptions...)
 	var err error
 	n.ps, err = pubsub.NewGossipSub(n.ctx, n.host, opts...)
 	if err != nil {
@@ -77,7 +75,7 @@ func (n *Node) startGossip() error {
 		return fmt.Errorf("subscribe to %s: %w", protocol.TopicBlocks, err)
 	}
 	n.wg.Add(2)
-	go n.consumeBlocks()
+	go n.drainBlocks()
 	go n.relayConnected()
 	return nil
 }
@@ -137,7 +135,8 @@ func (h minLevel) WithGroup(name string) slog.Handler {
 	return minLevel{h.Handler.WithGroup(name), h.level}
 }
 
-// meshParams are GossipSub's defaults with a mesh degree of d: keep
+// meshParams are GossipSub's defaults with a mesh degree of d (for
+// Config.GossipOptions, via pubsub.WithGossipSubParams): keep
 // between d-1 and 2d mesh peers, at least d*2/3 of them by score and up to
 // 2 outbound (fewer where the library requires: below d-1 and d/2). The
 // library's D=6 is the same: 5..12, 4 and 2. d is 2 or more (GossipSub

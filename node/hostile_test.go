@@ -194,7 +194,7 @@ func TestHostileFlood(t *testing.T) {
 func TestSyncRequestRateLimit(t *testing.T) {
 	// A clock that stands still: a slow machine cannot refill the bucket.
 	clock := ratelimit.NewManualClock(time.Unix(1_700_000_000, 0))
-	n := startNodeWith(t, Config{clock: clock.Now})
+	n := startNodeWith(t, Config{Clock: clock.Now})
 	other := startNode(t, "")
 	if _, err := other.Connect(context.Background(), n.Addr()); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -23,7 +24,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
-	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
@@ -54,16 +54,17 @@ type Node struct {
 	alone      atomic.Bool  // the last peer left, none has come back
 	dialing    atomic.Int32 // configured peers being dialled right now
 	budget     *authorBudget
-	traces     *traceBook // how recent blocks reached this node
-	gate       *blocklist // blocked peers (and a test's gater)
+	traces     *traceBook     // how recent blocks reached this node
+	gate       *blocklist     // blocked peers (and Config.Gater)
+	onChange   []func(change) // what follows a chain change (chainchange.go)
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the node starts
 
 	sync      *syncer
-	republish chan *delivery // stored blocks to relay: connected orphans, a synced head
-	reappend  chan struct{}  // lines may be pending after a reorg
+	republish chan *ledger.Block // stored blocks to relay: connected orphans, a synced head
+	reappend  chan struct{}      // lines may be pending after a reorg
 	closeOnce sync.Once
 	started   bool
 }
@@ -77,13 +78,15 @@ func New(c Config) (_ *Node, err error) {
 		return nil, err
 	}
 	pending := newPendingBlocks()
-	n := &Node{msgIDs: newMessageIDs(pending), pending: pending, cfg: cfg, log: cfg.Logger, drops: newDropCounter(), scores: &scoreBoard{}, republish: make(chan *delivery, ledger.MaxOrphans), reappend: make(chan struct{}, 1)}
+	n := &Node{msgIDs: newMessageIDs(pending), pending: pending, cfg: cfg, log: cfg.Logger, drops: newDropCounter(), scores: &scoreBoard{}, republish: make(chan *ledger.Block, ledger.MaxOrphans), reappend: make(chan struct{}, 1)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	n.budget = newAuthorBudget(cfg.AuthorRate, cfg.AuthorBurst, cfg.clock)
+	n.budget = newAuthorBudget(cfg.AuthorRate, cfg.AuthorBurst, cfg.Clock)
 	n.events = newEventHub()
 	n.traces = newTraceBook(nil)
-	n.gate = newBlocklist(cfg.gater)
+	n.gate = newBlocklist(cfg.Gater)
 	n.metrics = newMetrics(n)
+	// What follows every change to the chain, in this order (chainchange.go).
+	n.onChange = []func(change){n.traceChange, n.countChange, n.announceChange, n.syncChange, n.reappendChange, n.relayChange}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -93,19 +96,8 @@ func New(c Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := []ledger.Option{ledger.WithFinality(cfg.Finality)}
-	if cfg.settleAtOnce {
-		opts = append(opts, ledger.WithSettle(0))
-	}
-	if cfg.chainClock != nil {
-		opts = append(opts, ledger.WithClock(cfg.chainClock))
-	}
-	if cfg.Authors != nil {
-		opts = append(opts, ledger.WithAuthors(cfg.Authors))
-	}
-	n.chain, err = ledger.Open(cfg.DataDir+"/"+chainFile, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("open chain in %s: %w", cfg.DataDir, err)
+	if n.chain, err = openChain(cfg); err != nil {
+		return nil, err
 	}
 	raw, err := key.Raw()
 	if err != nil {
@@ -117,13 +109,12 @@ func New(c Config) (_ *Node, err error) {
 	}
 	n.peerNotify = n.watchPeers()
 	n.sync = newSyncer(syncDeps{
-		host: n.host, chain: n.chain, log: n.log, timeout: cfg.SyncTimeout, now: cfg.clock,
+		host: n.host, chain: n.chain, log: n.log, timeout: cfg.SyncTimeout, now: cfg.Clock,
 		drop: n.drop, made: n.metrics.syncMade, served: n.metrics.syncServed,
 		budget: n.budget, score: n.scores.get,
 		dialing: func() int { return int(n.dialing.Load()) },
 		added: func(res ledger.Result, from peer.ID) {
-			n.traces.added(res.Added, from, OriginSync)
-			n.added(res, OriginSync)
+			n.changed(change{res: res, origin: OriginSync, from: from})
 		},
 		trace:    n.traces.get,
 		report:   n.reportSync,
@@ -145,20 +136,30 @@ func New(c Config) (_ *Node, err error) {
 	return n, nil
 }
 
-// reportSync tells the console (OnSync) and the event stream about a sync.
-func (n *Node) reportSync(p SyncProgress) {
-	if n.cfg.OnSync != nil {
-		n.cfg.OnSync(p)
+// openChain opens the chain store in cfg's data dir with cfg's rules.
+func openChain(cfg Config) (*ledger.Chain, error) {
+	opts := []ledger.Option{ledger.WithFinality(cfg.Finality), ledger.WithClock(cfg.Clock)}
+	if cfg.Authors != nil {
+		opts = append(opts, ledger.WithAuthors(cfg.Authors))
 	}
+	chain, err := ledger.Open(filepath.Join(cfg.DataDir, chainFile), append(opts, cfg.ChainOptions...)...)
+	if err != nil {
+		return nil, fmt.Errorf("open chain in %s: %w", cfg.DataDir, err)
+	}
+	return chain, nil
+}
+
+// reportSync publishes a sync's progress as an event.
+func (n *Node) reportSync(p SyncProgress) {
 	n.events.publish(Event{Type: "sync", Sync: &p})
 }
 
 // relayHead publishes the head a sync reached: peers behind this node that
 // got its gossip first ignored it, and learn of it this way. It is not
-// announced as an arrival (OnSync reported it).
+// announced as an arrival (the sync's events did).
 func (n *Node) relayHead(b *ledger.Block) {
 	select {
-	case n.republish <- &delivery{block: b, own: true}:
+	case n.republish <- b:
 	default:
 	}
 }
@@ -202,18 +203,23 @@ func resourceManager() (network.ResourceManager, error) {
 }
 
 func newHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer, gater *blocklist) (host.Host, error) {
-	common, err := hostLimits(key, reg, gater)
+	opts, err := hostLimits(key, reg, gater)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.bandwidth != nil {
-		common = append(common, libp2p.BandwidthReporter(cfg.bandwidth))
+	if cfg.PSK != nil {
+		opts = append(opts, libp2p.PrivateNetwork(cfg.PSK))
 	}
-	if cfg.sim != nil {
-		// The simulator: QUIC on a simulated network, with the production
-		// limits, connection manager and gater.
-		opts := append(common, libp2p.ListenAddrStrings(cfg.sim.listen), libp2p.Transport(libp2pquic.NewTransport), libp2p.DisableIdentifyAddressDiscovery())
-		return libp2p.New(append(opts, cfg.sim.opts...)...)
+	if len(cfg.Announce) > 0 {
+		announce := cfg.Announce
+		opts = append(opts, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return announce }))
+	}
+	if cfg.Transports != nil {
+		h, err := libp2p.New(slices.Concat(opts, cfg.Transports, cfg.HostOptions)...)
+		if err != nil {
+			return nil, fmt.Errorf("start libp2p host: %w", err)
+		}
+		return h, nil
 	}
 	ip := net.ParseIP(cfg.ListenHost)
 	if ip == nil {
@@ -223,20 +229,13 @@ func newHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer, gater *b
 	if ip.To4() == nil {
 		listen = fmt.Sprintf("/ip6/%s/tcp/%d", ip, cfg.Port)
 	}
-	opts := append(common,
+	opts = append(opts,
 		libp2p.ListenAddrStrings(listen),
 		// Without reuseport a port that is in use is an error, not a silent
 		// second listener sharing it.
 		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
 	)
-	if cfg.PSK != nil {
-		opts = append(opts, libp2p.PrivateNetwork(cfg.PSK))
-	}
-	if len(cfg.Announce) > 0 {
-		announce := cfg.Announce
-		opts = append(opts, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return announce }))
-	}
-	h, err := libp2p.New(opts...)
+	h, err := libp2p.New(append(opts, cfg.HostOptions...)...)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use") {
 			return nil, fmt.Errorf("listen on %s: port %d is already in use", listen, cfg.Port)
@@ -246,7 +245,7 @@ func newHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer, gater *b
 	return h, nil
 }
 
-// hostLimits is what every host of a node has, on TCP or simulated: its
+// hostLimits is what every host of a node has, whatever its transports: its
 // identity, no relay, metrics on the node's registry, the resource
 // manager, the connection manager and the gater.
 func hostLimits(key crypto.PrivKey, reg prometheus.Registerer, gater *blocklist) ([]libp2p.Option, error) {
@@ -387,8 +386,7 @@ func (n *Node) Post(ctx context.Context, data string) (*Receipt, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.traces.added(res.Added, "", OriginLocal)
-	n.added(res, OriginLocal)
+	n.changed(change{res: res, origin: OriginLocal})
 	b := res.Added[0]
 	// Out first, then acknowledged once on disk: the fsync overlaps the
 	// first hop.
@@ -500,5 +498,7 @@ func (n *Node) MetricsHandler() http.Handler {
 // drops (GET /status "drops"): the HTTP API's refusals.
 func (n *Node) CountDrop(reason string) { n.drop(reason) }
 
-// Drops returns how many gossip messages were rejected or ignored, by reason.
+// Drops returns how many things the node refused, by reason: gossip
+// messages rejected or ignored, sync answers and requests, API requests
+// (CountDrop).
 func (n *Node) Drops() map[string]uint64 { return n.drops.snapshot() }

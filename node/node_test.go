@@ -60,6 +60,32 @@ func startNodeWith(t *testing.T, cfg Config, peers ...*Node) *Node {
 	return n
 }
 
+// collectEvents follows n's events of type typ from now on, until the test
+// ends; the returned func reads those seen so far.
+func collectEvents(t *testing.T, n *Node, typ string) func() []Event {
+	t.Helper()
+	events, cancel := n.Follow()
+	var mu sync.Mutex
+	var seen []Event
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for e := range events {
+			if e.Type == typ {
+				mu.Lock()
+				seen = append(seen, e)
+				mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return func() []Event {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
+}
+
 // waitMesh waits until every node has at least one mesh peer for blocks.
 func waitMesh(t *testing.T, nodes ...*Node) {
 	t.Helper()

@@ -53,8 +53,7 @@ func (n *Node) reappendLoop() {
 		if n.chain.PendingLines() > 0 {
 			n.wakeReappend() // the next batch
 		}
-		n.traces.added(res.Added, "", OriginLocal)
-		n.added(res, OriginLocal)
+		n.changed(change{res: res, origin: OriginLocal})
 		if len(res.Added) > 0 {
 			n.log.Info("lines re-appended after a reorg", "count", len(res.Added), "head", res.Head.Index)
 		}
@@ -68,9 +67,7 @@ func (n *Node) reappendLoop() {
 			continue
 		}
 		for _, b := range res.Added {
-			if n.cfg.OnReappend != nil {
-				n.cfg.OnReappend(b)
-			}
+			n.events.publish(Event{Type: "reappend", Block: b})
 		}
 	}
 }

@@ -21,10 +21,12 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	libp2pmetrics "github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/peer"
 	libp2pprotocol "github.com/libp2p/go-libp2p/core/protocol"
+	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/x/simlibp2p"
 	"github.com/marcopolo/simnet"
 )
@@ -102,6 +104,31 @@ type simParams struct {
 	flood         bool
 	out           string
 }
+
+// gossipOptions are the GossipSub options of a simulated node: the mesh
+// degree and flood publishing under comparison, and the check cost.
+func (p simParams) gossipOptions() []pubsub.Option {
+	opts := []pubsub.Option{pubsub.WithFloodPublish(p.flood)}
+	if p.meshDegree > 0 {
+		opts = append(opts, pubsub.WithGossipSubParams(meshParams(p.meshDegree)))
+	}
+	if p.checkCost > 0 {
+		opts = append(opts, pubsub.WithRawTracer(checkCost{cost: p.checkCost}))
+	}
+	return opts
+}
+
+// checkCost models the CPU a node spends checking and storing a block. On
+// the virtual clock real CPU time does not pass, so the validation worker
+// that takes a message from a peer sleeps this long first: GossipSub calls
+// ValidateMessage on that worker, once per new message, just before the
+// node's validator.
+type checkCost struct {
+	noTrace
+	cost time.Duration
+}
+
+func (c checkCost) ValidateMessage(*pubsub.Message) { time.Sleep(c.cost) }
 
 func simParamsFromEnv(t *testing.T) simParams {
 	num := func(name string, def int) int {
@@ -306,9 +333,16 @@ func (s *simNet) add(seeds int) {
 	}
 	counter := &simCounter{}
 	cfg := Config{
-		DataDir: dir, AuthorRate: -1, checkCost: s.p.checkCost, chainClock: s.chain, bandwidth: counter,
-		meshDegree: s.p.meshDegree, noFloodPublish: !s.p.flood,
-		sim: &simHost{listen: fmt.Sprintf("/ip4/%s/udp/8000/quic-v1", simAddr(region, i).IP), opts: []libp2p.Option{simlibp2p.QUICSimnet(s.sn, link)}},
+		DataDir: dir, AuthorRate: -1, Clock: s.chain,
+		// QUIC on the simulated network, with the production limits,
+		// connection manager and gater.
+		Transports: []libp2p.Option{
+			libp2p.ListenAddrStrings(fmt.Sprintf("/ip4/%s/udp/8000/quic-v1", simAddr(region, i).IP)),
+			libp2p.Transport(libp2pquic.NewTransport), libp2p.DisableIdentifyAddressDiscovery(),
+			simlibp2p.QUICSimnet(s.sn, link),
+		},
+		HostOptions:   []libp2p.Option{libp2p.BandwidthReporter(counter)},
+		GossipOptions: s.p.gossipOptions(),
 	}
 	for range seeds {
 		if k := s.rng.IntN(min(4, max(1, i))); k < i && !slices.ContainsFunc(cfg.Peers, func(pi peer.AddrInfo) bool { return pi.ID == s.nodes[k].ID() }) {

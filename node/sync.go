@@ -120,10 +120,12 @@ type syncDeps struct {
 	score        func(peer.ID) (float64, bool) // a peer's GossipSub score, if it has one
 	dialing      func() int                    // configured peers being dialled (discovery counts them)
 
-	// added is told of blocks a sync stored and whom from; report of a sync's progress
-	// and end; relay of the new head a sync reached, for peers that
-	// ignored its gossip while behind; reappend that lines typed here may
-	// be waiting for a sync to end (a reorg took their blocks).
+	// added is told of every chain change a sync made, and whom from
+	// (the node's one path for chain changes: chainchange.go); report of
+	// a sync's progress and end; relay of the new head a sync reached,
+	// for peers that ignored its gossip while behind; reappend that a
+	// sync ended, so lines typed here that a reorg took off the main
+	// chain may be re-appended now.
 	added func(ledger.Result, peer.ID)
 	// trace is this node's trace of a block, for a peer's trace request.
 	trace    func(hash string) (*protocol.Trace, bool)
@@ -537,7 +539,6 @@ func (s *syncer) store(p peer.ID, run *ledger.Checked, advanced bool) bool {
 	}
 	if res.Reorg {
 		s.log.Info("switched to a better branch", "peer", p, "dropped", res.Dropped, "head", res.Head.Index)
-		s.reappend()
 	}
 	return true
 }

@@ -79,30 +79,22 @@ func TestLateJoinerSyncs(t *testing.T) {
 	const blocks = 2000
 	a := startNode(t, "")
 	fill(t, a, blocks)
-	var (
-		mu      sync.Mutex
-		reports []SyncProgress
-	)
-	cfg := Config{DataDir: t.TempDir(), Peers: []peer.AddrInfo{{ID: a.ID(), Addrs: a.host.Addrs()}}}
-	cfg.OnSync = func(p SyncProgress) {
-		mu.Lock()
-		reports = append(reports, p)
-		mu.Unlock()
-	}
-	b, err := New(cfg)
-	if err != nil {
+	// b follows its events from the start, then meets a.
+	b := startNode(t, "")
+	syncs := collectEvents(t, b, "sync")
+	if _, err := b.Connect(context.Background(), a.Addr()); err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
 	waitSameHead(t, 30*time.Second, blocks, a, b)
 	sameChain(t, a, b)
+	var reports []SyncProgress
 	waitFor(t, 5*time.Second, "the sync's last progress report", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
+		reports = nil
+		for _, e := range syncs() {
+			reports = append(reports, *e.Sync)
+		}
 		return len(reports) > 0 && reports[len(reports)-1].Done
 	})
-	mu.Lock()
-	defer mu.Unlock()
 	first, last := reports[0], reports[len(reports)-1]
 	if first.Done || first.Target != blocks || last.Height != blocks || last.Peer != a.ID() {
 		t.Fatalf("progress reports %+v ... %+v; want a start report and a done one at %d", first, last, blocks)
@@ -177,7 +169,7 @@ func TestPartitionHeals(t *testing.T) {
 		if i > 0 {
 			peers = nodes[:1]
 		}
-		nodes = append(nodes, startNodeWith(t, Config{gater: gaters[i]}, peers...))
+		nodes = append(nodes, startNodeWith(t, Config{Gater: gaters[i]}, peers...))
 	}
 	a, b, c, d := nodes[0], nodes[1], nodes[2], nodes[3]
 	waitMesh(t, nodes...)
@@ -360,9 +352,9 @@ func TestFinalityInSync(t *testing.T) {
 	// a holds 10 blocks; b a separate chain of 20. With a finality depth of
 	// 5, a refuses b's branch (it would replace all 10) and keeps its own;
 	// a branch that shares a's first 8 blocks and is longer is adopted.
-	a := startNodeWith(t, Config{Finality: 5, settleAtOnce: true})
+	a := startNodeWith(t, Config{Finality: 5, ChainOptions: []ledger.Option{ledger.WithSettle(0)}})
 	mine := fill(t, a, 10)
-	b := startNodeWith(t, Config{Finality: 5, settleAtOnce: true})
+	b := startNodeWith(t, Config{Finality: 5, ChainOptions: []ledger.Option{ledger.WithSettle(0)}})
 	s := ledger.NewSigner(ed25519.NewKeyFromSeed([]byte(strings.Repeat("b", 32))))
 	var other []*ledger.Block
 	parent := ledger.Genesis()
@@ -384,7 +376,7 @@ func TestFinalityInSync(t *testing.T) {
 		t.Fatalf("a moved to #%d %s", a.Chain().Height(), a.Chain().Head().Short())
 	}
 
-	c := startNodeWith(t, Config{Finality: 5, settleAtOnce: true})
+	c := startNodeWith(t, Config{Finality: 5, ChainOptions: []ledger.Option{ledger.WithSettle(0)}})
 	if _, err := c.Chain().Add(mine[:8]...); err != nil {
 		t.Fatal(err)
 	}

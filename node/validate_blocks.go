@@ -12,19 +12,11 @@ import (
 	"gossipchain/protocol"
 )
 
-// delivery is the ValidatorData of an accepted block message, so the
-// subscriber does not decode it again.
-type delivery struct {
-	block *ledger.Block
-	// own is set on blocks already reported to the caller (appended here,
-	// or the head a sync reached); they are not announced as arrivals.
-	own bool
-}
-
 // validateBlock is the blocks topic validator. A message is relayed only if
 // it is accepted here, and it is accepted only once its block is added to
 // the chain (in memory at once, on disk with the next group commit), so a
-// node never forwards what it would not keep.
+// node never forwards what it would not keep. It decodes, checks, applies
+// the author budget, stores, and turns the outcome into a verdict:
 //
 //	rule                                                verdict
 //	not a block: bad JSON, unknown fields, oversized    REJECT
@@ -39,114 +31,130 @@ type delivery struct {
 //	the store failed (not the sender's fault)           IGNORE
 //	a panic while validating                            REJECT
 //
-// REJECT penalises the sender in GossipSub's peer score; IGNORE does not.
+// The ledger's rules are told apart by their error codes, and a code's
+// verdict is ledger.ErrorCode.Provable (verdictOf). REJECT penalises the
+// sender in GossipSub's peer score; IGNORE does not. An accepted message
+// carries its block as ValidatorData.
 func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Message) (verdict pubsub.ValidationResult) {
-	defer func() {
-		if r := recover(); r != nil {
-			n.log.Error("block validator panicked; rejecting message", "from", from, "panic", r, "stack", string(debug.Stack()))
-			n.dropBlock("reject", "panic")
-			verdict = pubsub.ValidationReject
-		}
-		if verdict == pubsub.ValidationReject && from != n.host.ID() {
-			n.sync.rejectedFrom(from)
-		}
-	}()
+	defer n.recoverVerdict(from, &verdict)
 	if from == n.host.ID() {
-		// Our own publication: Append or relayConnected stored it already.
-		if d, ok := msg.ValidatorData.(*delivery); ok && n.chain.HasBlock(d.block) {
-			n.traces.gossiped(d.block, msg, "", time.Now(), 0) // so its sends are traced
-			return pubsub.ValidationAccept
-		}
-		return pubsub.ValidationReject
+		return n.validateOwn(msg)
 	}
 	arrived := time.Now()
-	nb, ok := n.msgIDs.take(msg.ID) // decoded when GossipSub named it
-	b, end := nb.block, nb.end
-	var err error
-	if !ok {
-		b, err = protocol.DecodeBlock(msg.Data)
-	}
+	b, checked, end, err := n.decodeBlock(msg)
 	if err != nil {
 		n.dropBlock("reject", "malformed")
 		n.log.Debug("rejected gossip message", "from", from, "err", err)
 		return pubsub.ValidationReject
 	}
-	if !ok {
-		end = n.pending.begin(b.Hash)
-	}
 	defer end()
-	n.checkAhead(b, nb.checked == nil)
-	if nb.checked != nil {
-		<-nb.checked // in another validator's batch
+	n.checkAhead(b, checked == nil)
+	if checked != nil {
+		<-checked // in another validator's batch
 	}
 	// One check of the block on its own (a copy of one checked moments
 	// ago costs a hash; a tampered copy of a stored block fails here).
 	run := n.chain.Check(b)
-	var res ledger.Result
-	if _, err = run.Valid(); err == nil {
-		// Valid and new to this node: it counts against its author's budget.
-		if !n.chain.HasBlock(b) && !n.budget.allow(b.Author) {
-			n.budget.over(from)
-			n.dropBlock("ignore", "author_rate_limited")
-			return pubsub.ValidationIgnore
-		}
-		if n.cfg.checkCost > 0 {
-			time.Sleep(n.cfg.checkCost) // the simulator's model of the CPU spent
-		}
-		// Its parent may be in the other worker's hands (pending.go).
-		n.pending.wait(n.ctx, b.PrevHash)
-		res, err = n.chain.Process(run)
+	if _, err := run.Valid(); err != nil {
+		return n.refused(b, msg, from, arrived, err)
 	}
-	if err != nil {
-		code := ledger.Code(err)
-		if code == 0 { // the store failed: not the sender's fault
-			n.log.Error("store block", "index", b.Index, "err", err)
-			return pubsub.ValidationIgnore
-		}
-		verdict := "ignore"
-		if code.Provable() {
-			verdict = "reject"
-		}
-		n.dropBlock(verdict, code.String())
-		if code == ledger.ErrTooDeep {
-			n.log.Warn("refusing a branch that would rewrite settled history", "from", from, "err", err)
-		}
-		switch code {
-		case ledger.ErrUnknownParent:
-			// Held as an orphan; the sender has its ancestors.
-			n.traces.gossiped(b, msg, from, arrived, 0)
-			n.sync.hint(from, b)
-		case ledger.ErrDuplicate:
-			n.traces.duplicate(b.Hash, from)
-		}
-		if code.Provable() {
-			n.log.Debug("rejected block", "from", from, "reason", code, "err", err)
-			return pubsub.ValidationReject
-		}
+	// Valid and new to this node: it counts against its author's budget.
+	if !n.chain.HasBlock(b) && !n.budget.allow(b.Author) {
+		n.budget.over(from)
+		n.dropBlock("ignore", "author_rate_limited")
 		return pubsub.ValidationIgnore
 	}
-	msg.ValidatorData = &delivery{block: b}
-	n.traces.gossiped(b, msg, from, arrived, time.Since(arrived))
-	// Every block stored by this message: the block, and held orphans it
-	// connected (they arrived by gossip too, ahead of their parent).
-	for _, a := range res.Added {
-		n.metrics.propagation.Observe(max(0, time.Since(a.Time()).Seconds()))
+	// Its parent may be in the other worker's hands (pending.go).
+	n.pending.wait(n.ctx, b.PrevHash)
+	res, err := n.chain.Process(run)
+	if err != nil {
+		return n.refused(b, msg, from, arrived, err)
 	}
-	n.added(res, OriginGossip)
-	n.sync.saw(from, b)
-	if res.Reorg {
-		n.wakeReappend()
-	}
-	// Orphans this block connected were ignored when they arrived; publish
-	// them now so they are relayed and announced.
-	for _, o := range res.Added[1:] {
-		select {
-		case n.republish <- &delivery{block: o}:
-		default:
-			n.log.Warn("relay queue full; connected block not relayed", "index", o.Index)
-		}
-	}
+	msg.ValidatorData = b
+	n.changed(change{res: res, origin: OriginGossip, from: from, msg: msg, arrived: arrived})
 	return pubsub.ValidationAccept
+}
+
+// recoverVerdict turns a panic in the validator into a REJECT, and tells
+// the syncer of every peer whose message was rejected (it is not synced
+// from for a while: sync.go).
+func (n *Node) recoverVerdict(from peer.ID, verdict *pubsub.ValidationResult) {
+	if r := recover(); r != nil {
+		n.log.Error("block validator panicked; rejecting message", "from", from, "panic", r, "stack", string(debug.Stack()))
+		n.dropBlock("reject", "panic")
+		*verdict = pubsub.ValidationReject
+	}
+	if *verdict == pubsub.ValidationReject && from != n.host.ID() {
+		n.sync.rejectedFrom(from)
+	}
+}
+
+// validateOwn accepts this node's own publication: Post, the re-append
+// loop or the relay (publish.go) stored its block already.
+func (n *Node) validateOwn(msg *pubsub.Message) pubsub.ValidationResult {
+	if b, ok := msg.ValidatorData.(*ledger.Block); ok && n.chain.HasBlock(b) {
+		n.traces.gossiped(b, msg, "", time.Now(), 0) // so its sends are traced
+		return pubsub.ValidationAccept
+	}
+	return pubsub.ValidationReject
+}
+
+// decodeBlock returns msg's block, decoded when GossipSub named the message
+// (msgcache.go) or now, with the channel closed once a batch has checked
+// its signature (nil: none has) and the func that ends its pending state
+// (pending.go).
+func (n *Node) decodeBlock(msg *pubsub.Message) (b *ledger.Block, checked chan struct{}, end func(), err error) {
+	if nb, ok := n.msgIDs.take(msg.ID); ok {
+		return nb.block, nb.checked, nb.end, nil
+	}
+	if b, err = protocol.DecodeBlock(msg.Data); err != nil {
+		return nil, nil, nil, err
+	}
+	return b, nil, n.pending.begin(b.Hash), nil
+}
+
+// refused handles a block the ledger refused with err: it is counted under
+// its rule's code, and its verdict is the code's (verdictOf). A block held
+// as an orphan is traced, and its sender asked for its ancestors.
+func (n *Node) refused(b *ledger.Block, msg *pubsub.Message, from peer.ID, arrived time.Time, err error) pubsub.ValidationResult {
+	code := ledger.Code(err)
+	if code == 0 { // the store failed: not the sender's fault
+		n.log.Error("store block", "index", b.Index, "err", err)
+		return pubsub.ValidationIgnore
+	}
+	verdict := verdictOf(code)
+	n.dropBlock(verdictNames[verdict], code.String())
+	switch code {
+	case ledger.ErrTooDeep:
+		n.log.Warn("refusing a branch that would rewrite settled history", "from", from, "err", err)
+	case ledger.ErrUnknownParent:
+		// Held as an orphan; the sender has its ancestors.
+		n.traces.gossiped(b, msg, from, arrived, 0)
+		n.sync.hint(from, b)
+	case ledger.ErrDuplicate:
+		n.traces.duplicate(b.Hash, from)
+	}
+	if verdict == pubsub.ValidationReject {
+		n.log.Debug("rejected block", "from", from, "reason", code, "err", err)
+	}
+	return verdict
+}
+
+// verdictOf is the gossip verdict on a block refused under code: REJECT
+// where the block proves its sender broke the protocol, IGNORE where it is
+// only early, known or not for this node (ledger.ErrorCode.Provable, the
+// one table of which is which).
+func verdictOf(code ledger.ErrorCode) pubsub.ValidationResult {
+	if code.Provable() {
+		return pubsub.ValidationReject
+	}
+	return pubsub.ValidationIgnore
+}
+
+// verdictNames label the drop metrics.
+var verdictNames = map[pubsub.ValidationResult]string{
+	pubsub.ValidationReject: "reject",
+	pubsub.ValidationIgnore: "ignore",
 }
 
 // aheadBatch is how many signatures a validator checks at once when

@@ -43,9 +43,9 @@ func hops(t *testing.T, hash string, n *Node, byID map[string]*Node) int {
 // trace says sync.
 func TestTraceAlongALine(t *testing.T) {
 	ga, gc := &cutGater{}, &cutGater{}
-	a := startNodeWith(t, Config{gater: ga})
+	a := startNodeWith(t, Config{Gater: ga})
 	b := startNode(t, "", a)
-	c := startNodeWith(t, Config{gater: gc}, b)
+	c := startNodeWith(t, Config{Gater: gc}, b)
 	ga.set(c.ID(), true)
 	gc.set(a.ID(), true)
 	waitMesh(t, a, b, c)
@@ -201,7 +201,7 @@ func TestTraceBookBounded(t *testing.T) {
 // refused and counted, and a peer asking too fast is cut off.
 func TestTraceRequests(t *testing.T) {
 	fixed := time.Now()
-	srv := startNodeWith(t, Config{clock: func() time.Time { return fixed }})
+	srv := startNodeWith(t, Config{Clock: func() time.Time { return fixed }})
 	cl := startNode(t, "", srv)
 	waitFor(t, 10*time.Second, "connected", func() bool { return len(cl.host.Network().Peers()) == 1 })
 	// Garbage: a hash that is not one.
