@@ -20,7 +20,12 @@ import (
 
 func statusHandler(n StatusReporter) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, n.Status())
+		s := n.Status()
+		s.Addrs = orEmpty(s.Addrs)
+		if s.Drops == nil {
+			s.Drops = map[string]uint64{}
+		}
+		writeJSON(w, http.StatusOK, s)
 	}
 }
 
@@ -41,7 +46,7 @@ func blocksHandler(chain ChainReader) http.HandlerFunc {
 			writeError(w, http.StatusInternalServerError, "read chain: %v", err)
 			return
 		}
-		writeJSON(w, http.StatusOK, blocks)
+		writeJSON(w, http.StatusOK, orEmpty(blocks))
 	}
 }
 
@@ -102,11 +107,11 @@ func traceHandler(chain ChainReader, tracer Tracer) http.HandlerFunc {
 			writeError(w, http.StatusNotFound, "no trace of block %s here (this node never had it since it started, or had %d newer blocks since)", hash, protocol.MaxTraces)
 			return
 		}
-		out := traceAnswer{Trace: t}
+		out := traceAnswer{Trace: traceWithLists(t)}
 		if peers {
 			ctx, cancel := context.WithTimeout(r.Context(), traceTimeout)
 			defer cancel()
-			pt := tracer.PeerTraces(ctx, hash)
+			pt := peerTracesWithLists(tracer.PeerTraces(ctx, hash))
 			out.Peers = &pt
 		}
 		writeJSON(w, http.StatusOK, out)
@@ -131,6 +136,29 @@ func traceHash(w http.ResponseWriter, r *http.Request, chain ChainReader) (strin
 		return "", false
 	}
 	return b.Hash, true
+}
+
+// traceWithLists returns a copy of t (which its owner may still be
+// updating) whose lists encode as [] when empty.
+func traceWithLists(t *protocol.Trace) *protocol.Trace {
+	if t == nil {
+		return nil
+	}
+	c := *t
+	c.Copies = orEmpty(c.Copies)
+	c.ForwardedTo = orEmpty(c.ForwardedTo)
+	return &c
+}
+
+// peerTracesWithLists is pts with every list encoding as [] when empty: a
+// peer's answer may carry null for an empty list.
+func peerTracesWithLists(pts []node.PeerTrace) []node.PeerTrace {
+	out := make([]node.PeerTrace, len(pts))
+	for i, pt := range pts {
+		pt.Trace = traceWithLists(pt.Trace)
+		out[i] = pt
+	}
+	return out
 }
 
 func appendHandler(n Appender) http.HandlerFunc {
@@ -167,10 +195,12 @@ func appendHandler(n Appender) http.HandlerFunc {
 func peersHandler(n PeerLister) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
 		peers := n.Peers()
-		if peers == nil {
-			peers = []node.PeerInfo{}
+		out := make([]node.PeerInfo, len(peers))
+		for i, p := range peers {
+			p.Addrs = orEmpty(p.Addrs)
+			out[i] = p
 		}
-		writeJSON(w, http.StatusOK, peers)
+		writeJSON(w, http.StatusOK, out)
 	}
 }
 
@@ -204,7 +234,7 @@ func connectHandler(n Connector) http.HandlerFunc {
 
 func blockedHandler(n Blocklist) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, n.BlockedPeers())
+		writeJSON(w, http.StatusOK, orEmpty(n.BlockedPeers()))
 	}
 }
 
@@ -243,6 +273,15 @@ func unblockHandler(n Blocklist) http.HandlerFunc {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"id": id.String(), "blocked": false})
 	}
+}
+
+// orEmpty is s, or an empty slice if s is nil: the API's lists encode as
+// [] when empty, never null.
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 func hasP2P(a ma.Multiaddr) bool {
