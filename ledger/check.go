@@ -52,10 +52,33 @@ func CheckStore(path string, progress func(CheckProgress)) (rep CheckReport, err
 	return rep, err
 }
 
+// checkTx runs CheckStore's stages in order inside one read transaction;
+// each stage trusts what the ones before it checked.
 func checkTx(tx *bolt.Tx, rep *CheckReport, progress func(CheckProgress)) error {
-	corrupt := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
+	if err := checkLayout(tx); err != nil {
+		return err
 	}
+	c := &storeCheck{
+		tx: tx, rep: rep, progress: progress,
+		bodies: tx.Bucket(bucketBodies), index: tx.Bucket(bucketIndex), main: tx.Bucket(bucketMain),
+		sigs: checkQueue{keys: newKeyCache()},
+	}
+	for _, stage := range []func() error{c.mainChain, c.storedBlocks, c.indexCount, c.lineRecords, c.pendingLines} {
+		if err := stage(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// corrupt is a CheckStore verdict: ErrCorrupt and what is wrong.
+func corrupt(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
+}
+
+// checkLayout checks that the store is one this version reads, of this
+// network: the current format, every bucket, the genesis block's hash.
+func checkLayout(tx *bolt.Tx) error {
 	mb := tx.Bucket(bucketMeta)
 	if mb == nil {
 		return corrupt("missing bucket meta")
@@ -71,133 +94,185 @@ func checkTx(tx *bolt.Tx, rep *CheckReport, progress func(CheckProgress)) error 
 	if gh := hex.EncodeToString(mb.Get(keyGenesis)); gh != Genesis().Hash {
 		return corrupt("store belongs to another network (genesis %s)", short(gh))
 	}
-	bodies, index := tx.Bucket(bucketBodies), tx.Bucket(bucketIndex)
-	total := uint64(tx.Bucket(bucketMain).Stats().KeyN)
+	return nil
+}
 
-	// The main chain, in order: each entry present, its block whole,
-	// indexed, at its height and linked to the one below; signatures in
-	// batches over the CPUs.
-	keys := newKeyCache()
-	var batch []*Block
-	verify := func() error {
-		if err := verifyAll(batch, keys); err != nil {
-			return err
-		}
-		batch = batch[:0]
-		return nil
-	}
+// storeCheck is one CheckStore run over a store whose layout is sound.
+type storeCheck struct {
+	tx                  *bolt.Tx
+	rep                 *CheckReport
+	progress            func(CheckProgress)
+	bodies, index, main *bolt.Bucket
+	// sigs is shared by the main chain and the side blocks, so its key
+	// cache decodes each author once.
+	sigs checkQueue
+}
+
+// mainChain walks the main chain in order: each entry present, its block
+// whole, indexed, at its height and linked to the one below, signatures
+// in batches over the CPUs; then the head pointer names its last block.
+func (c *storeCheck) mainChain() error {
+	total := uint64(c.main.Stats().KeyN)
 	var prev *Block
-	cur := tx.Bucket(bucketMain).Cursor()
+	cur := c.main.Cursor()
 	h := uint64(0)
 	for k, v := cur.First(); k != nil; k, v = cur.Next() {
-		if !bytes.Equal(k, heightKey(h)) {
-			return corrupt("height %d: main chain entry missing (next entry is %x)", h, k)
-		}
-		if len(v) != 32 {
-			return corrupt("height %d: main chain entry has %d bytes", h, len(v))
-		}
-		hash := hex.EncodeToString(v)
-		b, err := checkBody(bodies, index, h, hash)
+		b, err := c.mainEntry(h, k, v, prev)
 		if err != nil {
-			return corrupt("height %d: %v", h, err)
+			return err
 		}
-		switch {
-		case h == 0 && b.Hash != Genesis().Hash:
-			return corrupt("height 0: main chain does not start at genesis")
-		case h > 0 && b.PrevHash != prev.Hash:
-			return corrupt("height %d: block %s does not link to block %d %s", h, b.Short(), h-1, prev.Short())
-		}
-		if h > 0 {
-			batch = append(batch, b)
-		}
-		if len(batch) == CheckBatch {
-			if err := verify(); err != nil {
+		if h > 0 && c.sigs.add(b) {
+			if err := c.sigs.verify(); err != nil {
 				return err
 			}
-			progress(CheckProgress{"main chain", h + 1, total})
+			c.progress(CheckProgress{"main chain", h + 1, total})
 		}
 		prev = b
 		h++
 	}
-	if err := verify(); err != nil {
+	if err := c.sigs.verify(); err != nil {
 		return err
 	}
 	if prev == nil {
 		return corrupt("height 0: main chain is empty")
 	}
-	progress(CheckProgress{"main chain", h, total})
-	if head := hex.EncodeToString(mb.Get(keyHead)); head != prev.Hash {
+	c.progress(CheckProgress{"main chain", h, total})
+	if head := hex.EncodeToString(c.tx.Bucket(bucketMeta).Get(keyHead)); head != prev.Hash {
 		return corrupt("height %d: head pointer %s is not the main chain's last block %s", prev.Index, short(head), prev.Short())
 	}
-	rep.Height, rep.Head = prev.Index, prev.Hash
+	c.rep.Height, c.rep.Head = prev.Index, prev.Hash
+	return nil
+}
 
-	// Every stored block: indexed where it is, whole, its parent stored.
-	var side []*Block
+// mainEntry checks the main-chain entry k -> v expected at height h, whose
+// parent is prev (nil at height 0), and returns its block.
+func (c *storeCheck) mainEntry(h uint64, k, v []byte, prev *Block) (*Block, error) {
+	if !bytes.Equal(k, heightKey(h)) {
+		return nil, corrupt("height %d: main chain entry missing (next entry is %x)", h, k)
+	}
+	if len(v) != 32 {
+		return nil, corrupt("height %d: main chain entry has %d bytes", h, len(v))
+	}
+	b, err := checkBody(c.bodies, c.index, h, hex.EncodeToString(v))
+	if err != nil {
+		return nil, corrupt("height %d: %v", h, err)
+	}
+	switch {
+	case h == 0 && b.Hash != Genesis().Hash:
+		return nil, corrupt("height 0: main chain does not start at genesis")
+	case h > 0 && b.PrevHash != prev.Hash:
+		return nil, corrupt("height %d: block %s does not link to block %d %s", h, b.Short(), h-1, prev.Short())
+	}
+	return b, nil
+}
+
+// storedBlocks checks every stored block off the main chain: indexed where
+// it is, whole, its parent stored, its signature good. It counts every
+// stored block, the main chain's too.
+func (c *storeCheck) storedBlocks() error {
 	n := uint64(0)
-	err := bodies.ForEach(func(k, v []byte) error {
-		rep.Blocks++
-		if len(k) != 40 {
-			return corrupt("block key %x has %d bytes", k, len(k))
+	err := c.bodies.ForEach(func(k, _ []byte) error {
+		c.rep.Blocks++
+		b, err := c.sideBlock(k)
+		if err != nil || b == nil {
+			return err
 		}
-		height, hash := binary.BigEndian.Uint64(k), hex.EncodeToString(k[8:])
-		if height <= rep.Height && bytes.Equal(tx.Bucket(bucketMain).Get(k[:8]), k[8:]) {
-			return nil // checked above
-		}
-		b, err := checkBody(bodies, index, height, hash)
-		if err != nil {
-			return corrupt("height %d (side branch): %v", height, err)
-		}
-		if m, ok, err := getMeta(tx, b.PrevHash); err != nil || !ok || m.height+1 != height {
-			return corrupt("height %d (side branch): block %s has no stored parent at height %d", height, b.Short(), height-1)
-		}
-		if side = append(side, b); len(side) == CheckBatch {
-			if err := verifyAll(side, keys); err != nil {
+		if c.sigs.add(b) {
+			if err := c.sigs.verify(); err != nil {
 				return err
 			}
-			side = side[:0]
 		}
 		if n++; n%CheckBatch == 0 {
-			progress(CheckProgress{"side blocks", n, 0})
+			c.progress(CheckProgress{"side blocks", n, 0})
 		}
 		return nil
 	})
-	if err == nil {
-		err = verifyAll(side, keys)
-	}
 	if err != nil {
 		return err
 	}
-	if in := uint64(index.Stats().KeyN); in != rep.Blocks {
-		return corrupt("the index has %d entries for %d stored blocks", in, rep.Blocks)
-	}
+	return c.sigs.verify()
+}
 
-	// Line records name stored blocks.
-	progress(CheckProgress{"lines", 0, 0})
-	err = tx.Bucket(bucketLines).ForEach(func(k, v []byte) error {
-		rep.Lines++
+// sideBlock checks the stored block under key k, unless the main-chain
+// walk did already (then it returns nil and no error).
+func (c *storeCheck) sideBlock(k []byte) (*Block, error) {
+	if len(k) != 40 {
+		return nil, corrupt("block key %x has %d bytes", k, len(k))
+	}
+	height, hash := binary.BigEndian.Uint64(k), hex.EncodeToString(k[8:])
+	if height <= c.rep.Height && bytes.Equal(c.main.Get(k[:8]), k[8:]) {
+		return nil, nil
+	}
+	b, err := checkBody(c.bodies, c.index, height, hash)
+	if err != nil {
+		return nil, corrupt("height %d (side branch): %v", height, err)
+	}
+	if m, ok, err := getMeta(c.tx, b.PrevHash); err != nil || !ok || m.height+1 != height {
+		return nil, corrupt("height %d (side branch): block %s has no stored parent at height %d", height, b.Short(), height-1)
+	}
+	return b, nil
+}
+
+// indexCount checks that the index names no block beyond the stored ones
+// (each stored block's own entry was checked with the block).
+func (c *storeCheck) indexCount() error {
+	if in := uint64(c.index.Stats().KeyN); in != c.rep.Blocks {
+		return corrupt("the index has %d entries for %d stored blocks", in, c.rep.Blocks)
+	}
+	return nil
+}
+
+// lineRecords checks that every line record names a stored block.
+func (c *storeCheck) lineRecords() error {
+	c.progress(CheckProgress{"lines", 0, 0})
+	return c.tx.Bucket(bucketLines).ForEach(func(k, v []byte) error {
+		c.rep.Lines++
 		if len(k) != 40 || len(v) != 40 {
 			return corrupt("line record %x is malformed", k)
 		}
-		if bodies.Get(k) == nil {
+		if c.bodies.Get(k) == nil {
 			return corrupt("height %d: line record names no stored block (%s)", binary.BigEndian.Uint64(k), short(hex.EncodeToString(k[8:])))
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	return tx.Bucket(bucketPending).ForEach(func(k, v []byte) error {
-		rep.Pending++
+}
+
+// pendingLines checks that every pending line names only stored blocks.
+func (c *storeCheck) pendingLines() error {
+	return c.tx.Bucket(bucketPending).ForEach(func(k, v []byte) error {
+		c.rep.Pending++
 		if len(k) != 32 || len(v) < 48 || (len(v)-8)%40 != 0 {
 			return corrupt("pending line record %x is malformed", k)
 		}
 		for rest := v[8:]; len(rest) > 0; rest = rest[40:] {
-			if bodies.Get(rest[:40]) == nil {
+			if c.bodies.Get(rest[:40]) == nil {
 				return corrupt("height %d: pending line %s names no stored block", binary.BigEndian.Uint64(rest), short(hex.EncodeToString(k)))
 			}
 		}
 		return nil
 	})
+}
+
+// checkQueue gathers blocks whose signatures are checked together, CheckBatch
+// at a time, spread over the CPUs.
+type checkQueue struct {
+	blocks []*Block
+	keys   *keyCache
+}
+
+// add queues b and reports whether the batch is full.
+func (q *checkQueue) add(b *Block) bool {
+	q.blocks = append(q.blocks, b)
+	return len(q.blocks) == CheckBatch
+}
+
+// verify checks the queued blocks and empties the batch.
+func (q *checkQueue) verify() error {
+	if err := verifyAll(q.blocks, q.keys); err != nil {
+		return err
+	}
+	q.blocks = q.blocks[:0]
+	return nil
 }
 
 // checkBody reads the block hash at height and checks that it is whole, has

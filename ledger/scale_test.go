@@ -317,3 +317,63 @@ func TestUpgradeFormat1(t *testing.T) {
 		t.Fatalf("re-appended on %s", short(h))
 	}
 }
+
+// A format-1 store the upgrade cannot read is refused, naming the record,
+// and left as it was.
+func TestUpgradeFormat1Refused(t *testing.T) {
+	b := build(t, signer(1), Genesis(), 1, "m")[0]
+	good, _ := json.Marshal(b)
+	forged := *b
+	forged.Data = "forged"
+	bad, _ := json.Marshal(&forged)
+	cases := []struct {
+		name   string
+		blocks map[string][]byte // hash -> JSON
+		lines  map[string][]byte // key -> value
+		want   string
+	}{
+		{"not JSON", map[string][]byte{b.Hash: []byte("{")}, nil,
+			"corrupt store: block " + b.Hash + ": unexpected end of JSON input"},
+		{"wrong hash", map[string][]byte{b.Hash: bad}, nil,
+			"corrupt store: block " + b.Hash + " does not match its hash"},
+		{"line record malformed", map[string][]byte{b.Hash: good}, map[string][]byte{"k": make([]byte, 40)},
+			"corrupt store: line record 6b"},
+		{"line record of no block", map[string][]byte{b.Hash: good}, map[string][]byte{string(hashKey(strings.Repeat("ab", 32))): make([]byte, 40)},
+			"corrupt store: line record names missing block " + strings.Repeat("ab", 32)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			db, err := bolt.Open(filepath.Join(t.TempDir(), "chain.db"), 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			err = db.Update(func(tx *bolt.Tx) error {
+				blocks, _ := tx.CreateBucket(bucketOldBlocks)
+				lines, _ := tx.CreateBucket(bucketLines)
+				tx.CreateBucket(bucketMain)
+				tx.CreateBucket(bucketMeta)
+				for h, v := range tc.blocks {
+					blocks.Put(hashKey(h), v)
+				}
+				for k, v := range tc.lines {
+					lines.Put([]byte(k), v)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = db.Update(upgrade)
+			if err == nil || err.Error() != tc.want || !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("upgrade: %v\nwant: %s", err, tc.want)
+			}
+			db.View(func(tx *bolt.Tx) error {
+				if tx.Bucket(bucketOldBlocks) == nil || tx.Bucket(bucketBodies) != nil {
+					t.Error("a refused upgrade changed the store")
+				}
+				return nil
+			})
+		})
+	}
+}

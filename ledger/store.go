@@ -210,13 +210,38 @@ func decodeJSONBlock(v []byte) (*Block, error) {
 // hash) in the current layout, in one transaction: a crash leaves the old
 // store, which the next open upgrades again. It is linear in the chain, once.
 func upgrade(tx *bolt.Tx) error {
-	old := tx.Bucket(bucketOldBlocks)
 	for _, name := range [][]byte{bucketBodies, bucketIndex, bucketPending} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}
 	}
-	err := old.ForEach(func(k, v []byte) error {
+	if err := upgradeBlocks(tx); err != nil {
+		return err
+	}
+	// Line records move to height-ordered keys; pending lines are written
+	// down instead of derived at every open.
+	recs, err := oldLineRecords(tx)
+	if err != nil {
+		return err
+	}
+	last, err := rewriteLineRecords(tx, recs)
+	if err != nil {
+		return err
+	}
+	if err := writePendingLines(tx, recs); err != nil {
+		return err
+	}
+	mb := tx.Bucket(bucketMeta)
+	if err := mb.Put(keySeq, heightKey(last)); err != nil {
+		return err
+	}
+	return mb.Put(keyFormat, heightKey(storeFormat))
+}
+
+// upgradeBlocks moves every format-1 block, its hash checked, into the
+// bodies and the index, and drops the old bucket.
+func upgradeBlocks(tx *bolt.Tx) error {
+	err := tx.Bucket(bucketOldBlocks).ForEach(func(k, v []byte) error {
 		b, err := decodeJSONBlock(v)
 		if err != nil {
 			return fmt.Errorf("%w: block %x: %v", ErrCorrupt, k, err)
@@ -229,19 +254,22 @@ func upgrade(tx *bolt.Tx) error {
 	if err != nil {
 		return err
 	}
-	if err := tx.DeleteBucket(bucketOldBlocks); err != nil {
-		return err
-	}
-	// Line records move to height-ordered keys; pending lines are written
-	// down instead of derived at every open.
-	oldLines := tx.Bucket(bucketLines)
-	type rec struct {
-		key  []byte
-		line string
-		seq  uint64
-	}
-	var recs []rec
-	err = oldLines.ForEach(func(k, v []byte) error {
+	return tx.DeleteBucket(bucketOldBlocks)
+}
+
+// upgradedLine is a format-1 line record with its new key (the block's
+// bodies key).
+type upgradedLine struct {
+	key  []byte
+	line string
+	seq  uint64
+}
+
+// oldLineRecords reads the format-1 line records (block hash -> line ID
+// and sequence), each keyed anew by its block's height.
+func oldLineRecords(tx *bolt.Tx) ([]upgradedLine, error) {
+	var recs []upgradedLine
+	err := tx.Bucket(bucketLines).ForEach(func(k, v []byte) error {
 		if len(k) != 32 || len(v) != 40 {
 			return fmt.Errorf("%w: line record %x", ErrCorrupt, k)
 		}
@@ -249,27 +277,37 @@ func upgrade(tx *bolt.Tx) error {
 		if err != nil || !ok {
 			return fmt.Errorf("%w: line record names missing block %x", ErrCorrupt, k)
 		}
-		recs = append(recs, rec{append(heightKey(m.height), k...), hex.EncodeToString(v[:32]), binary.BigEndian.Uint64(v[32:])})
+		recs = append(recs, upgradedLine{append(heightKey(m.height), k...), hex.EncodeToString(v[:32]), binary.BigEndian.Uint64(v[32:])})
 		return nil
 	})
-	if err != nil {
-		return err
-	}
+	return recs, err
+}
+
+// rewriteLineRecords replaces the lines bucket with recs in the current
+// layout and returns the last sequence number among them.
+func rewriteLineRecords(tx *bolt.Tx, recs []upgradedLine) (last uint64, err error) {
 	if err := tx.DeleteBucket(bucketLines); err != nil {
-		return err
+		return 0, err
 	}
 	lines, err := tx.CreateBucket(bucketLines)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	byLine := map[string][]rec{}
-	var last uint64
 	for _, r := range recs {
 		if err := lines.Put(r.key, binary.BigEndian.AppendUint64(hashKey(r.line), r.seq)); err != nil {
-			return err
+			return 0, err
 		}
-		byLine[r.line] = append(byLine[r.line], r)
 		last = max(last, r.seq)
+	}
+	return last, nil
+}
+
+// writePendingLines records as pending each line none of whose blocks is
+// on the main chain.
+func writePendingLines(tx *bolt.Tx, recs []upgradedLine) error {
+	byLine := map[string][]upgradedLine{}
+	for _, r := range recs {
+		byLine[r.line] = append(byLine[r.line], r)
 	}
 	for line, rs := range byLine {
 		onMain := false
@@ -289,9 +327,5 @@ func upgrade(tx *bolt.Tx) error {
 			return err
 		}
 	}
-	mb := tx.Bucket(bucketMeta)
-	if err := mb.Put(keySeq, heightKey(last)); err != nil {
-		return err
-	}
-	return mb.Put(keyFormat, heightKey(storeFormat))
+	return nil
 }

@@ -17,6 +17,10 @@ import (
 	"gossipchain/node/internal/ratelimit"
 )
 
+// *node.Node is the node the API serves (main.go's Start call proves it
+// too, but only when the whole module builds).
+var _ Node[*ledger.Chain] = (*node.Node)(nil)
+
 // startNode starts a node on a temporary data dir, closed when the test
 // ends. The options are the API's, for the caller to use.
 func startNode(t *testing.T, _ Options) *node.Node {

@@ -18,44 +18,64 @@ import (
 	"gossipchain/protocol"
 )
 
-func (a *api) handleStatus(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, a.n.Status())
+func statusHandler(n StatusReporter) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		s := n.Status()
+		s.Addrs = orEmpty(s.Addrs)
+		if s.Drops == nil {
+			s.Drops = map[string]uint64{}
+		}
+		writeJSON(w, http.StatusOK, s)
+	}
 }
 
-func (a *api) handleBlocks(w http.ResponseWriter, r *http.Request) {
-	from, err := queryUint(r, "from", 0)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "%v", err)
-		return
+func blocksHandler(chain ChainReader) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		from, err := queryUint(r, "from", 0)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "%v", err)
+			return
+		}
+		limit, err := queryUint(r, "limit", defaultBlockLimit)
+		if err != nil || limit == 0 || limit > maxBlockLimit {
+			writeError(w, http.StatusBadRequest, "limit must be an integer from 1 to %d", maxBlockLimit)
+			return
+		}
+		blocks, err := chain.Range(from, int(limit))
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "read chain: %v", err)
+			return
+		}
+		writeJSON(w, http.StatusOK, orEmpty(blocks))
 	}
-	limit, err := queryUint(r, "limit", defaultBlockLimit)
-	if err != nil || limit == 0 || limit > maxBlockLimit {
-		writeError(w, http.StatusBadRequest, "limit must be an integer from 1 to %d", maxBlockLimit)
-		return
-	}
-	blocks, err := a.n.Chain().Range(from, int(limit))
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "read chain: %v", err)
-		return
-	}
-	writeJSON(w, http.StatusOK, blocks)
 }
 
-func (a *api) handleBlock(w http.ResponseWriter, r *http.Request) {
-	i, err := strconv.ParseUint(r.PathValue("index"), 10, 64)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "block index %q is not a non-negative integer", r.PathValue("index"))
-		return
+func blockHandler(chain ChainReader) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		i, err := strconv.ParseUint(r.PathValue("index"), 10, 64)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "block index %q is not a non-negative integer", r.PathValue("index"))
+			return
+		}
+		if b, ok := blockAt(w, chain, i); ok {
+			writeJSON(w, http.StatusOK, b)
+		}
 	}
-	b, err := a.n.Chain().BlockAt(i)
+}
+
+// blockAt reads the main-chain block at index i, answering 404 or 500
+// itself if it can't.
+func blockAt(w http.ResponseWriter, chain ChainReader, i uint64) (*ledger.Block, bool) {
+	b, err := chain.BlockAt(i)
 	switch {
 	case err != nil:
 		writeError(w, http.StatusInternalServerError, "read chain: %v", err)
 	case b == nil:
-		writeError(w, http.StatusNotFound, "no block at index %d (height is %d)", i, a.n.Chain().Height())
+		writeError(w, http.StatusNotFound, "no block at index %d (height is %d)", i, chain.Height())
 	default:
-		writeJSON(w, http.StatusOK, b)
+		return b, true
 	}
+	return nil, false
 }
 
 // traceAnswer is the body of GET /blocks/{id}/trace: this node's trace,
@@ -65,150 +85,203 @@ type traceAnswer struct {
 	Peers *[]node.PeerTrace `json:"peers,omitempty"`
 }
 
-// handleTrace answers GET /blocks/{id}/trace, id being a block hash or a
+// traceHandler answers GET /blocks/{id}/trace, id being a block hash or a
 // main-chain index.
-func (a *api) handleTrace(w http.ResponseWriter, r *http.Request) {
+func traceHandler(chain ChainReader, tracer Tracer) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		hash, ok := traceHash(w, r, chain)
+		if !ok {
+			return
+		}
+		peers := false
+		switch v := r.URL.Query().Get("peers"); v {
+		case "", "0", "false":
+		case "1", "true":
+			peers = true
+		default:
+			writeError(w, http.StatusBadRequest, "peers must be 1 or 0, got %.20q", v)
+			return
+		}
+		t, ok := tracer.Trace(hash)
+		if !ok {
+			writeError(w, http.StatusNotFound, "no trace of block %s here (this node never had it since it started, or had %d newer blocks since)", hash, protocol.MaxTraces)
+			return
+		}
+		out := traceAnswer{Trace: traceWithLists(t)}
+		if peers {
+			ctx, cancel := context.WithTimeout(r.Context(), traceTimeout)
+			defer cancel()
+			pt := peerTracesWithLists(tracer.PeerTraces(ctx, hash))
+			out.Peers = &pt
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+// traceHash is the hash of the block a trace request's id names: the id
+// itself, or the hash of the main-chain block at that index. It answers
+// 4xx or 500 itself if there is none.
+func traceHash(w http.ResponseWriter, r *http.Request, chain ChainReader) (string, bool) {
 	id := r.PathValue("id")
-	hash := id
-	if !ledger.IsHash(id) {
-		i, err := strconv.ParseUint(id, 10, 64)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "block %.70q is neither a hash (64 lowercase hex digits) nor an index", id)
-			return
-		}
-		b, err := a.n.Chain().BlockAt(i)
-		switch {
-		case err != nil:
-			writeError(w, http.StatusInternalServerError, "read chain: %v", err)
-			return
-		case b == nil:
-			writeError(w, http.StatusNotFound, "no block at index %d (height is %d)", i, a.n.Chain().Height())
-			return
-		}
-		hash = b.Hash
+	if ledger.IsHash(id) {
+		return id, true
 	}
-	peers := false
-	switch v := r.URL.Query().Get("peers"); v {
-	case "", "0", "false":
-	case "1", "true":
-		peers = true
-	default:
-		writeError(w, http.StatusBadRequest, "peers must be 1 or 0, got %.20q", v)
-		return
+	i, err := strconv.ParseUint(id, 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "block %.70q is neither a hash (64 lowercase hex digits) nor an index", id)
+		return "", false
 	}
-	t, ok := a.n.Trace(hash)
+	b, ok := blockAt(w, chain, i)
 	if !ok {
-		writeError(w, http.StatusNotFound, "no trace of block %s here (this node never had it since it started, or had %d newer blocks since)", hash, protocol.MaxTraces)
-		return
+		return "", false
 	}
-	out := traceAnswer{Trace: t}
-	if peers {
-		ctx, cancel := context.WithTimeout(r.Context(), traceTimeout)
-		defer cancel()
-		pt := a.n.PeerTraces(ctx, hash)
-		out.Peers = &pt
-	}
-	writeJSON(w, http.StatusOK, out)
+	return b.Hash, true
 }
 
-func (a *api) handleAppend(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Data *string `json:"data"`
+// traceWithLists returns a copy of t (which its owner may still be
+// updating) whose lists encode as [] when empty.
+func traceWithLists(t *protocol.Trace) *protocol.Trace {
+	if t == nil {
+		return nil
 	}
-	if !readJSON(w, r, &req) {
-		return
+	c := *t
+	c.Copies = orEmpty(c.Copies)
+	c.ForwardedTo = orEmpty(c.ForwardedTo)
+	return &c
+}
+
+// peerTracesWithLists is pts with every list encoding as [] when empty: a
+// peer's answer may carry null for an empty list.
+func peerTracesWithLists(pts []node.PeerTrace) []node.PeerTrace {
+	out := make([]node.PeerTrace, len(pts))
+	for i, pt := range pts {
+		pt.Trace = traceWithLists(pt.Trace)
+		out[i] = pt
 	}
-	switch {
-	case req.Data == nil || *req.Data == "":
-		writeError(w, http.StatusBadRequest, `body must be {"data": "<non-empty text>"}`)
-		return
-	case len(*req.Data) > ledger.MaxDataBytes:
-		writeError(w, http.StatusRequestEntityTooLarge, "data is %d bytes, limit %d", len(*req.Data), ledger.MaxDataBytes)
-		return
-	}
-	p, err := a.n.Append(r.Context(), *req.Data)
-	if p.Block == nil {
-		if ledger.Code(err) != 0 {
-			writeError(w, http.StatusBadRequest, "%v", err)
-		} else {
-			writeError(w, http.StatusInternalServerError, "%v", err)
+	return out
+}
+
+func appendHandler(n Appender) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Data *string `json:"data"`
 		}
-		return
+		if !readJSON(w, r, &req) {
+			return
+		}
+		switch {
+		case req.Data == nil || *req.Data == "":
+			writeError(w, http.StatusBadRequest, `body must be {"data": "<non-empty text>"}`)
+			return
+		case len(*req.Data) > ledger.MaxDataBytes:
+			writeError(w, http.StatusRequestEntityTooLarge, "data is %d bytes, limit %d", len(*req.Data), ledger.MaxDataBytes)
+			return
+		}
+		p, err := n.Append(r.Context(), *req.Data)
+		if p.Block == nil {
+			if ledger.Code(err) != 0 {
+				writeError(w, http.StatusBadRequest, "%v", err)
+			} else {
+				writeError(w, http.StatusInternalServerError, "%v", err)
+			}
+			return
+		}
+		// Stored but not yet sent to any peer is still a stored block: it
+		// reaches them when they connect (err says so; the node logs it).
+		writeJSON(w, http.StatusCreated, p.Block)
 	}
-	// Stored but not yet sent to any peer is still a stored block: it
-	// reaches them when they connect (err says so; the node logs it).
-	writeJSON(w, http.StatusCreated, p.Block)
 }
 
-func (a *api) handlePeers(w http.ResponseWriter, _ *http.Request) {
-	peers := a.n.Peers()
-	if peers == nil {
-		peers = []node.PeerInfo{}
+func peersHandler(n PeerLister) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		peers := n.Peers()
+		out := make([]node.PeerInfo, len(peers))
+		for i, p := range peers {
+			p.Addrs = orEmpty(p.Addrs)
+			out[i] = p
+		}
+		writeJSON(w, http.StatusOK, out)
 	}
-	writeJSON(w, http.StatusOK, peers)
 }
 
-func (a *api) handleConnect(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Addr string `json:"addr"`
+func connectHandler(n Connector) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Addr string `json:"addr"`
+		}
+		if !readJSON(w, r, &req) {
+			return
+		}
+		addr, err := ma.NewMultiaddr(req.Addr)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "addr %q is not a multiaddr: %v", req.Addr, err)
+			return
+		}
+		if !hasP2P(addr) {
+			writeError(w, http.StatusBadRequest, "addr %q must end in /p2p/<peer id>", req.Addr)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), connectTimeout)
+		defer cancel()
+		id, err := n.Connect(ctx, addr)
+		if err != nil {
+			writeError(w, http.StatusBadGateway, "%v", err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"id": id.String()})
 	}
-	if !readJSON(w, r, &req) {
-		return
-	}
-	addr, err := ma.NewMultiaddr(req.Addr)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "addr %q is not a multiaddr: %v", req.Addr, err)
-		return
-	}
-	if !hasP2P(addr) {
-		writeError(w, http.StatusBadRequest, "addr %q must end in /p2p/<peer id>", req.Addr)
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), connectTimeout)
-	defer cancel()
-	id, err := a.n.Connect(ctx, addr)
-	if err != nil {
-		writeError(w, http.StatusBadGateway, "%v", err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"id": id.String()})
 }
 
-func (a *api) handleBlocked(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, a.n.BlockedPeers())
+func blockedHandler(n Blocklist) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, orEmpty(n.BlockedPeers()))
+	}
 }
 
-// handleBlockPeer blocks a peer: {"id": "<peer id>"}.
-func (a *api) handleBlockPeer(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		ID string `json:"id"`
+// blockPeerHandler blocks a peer: {"id": "<peer id>"}.
+func blockPeerHandler(n Blocklist) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			ID string `json:"id"`
+		}
+		if !readJSON(w, r, &req) {
+			return
+		}
+		id, err := peer.Decode(req.ID)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "id %.80q is not a peer ID: %v", req.ID, err)
+			return
+		}
+		if err := n.BlockPeer(id); err != nil {
+			writeError(w, http.StatusBadRequest, "%v", err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"id": id.String(), "blocked": true})
 	}
-	if !readJSON(w, r, &req) {
-		return
-	}
-	id, err := peer.Decode(req.ID)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "id %.80q is not a peer ID: %v", req.ID, err)
-		return
-	}
-	if err := a.n.BlockPeer(id); err != nil {
-		writeError(w, http.StatusBadRequest, "%v", err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": id.String(), "blocked": true})
 }
 
-func (a *api) handleUnblock(w http.ResponseWriter, r *http.Request) {
-	id, err := peer.Decode(r.PathValue("id"))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "%.80q is not a peer ID: %v", r.PathValue("id"), err)
-		return
+func unblockHandler(n Blocklist) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := peer.Decode(r.PathValue("id"))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "%.80q is not a peer ID: %v", r.PathValue("id"), err)
+			return
+		}
+		if !n.UnblockPeer(id) {
+			writeError(w, http.StatusNotFound, "peer %s is not blocked", id)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"id": id.String(), "blocked": false})
 	}
-	if !a.n.UnblockPeer(id) {
-		writeError(w, http.StatusNotFound, "peer %s is not blocked", id)
-		return
+}
+
+// orEmpty is s, or an empty slice if s is nil: the API's lists encode as
+// [] when empty, never null.
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": id.String(), "blocked": false})
+	return s
 }
 
 func hasP2P(a ma.Multiaddr) bool {

@@ -1,12 +1,15 @@
 // Package httpapi serves a gossipchain node's HTTP API: the JSON endpoints,
-// Server-Sent Events, Prometheus metrics and the dashboard. It depends on a
-// small Node interface, which *node.Node satisfies; nothing in the node's
-// p2p side depends on it. It may import ledger, protocol, node and the
-// standard library (and promhttp for metrics through the node).
+// Server-Sent Events, Prometheus metrics and the dashboard. Each handler
+// depends on the small role of the node it uses (ChainReader, Appender,
+// PeerLister, ...; roles.go), and Node composes them; *node.Node satisfies
+// it, and nothing in the node's p2p side depends on this package. It
+// imports ledger and protocol, package node for the types the roles
+// return (Status, PeerInfo, Event...), node/internal/ratelimit, go-libp2p's
+// peer IDs, go-multiaddr and the standard library; the metrics handler
+// comes from the node.
 package httpapi
 
 import (
-	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -17,38 +20,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
-
-	"gossipchain/ledger"
-	"gossipchain/node"
 	"gossipchain/node/internal/ratelimit"
-	"gossipchain/protocol"
 )
-
-// Node is what the API needs of a node.
-type Node interface {
-	Status() node.Status
-	Chain() *ledger.Chain
-	Append(ctx context.Context, data string) (node.Published, error)
-	Peers() []node.PeerInfo
-	Connect(ctx context.Context, addr ma.Multiaddr) (peer.ID, error)
-	// Subscribe follows the node's events until cancel is called or the
-	// node closes (the channel is closed then).
-	Subscribe() (events <-chan node.Event, cancel func())
-	// MetricsHandler serves the node's Prometheus registry.
-	MetricsHandler() http.Handler
-	// CountDrop counts a refused request under reason (shown in /status).
-	CountDrop(reason string)
-	// Trace is the node's record of how a block reached it; PeerTraces
-	// asks every connected peer for its own.
-	Trace(hash string) (*protocol.Trace, bool)
-	PeerTraces(ctx context.Context, hash string) []node.PeerTrace
-	// BlockPeer disconnects a peer and refuses it until UnblockPeer.
-	BlockPeer(p peer.ID) error
-	UnblockPeer(p peer.ID) bool
-	BlockedPeers() []string
-}
 
 // The API's own limits: this node's policy, not the protocol's.
 const (
@@ -112,7 +85,7 @@ func CheckAddr(addr, token string) error {
 }
 
 // Start serves the API for n on addr (host:port; port 0 picks one).
-func Start(addr string, n Node, opts Options) (*Server, error) {
+func Start[C ChainReader](addr string, n Node[C], opts Options) (*Server, error) {
 	if err := CheckAddr(addr, opts.Token); err != nil {
 		return nil, err
 	}
@@ -157,98 +130,138 @@ func isLoopback(host string) bool {
 
 // Handler returns the API for n. Every response is JSON; a client's mistake
 // gets a 4xx with {"error": "..."}.
-func Handler(n Node, opts Options) http.Handler {
-	a := &api{n: n, streams: make(chan struct{}, MaxEventStreams), inFlight: map[string]int{}}
+func Handler[C ChainReader](n Node[C], opts Options) http.Handler {
+	var token []byte
+	if opts.Token != "" {
+		token = []byte("Bearer " + opts.Token)
+	}
+	return &gate{
+		mux:      routes(n),
+		drops:    n,
+		token:    token,
+		limit:    ratelimit.New(RequestsPerSecond, RequestBurst, opts.Clock),
+		inFlight: map[string]int{},
+	}
+}
+
+// routes maps each endpoint to its handler, giving each the roles it uses.
+func routes[C ChainReader](n Node[C]) *http.ServeMux {
+	var chain ChainReader = n.Chain()
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /status", a.handleStatus)
-	mux.HandleFunc("GET /blocks", a.handleBlocks)
-	mux.HandleFunc("GET /blocks/{index}", a.handleBlock)
-	mux.HandleFunc("GET /blocks/{id}/trace", a.handleTrace)
-	mux.HandleFunc("POST /blocks", a.handleAppend)
-	mux.HandleFunc("GET /peers", a.handlePeers)
-	mux.HandleFunc("POST /peers", a.handleConnect)
-	mux.HandleFunc("GET /peers/blocked", a.handleBlocked)
-	mux.HandleFunc("POST /peers/blocked", a.handleBlockPeer)
-	mux.HandleFunc("DELETE /peers/blocked/{id}", a.handleUnblock)
-	mux.HandleFunc("GET /events", a.handleEvents)
+	mux.Handle("GET /status", statusHandler(n))
+	mux.Handle("GET /blocks", blocksHandler(chain))
+	mux.Handle("GET /blocks/{index}", blockHandler(chain))
+	mux.Handle("GET /blocks/{id}/trace", traceHandler(chain, n))
+	mux.Handle("POST /blocks", appendHandler(n))
+	mux.Handle("GET /peers", peersHandler(n))
+	mux.Handle("POST /peers", connectHandler(n))
+	mux.Handle("GET /peers/blocked", blockedHandler(n))
+	mux.Handle("POST /peers/blocked", blockPeerHandler(n))
+	mux.Handle("DELETE /peers/blocked/{id}", unblockHandler(n))
+	mux.Handle("GET /events", eventsHandler(n, chain, n))
 	mux.Handle("GET /metrics", n.MetricsHandler())
 	mux.Handle("GET /{$}", dashboard())
 	mux.Handle("GET /static/", dashboard())
-	limit := ratelimit.New(RequestsPerSecond, RequestBurst, opts.Clock)
-	token := []byte("Bearer " + opts.Token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// The dashboard's files are public: the page asks for the token.
-		public := r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/static/")
-		if !public && opts.Token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), token) != 1 {
-			n.CountDrop("api_unauthorized")
-			w.Header().Set("WWW-Authenticate", `Bearer realm="gossipchain"`)
-			writeError(w, http.StatusUnauthorized, "missing or wrong API token (Authorization: Bearer <token>)")
-			return
-		}
-		client, _, _ := net.SplitHostPort(r.RemoteAddr)
-		if !limit.Allow(client) {
-			n.CountDrop("api_rate_limited")
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusTooManyRequests, "more than %d requests per second from %s", RequestsPerSecond, client)
-			return
-		}
-		if !a.enter(client) {
-			n.CountDrop("api_client_busy")
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, "more than %d requests at once from %s", MaxClientRequests, client)
-			return
-		}
-		defer a.leave(client)
-		if clean := cleanPath(r.URL.Path); clean != r.URL.Path {
-			// The mux would redirect with an HTML body; redirect in JSON.
-			u := *r.URL
-			u.Path, u.RawPath = clean, ""
-			w.Header().Set("Location", u.String())
-			writeJSON(w, http.StatusTemporaryRedirect, map[string]string{"error": "path is not canonical", "location": u.String()})
-			return
-		}
-		if _, pattern := mux.Handler(r); pattern == "" {
-			// The mux's own 404 and 405 are plain text; answer in JSON.
-			code := http.StatusNotFound
-			for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
-				probe := r.Clone(r.Context())
-				probe.Method = m
-				if _, p := mux.Handler(probe); p != "" {
-					code = http.StatusMethodNotAllowed
-				}
-			}
-			writeError(w, code, "%s %s: %s", r.Method, r.URL.Path, http.StatusText(code))
-			return
-		}
-		mux.ServeHTTP(w, r)
-	})
+	return mux
 }
 
-// api holds the handlers' shared state.
-type api struct {
-	n       Node
-	streams chan struct{} // one token per open event stream
+// gate lets a request through to the API's routes, or answers it itself:
+// no token, too many requests, a path that is not canonical or not served.
+type gate struct {
+	mux   *http.ServeMux
+	drops DropCounter
+	token []byte // "Bearer <token>"; nil if none is required
+	limit *ratelimit.Limiter
 
 	mu       sync.Mutex     // guards inFlight
 	inFlight map[string]int // requests in flight per client address
 }
 
-// enter counts a request from client in, unless it has MaxClientRequests
-// in flight already.
-func (a *api) enter(client string) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.inFlight[client] >= MaxClientRequests {
+func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !g.authorized(w, r) {
+		return
+	}
+	client, _, _ := net.SplitHostPort(r.RemoteAddr)
+	if !g.limit.Allow(client) {
+		g.drops.CountDrop("api_rate_limited")
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "more than %d requests per second from %s", RequestsPerSecond, client)
+		return
+	}
+	if !g.enter(client) {
+		g.drops.CountDrop("api_client_busy")
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "more than %d requests at once from %s", MaxClientRequests, client)
+		return
+	}
+	defer g.leave(client)
+	if redirectCanonical(w, r) || !g.routed(w, r) {
+		return
+	}
+	g.mux.ServeHTTP(w, r)
+}
+
+// authorized checks the token, answering 401 itself if it is wrong.
+func (g *gate) authorized(w http.ResponseWriter, r *http.Request) bool {
+	// The dashboard's files are public: the page asks for the token.
+	public := r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/static/")
+	if public || g.token == nil || subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), g.token) == 1 {
+		return true
+	}
+	g.drops.CountDrop("api_unauthorized")
+	w.Header().Set("WWW-Authenticate", `Bearer realm="gossipchain"`)
+	writeError(w, http.StatusUnauthorized, "missing or wrong API token (Authorization: Bearer <token>)")
+	return false
+}
+
+// redirectCanonical answers a path that is not canonical with a redirect
+// to the one that is: the mux would redirect with an HTML body.
+func redirectCanonical(w http.ResponseWriter, r *http.Request) bool {
+	clean := cleanPath(r.URL.Path)
+	if clean == r.URL.Path {
 		return false
 	}
-	a.inFlight[client]++
+	u := *r.URL
+	u.Path, u.RawPath = clean, ""
+	w.Header().Set("Location", u.String())
+	writeJSON(w, http.StatusTemporaryRedirect, map[string]string{"error": "path is not canonical", "location": u.String()})
 	return true
 }
 
-func (a *api) leave(client string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.inFlight[client]--; a.inFlight[client] <= 0 {
-		delete(a.inFlight, client)
+// routed reports whether the mux serves r, answering 404 or 405 in JSON
+// itself if not: the mux's own are plain text.
+func (g *gate) routed(w http.ResponseWriter, r *http.Request) bool {
+	if _, pattern := g.mux.Handler(r); pattern != "" {
+		return true
+	}
+	code := http.StatusNotFound
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, p := g.mux.Handler(probe); p != "" {
+			code = http.StatusMethodNotAllowed
+		}
+	}
+	writeError(w, code, "%s %s: %s", r.Method, r.URL.Path, http.StatusText(code))
+	return false
+}
+
+// enter counts a request from client in, unless it has MaxClientRequests
+// in flight already.
+func (g *gate) enter(client string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.inFlight[client] >= MaxClientRequests {
+		return false
+	}
+	g.inFlight[client]++
+	return true
+}
+
+func (g *gate) leave(client string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.inFlight[client]--; g.inFlight[client] <= 0 {
+		delete(g.inFlight, client)
 	}
 }
