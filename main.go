@@ -262,7 +262,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	c.printf("gossipchain node %s, height %d, data %s\n", n.ID(), n.Chain().Height(), o.data)
 	var api *httpapi.Server
 	if o.api != "" {
-		if api, err = httpapi.Start(o.api, n, httpapi.Options{Token: o.apiToken, Logger: logger}); err != nil {
+		if api, err = httpapi.Start(o.api, n, n.Chain(), httpapi.Options{Token: o.apiToken, Logger: logger}); err != nil {
 			return err
 		}
 		defer api.Close()

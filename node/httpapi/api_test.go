@@ -19,7 +19,7 @@ import (
 
 // *node.Node is the node the API serves (main.go's Start call proves it
 // too, but only when the whole module builds).
-var _ Node[*ledger.Chain] = (*node.Node)(nil)
+var _ Node = (*node.Node)(nil)
 
 // startNode starts a node on a temporary data dir, closed when the test
 // ends. The options are the API's, for the caller to use.
@@ -35,7 +35,7 @@ func startNode(t *testing.T, _ Options) *node.Node {
 
 func TestAPIErrors(t *testing.T) {
 	n := startNode(t, Options{})
-	h := Handler(n, Options{})
+	h := Handler(n, n.Chain(), Options{})
 	cases := []struct {
 		method, path, body string
 		code               int
@@ -99,7 +99,7 @@ func TestAPIErrors(t *testing.T) {
 // A block's trace, by index and by hash, with the peers' (none here).
 func TestAPITrace(t *testing.T) {
 	n := startNode(t, Options{})
-	h := Handler(n, Options{})
+	h := Handler(n, n.Chain(), Options{})
 	p, err := n.Append(context.Background(), "traced")
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +127,7 @@ func TestAPITrace(t *testing.T) {
 
 func TestAPIToken(t *testing.T) {
 	n := startNode(t, Options{})
-	h := Handler(n, Options{Token: "s3cret"})
+	h := Handler(n, n.Chain(), Options{Token: "s3cret"})
 	for _, tc := range []struct {
 		auth string
 		code int
@@ -149,7 +149,7 @@ func TestAPIToken(t *testing.T) {
 	}
 	// A non-loopback API without a token is refused before anything
 	// listens (192.0.2.1 is a documentation address: it could not bind).
-	if _, err := Start("192.0.2.1:0", n, Options{}); err == nil || !strings.Contains(err.Error(), "not loopback") {
+	if _, err := Start("192.0.2.1:0", n, n.Chain(), Options{}); err == nil || !strings.Contains(err.Error(), "not loopback") {
 		t.Fatalf("non-loopback API without token: %v", err)
 	}
 	for _, host := range []string{"127.0.0.1", "127.8.9.1", "::1", "localhost"} {
@@ -169,7 +169,7 @@ func TestAPIRateLimit(t *testing.T) {
 	// however slow the machine, exactly the burst gets through.
 	clock := ratelimit.NewManualClock(time.Unix(1_700_000_000, 0))
 	n := startNode(t, Options{})
-	h := Handler(n, Options{Clock: clock.Now})
+	h := Handler(n, n.Chain(), Options{Clock: clock.Now})
 	get := func(remote string) int {
 		req := httptest.NewRequest("GET", "/status", nil)
 		if remote != "" {
@@ -207,7 +207,7 @@ func TestAPIRateLimit(t *testing.T) {
 
 func TestEventsStream(t *testing.T) {
 	n := startNode(t, Options{})
-	srv := httptest.NewServer(Handler(n, Options{}))
+	srv := httptest.NewServer(Handler(n, n.Chain(), Options{}))
 	t.Cleanup(srv.Close)
 	resp, err := http.Get(srv.URL + "/events")
 	if err != nil {
@@ -273,7 +273,7 @@ func TestEventsStream(t *testing.T) {
 
 func TestDashboardServed(t *testing.T) {
 	n := startNode(t, Options{})
-	h := Handler(n, Options{Token: "tok"})
+	h := Handler(n, n.Chain(), Options{Token: "tok"})
 	for _, path := range []string{"/", "/static/app.js", "/static/style.css"} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
@@ -309,7 +309,7 @@ func openStream(t *testing.T, h http.Handler, client string) (*httptest.Response
 // 503 with a JSON error, counted; closing streams frees their places.
 func TestAPIBounds(t *testing.T) {
 	n := startNode(t, Options{})
-	h := Handler(n, Options{})
+	h := Handler(n, n.Chain(), Options{})
 	streams := func() float64 {
 		rec := httptest.NewRecorder()
 		n.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))

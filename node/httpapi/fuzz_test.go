@@ -22,7 +22,7 @@ func FuzzAPI(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { n.Close() })
-	h := Handler(n, Options{})
+	h := Handler(n, n.Chain(), Options{})
 	for _, seed := range []struct {
 		method uint8
 		path   string

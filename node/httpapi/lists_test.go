@@ -61,7 +61,7 @@ func TestAPIEmptyLists(t *testing.T) {
 	if _, err := n.Append(context.Background(), "alone"); err != nil {
 		t.Fatal(err)
 	}
-	h := Handler(n, Options{})
+	h := Handler(n, n.Chain(), Options{})
 	for _, tc := range []struct {
 		path  string
 		lists []string

@@ -80,12 +80,9 @@ type MetricsSource interface {
 	MetricsHandler() http.Handler
 }
 
-// Node is every role the API needs, and the chain it reads. The chain is a
-// type parameter because *node.Node hands out its concrete chain
-// (Chain() *ledger.Chain): Node[*ledger.Chain] is what it satisfies, and
-// the API still reads the chain only through ChainReader.
-type Node[C ChainReader] interface {
-	Chain() C
+// Node is every role the API needs but reading the chain, which a
+// ChainReader does (*node.Node's Chain()): *node.Node is a Node.
+type Node interface {
 	StatusReporter
 	Appender
 	PeerLister

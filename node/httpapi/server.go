@@ -1,12 +1,12 @@
 // Package httpapi serves a gossipchain node's HTTP API: the JSON endpoints,
 // Server-Sent Events, Prometheus metrics and the dashboard. Each handler
 // depends on the small role of the node it uses (ChainReader, Appender,
-// PeerLister, ...; roles.go), and Node composes them; *node.Node satisfies
-// it, and nothing in the node's p2p side depends on this package. It
-// imports ledger and protocol, package node for the types the roles
-// return (Status, PeerInfo, Event...), node/internal/ratelimit, go-libp2p's
-// peer IDs, go-multiaddr and the standard library; the metrics handler
-// comes from the node.
+// PeerLister, ...; roles.go), and Node composes them but the chain reader,
+// given apart: *node.Node is a Node, and its Chain() a ChainReader. Nothing
+// in the node's p2p side depends on this package. It imports ledger and
+// protocol, package node for the types the roles return (Status, PeerInfo,
+// Event...), node/internal/ratelimit, go-libp2p's peer IDs, go-multiaddr
+// and the standard library; the metrics handler comes from the node.
 package httpapi
 
 import (
@@ -84,8 +84,9 @@ func CheckAddr(addr, token string) error {
 	return nil
 }
 
-// Start serves the API for n on addr (host:port; port 0 picks one).
-func Start[C ChainReader](addr string, n Node[C], opts Options) (*Server, error) {
+// Start serves the API for n and its chain on addr (host:port; port 0
+// picks one).
+func Start(addr string, n Node, chain ChainReader, opts Options) (*Server, error) {
 	if err := CheckAddr(addr, opts.Token); err != nil {
 		return nil, err
 	}
@@ -94,7 +95,7 @@ func Start[C ChainReader](addr string, n Node[C], opts Options) (*Server, error)
 		return nil, fmt.Errorf("api listen on %s: %w", addr, err)
 	}
 	s := &Server{ln: ln, srv: &http.Server{
-		Handler:           Handler(n, opts),
+		Handler:           Handler(n, chain, opts),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -128,15 +129,15 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// Handler returns the API for n. Every response is JSON; a client's mistake
+// Handler returns the API for n and its chain. Every response is JSON; a client's mistake
 // gets a 4xx with {"error": "..."}.
-func Handler[C ChainReader](n Node[C], opts Options) http.Handler {
+func Handler(n Node, chain ChainReader, opts Options) http.Handler {
 	var token []byte
 	if opts.Token != "" {
 		token = []byte("Bearer " + opts.Token)
 	}
 	return &gate{
-		mux:      routes(n),
+		mux:      routes(n, chain),
 		drops:    n,
 		token:    token,
 		limit:    ratelimit.New(RequestsPerSecond, RequestBurst, opts.Clock),
@@ -145,8 +146,7 @@ func Handler[C ChainReader](n Node[C], opts Options) http.Handler {
 }
 
 // routes maps each endpoint to its handler, giving each the roles it uses.
-func routes[C ChainReader](n Node[C]) *http.ServeMux {
-	var chain ChainReader = n.Chain()
+func routes(n Node, chain ChainReader) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /status", statusHandler(n))
 	mux.Handle("GET /blocks", blocksHandler(chain))
