@@ -169,46 +169,6 @@ func line(t *testing.T, count int) []*Node {
 	return nodes
 }
 
-func TestBlocksReachAllNodes(t *testing.T) {
-	nodes := line(t, 5)
-	var (
-		mu     sync.Mutex
-		hashes []string
-		wg     sync.WaitGroup
-	)
-	for _, origin := range []int{0, 2, 4} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 5; i++ {
-				p, err := nodes[origin].Append(context.Background(), fmt.Sprintf("line %d from node %d", i, origin))
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				hashes = append(hashes, p.Block.Hash)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	// Appends on three nodes at once fork the chain; the losing lines are
-	// appended again, so every node ends on one chain holding all 15.
-	var lines []string
-	for _, origin := range []int{0, 2, 4} {
-		for i := 0; i < 5; i++ {
-			lines = append(lines, fmt.Sprintf("line %d from node %d", i, origin))
-		}
-	}
-	waitConverged(t, 30*time.Second, lines, nodes...)
-	for _, n := range nodes {
-		if d := n.Drops(); d["malformed"]+d["invalid_hash"]+d["bad_signature"] != 0 {
-			t.Errorf("honest traffic was rejected: %v", d)
-		}
-	}
-}
-
 func TestBurstReachesEveryNode(t *testing.T) {
 	const blocks = 1000
 	hub := startNode(t, "")

@@ -316,6 +316,20 @@ func (s *simNet) add(seeds int) {
 	if s.rng.IntN(5) == 0 {
 		bw = 1000 * simlibp2p.OneMbps
 	}
+	var peers []int
+	for range seeds {
+		if k := s.rng.IntN(min(4, max(1, i))); k < i && !slices.Contains(peers, k) {
+			peers = append(peers, k)
+		}
+	}
+	s.addNode(region, bw, peers)
+}
+
+// addNode configures and starts node len(s.nodes) in region, on a link of
+// bw bits/s each way, with an identity from the seed, given peers (earlier
+// nodes) as its bootstrap peers.
+func (s *simNet) addNode(region, bw int, peers []int) {
+	i := len(s.cfgs)
 	link := simnet.NodeBiDiLinkSettings{Downlink: simnet.LinkSettings{BitsPerSecond: bw}, Uplink: simnet.LinkSettings{BitsPerSecond: bw}}
 	dir := s.t.TempDir()
 	var keySeed [32]byte
@@ -344,10 +358,8 @@ func (s *simNet) add(seeds int) {
 		HostOptions:   []libp2p.Option{libp2p.BandwidthReporter(counter)},
 		GossipOptions: s.p.gossipOptions(),
 	}
-	for range seeds {
-		if k := s.rng.IntN(min(4, max(1, i))); k < i && !slices.ContainsFunc(cfg.Peers, func(pi peer.AddrInfo) bool { return pi.ID == s.nodes[k].ID() }) {
-			cfg.Peers = append(cfg.Peers, peer.AddrInfo{ID: s.nodes[k].ID(), Addrs: s.nodes[k].host.Addrs()})
-		}
+	for _, k := range peers {
+		cfg.Peers = append(cfg.Peers, peer.AddrInfo{ID: s.nodes[k].ID(), Addrs: s.nodes[k].host.Addrs()})
 	}
 	s.cfgs, s.regions, s.bytes = append(s.cfgs, cfg), append(s.regions, region), append(s.bytes, counter)
 	s.nodes, s.down = append(s.nodes, nil), append(s.down, false)
