@@ -126,4 +126,3 @@ func hostLimits(key crypto.PrivKey, reg prometheus.Registerer, gater *blocklist)
 		libp2p.ConnectionGater(gater),
 	}, nil
 }
-
