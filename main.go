@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,6 +33,7 @@ Usage:
   gossipchain [--port N] [--listen IP] [--announce MULTIADDR]... [--peer MULTIADDR]...
               [--data DIR] [--api HOST:PORT] [--api-token TOKEN]
               [--psk FILE] [--authors FILE] [--finality N] [--author-rate N]
+              [--ready-file PATH]
   gossipchain id [--port N | --data DIR]
   gossipchain check [--port N | --data DIR]
   gossipchain trace --api [NAME=]URL [--api ...] BLOCK
@@ -104,6 +106,7 @@ type options struct {
 	authors    string
 	finality   int
 	authorRate int
+	readyFile  string
 }
 
 func parseFlags(name string, args []string, stderr io.Writer) (*options, error) {
@@ -122,6 +125,7 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, error) 
 		fs.StringVar(&o.authors, "authors", "", "file of peer IDs allowed to author blocks, one per line; blocks by others are rejected")
 		fs.IntVar(&o.authorRate, "author-rate", node.DefaultAuthorRate, "new blocks per second this node stores and relays per author (burst: ten seconds' worth); own lines wait for it; 0: no budget")
 		fs.IntVar(&o.finality, "finality", ledger.DefaultFinality, fmt.Sprintf("deepest reorg accepted, in blocks, once blocks have been on the main chain for %s; branches forking deeper are refused", ledger.DefaultSettle))
+		fs.StringVar(&o.readyFile, "ready-file", "", `once the node listens (and its API serves), write {"id","addrs","api"} as JSON to this file, for scripts and launchers`)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -269,6 +273,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	c.printf("peers can join with: --peer %s\n", n.Addr())
 	c.printf("%s\n", n.Addr())
+	if o.readyFile != "" {
+		apiURL := ""
+		if api != nil {
+			apiURL = "http://" + api.Addr()
+		}
+		if err := writeReady(o.readyFile, n, apiURL); err != nil {
+			return err
+		}
+	}
 
 	go c.read(ctx, stdin)
 	<-ctx.Done()
@@ -277,6 +290,35 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		api.Close() // before the node: no request finds it half closed
 	}
 	return n.Close()
+}
+
+// ready is the file --ready-file writes: what a launcher needs to reach a
+// node, so that no script reads it off the console.
+type ready struct {
+	ID    string   `json:"id"`
+	Addrs []string `json:"addrs"`
+	API   string   `json:"api"` // "http://HOST:PORT", "" without --api
+}
+
+// writeReady writes n's ready file at path atomically (a temporary file,
+// then a rename): a reader finds either no file or a whole one.
+func writeReady(path string, n *node.Node, api string) error {
+	r := ready{ID: n.ID().String(), Addrs: []string{}, API: api}
+	for _, a := range n.Addrs() {
+		r.Addrs = append(r.Addrs, a.String())
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("ready file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("ready file: %w", err)
+	}
+	return nil
 }
 
 // check verifies the store in dir offline, showing progress on stderr, and
