@@ -1,52 +1,33 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/ed25519"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"gossipchain/internal/harness"
 	"gossipchain/ledger"
 	"gossipchain/node"
 
 	bolt "go.etcd.io/bbolt"
 )
 
-// These tests build the real binary and run nodes as separate processes,
-// driving them as a user would: typed lines on stdin, the HTTP API, signals.
+// These tests run nodes as separate processes of the real binary
+// (internal/harness builds it once), driving them as a user would: typed
+// lines on stdin, the HTTP API, signals.
 
-var binPath string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "gossipchain-e2e")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binPath = filepath.Join(dir, "gossipchain")
-	args := []string{"build", "-o", binPath}
-	if raceBuild {
-		args = append(args, "-race")
-	}
-	if out, err := exec.Command("go", append(args, ".")...).CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(harness.Main(m)) }
 
 // waitFor polls cond until it holds or the deadline passes; detail, if
 // given, says what was seen last.
@@ -65,67 +46,43 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool,
 	}
 }
 
+// proc is a node process whose console output the test keeps, line by
+// line: what it prints for its user is what some tests check.
 type proc struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
+	n     *harness.Node
+	stdin io.Writer
+	addr  string // its first address, to give to peers
+	api   string // http://127.0.0.1:PORT
+	data  string
 	mu    sync.Mutex // guards lines
 	lines []string   // stdout so far
-	done  chan struct{}
-	addr  string
-	api   string
-	data  string
 }
 
 // startProc starts a node process on data; each extra argument is a peer
 // address, or a flag followed by its value.
 func startProc(t testing.TB, data string, extra ...string) *proc {
 	t.Helper()
-	args := []string{"--port", "0", "--api", "127.0.0.1:0", "--data", data}
+	cfg := harness.Config{Data: data, Stdin: true}
 	for i := 0; i < len(extra); i++ {
 		if strings.HasPrefix(extra[i], "--") && i+1 < len(extra) {
-			args = append(args, extra[i], extra[i+1])
+			cfg.Args = append(cfg.Args, extra[i], extra[i+1])
 			i++
 			continue
 		}
-		args = append(args, "--peer", extra[i])
+		cfg.Peers = append(cfg.Peers, extra[i])
 	}
-	cmd := exec.Command(binPath, args...)
-	cmd.Stderr = &bytes.Buffer{}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, stdin: stdin, done: make(chan struct{}), data: data}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.lines = append(p.lines, sc.Text())
-			p.mu.Unlock()
-		}
-		cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() { p.kill() })
-	waitFor(t, 20*time.Second, "node to print its address", func() bool {
-		p.addr, p.api = p.find("/ip4/"), strings.TrimPrefix(p.find("api: http://"), "api: http://")
-		select {
-		case <-p.done:
-			t.Fatalf("node exited: %s", cmd.Stderr)
-		default:
-		}
-		return p.addr != "" && p.api != ""
+	p := &proc{data: data}
+	cfg.Stdout = harness.LineFunc(func(l string) {
+		p.mu.Lock()
+		p.lines = append(p.lines, l)
+		p.mu.Unlock()
 	})
+	p.n = harness.StartTB(t, cfg)
+	p.stdin, p.addr, p.api = p.n.Stdin(), p.n.Addr(), p.n.API()
 	return p
 }
 
+// find returns the first console line with prefix, or "".
 func (p *proc) find(prefix string) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -143,36 +100,25 @@ func (p *proc) output() string {
 	return strings.Join(p.lines, "\n")
 }
 
-func (p *proc) kill() {
-	p.cmd.Process.Kill()
-	<-p.done
-}
+func (p *proc) kill() { p.n.Kill() }
 
 // stop sends SIGTERM and requires a clean exit 0.
 func (p *proc) stop(t *testing.T) {
 	t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.n.Signal(syscall.SIGTERM)
 	select {
-	case <-p.done:
+	case <-p.n.Done():
 	case <-time.After(15 * time.Second):
 		t.Fatal("node did not stop within 15s of SIGTERM")
 	}
-	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("exit code %d after SIGTERM; stderr:\n%s", code, p.cmd.Stderr)
+	if code := p.n.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM; stderr:\n%s", code, p.n.StderrTail())
 	}
 }
 
 func (p *proc) get(t testing.TB, path string, v any) {
 	t.Helper()
-	resp, err := http.Get("http://" + p.api + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", path, resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+	if err := p.n.Get(path, v); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -183,17 +129,14 @@ func (p *proc) status(t testing.TB) node.Status {
 	return s
 }
 
-// chain returns the node's whole main chain, page by page.
+// chain returns the node's whole main chain.
 func (p *proc) chain(t testing.TB) []ledger.Block {
-	var all []ledger.Block
-	for {
-		var page []ledger.Block
-		p.get(t, fmt.Sprintf("/blocks?from=%d&limit=1000", len(all)), &page)
-		all = append(all, page...)
-		if len(page) < 1000 {
-			return all
-		}
+	t.Helper()
+	c, err := p.n.Chain()
+	if err != nil {
+		t.Fatal(err)
 	}
+	return c
 }
 
 // waitMeshed waits until every node is in the blocks mesh.
@@ -414,7 +357,7 @@ func TestCrashDuringSyncAndReorg(t *testing.T) {
 		lines = append(lines, line)
 	}
 	waitFor(t, 10*time.Second, "the joiner's own lines", func() bool { return j.status(t).Height == 3 })
-	resp, err := http.Post("http://"+j.api+"/peers", "application/json", strings.NewReader(`{"addr":"`+src.addr+`"}`))
+	resp, err := http.Post(j.api+"/peers", "application/json", strings.NewReader(`{"addr":"`+src.addr+`"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -461,7 +404,7 @@ func TestConcurrentTyping(t *testing.T) {
 	defer func() {
 		if t.Failed() {
 			for _, p := range procs {
-				t.Logf("stderr of %s:\n%s", p.addr, p.cmd.Stderr)
+				t.Logf("stderr of %s:\n%s", p.addr, p.n.StderrTail())
 			}
 		}
 	}()
@@ -474,7 +417,7 @@ func TestConcurrentTyping(t *testing.T) {
 func TestBadInvocations(t *testing.T) {
 	dir := t.TempDir()
 	running := startProc(t, filepath.Join(dir, "busy"))
-	port := running.addr[strings.Index(running.addr, "/tcp/")+5 : strings.Index(running.addr, "/p2p/")]
+	port := strconv.Itoa(running.n.Port())
 	if err := os.WriteFile(filepath.Join(dir, "chain.db"), []byte(strings.Repeat("x", 8192)), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -502,7 +445,7 @@ func TestBadInvocations(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cmd := exec.Command(binPath, tc.args...)
+			cmd := exec.Command(harness.Binary(t), tc.args...)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			cmd.Stdin = strings.NewReader("")
@@ -521,7 +464,7 @@ func TestBadInvocations(t *testing.T) {
 
 func TestPrivateNetworkProcesses(t *testing.T) {
 	dir := t.TempDir()
-	key, err := exec.Command(binPath, "psk").Output()
+	key, err := exec.Command(harness.Binary(t), "psk").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -560,7 +503,7 @@ func TestListenAndAnnounce(t *testing.T) {
 
 func TestIDCommand(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "n")
-	out1, err := exec.Command(binPath, "id", "--data", dir).Output()
+	out1, err := exec.Command(harness.Binary(t), "id", "--data", dir).Output()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -709,7 +652,7 @@ func TestCheckCommand(t *testing.T) {
 	waitFor(t, 20*time.Second, "50 lines stored", func() bool { return p.status(t).Height == 50 })
 	p.stop(t)
 	run := func(data string) (string, string, int) {
-		cmd := exec.Command(binPath, "check", "--data", data)
+		cmd := exec.Command(harness.Binary(t), "check", "--data", data)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		cmd.Run()
