@@ -182,7 +182,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return nil
 	}
 	if len(args) > 0 && args[0] == "chaos" {
-		return chaosCmd(args[1:], stdout, stderr)
+		return chaosCmd(args[1:], stdin, stdout, stderr)
 	}
 	if len(args) > 0 && args[0] == "trace" {
 		return traceCmd(args[1:], stdout, stderr)
