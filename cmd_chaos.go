@@ -32,6 +32,8 @@ was killed) may be absent; an acknowledged one never is.
 Partitions are kept shorter than the settle time (10 s) and the typing slow
 enough that a side adds fewer blocks than the finality depth (64): a longer
 split is refused by design on heal (reorg_too_deep), which is not a fault.
+
+Flags:
 `
 
 // chaosCmd is gossipchain chaos: its flags, then internal/chaos.Run on
@@ -55,20 +57,16 @@ func chaosCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 func chaosFlags(args []string, stderr io.Writer) (chaos.Options, error) {
 	o := chaos.Options{}
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	fs.Uint64Var(&o.Seed, "seed", uint64(time.Now().UnixNano()%1_000_000), "seed of the fault schedule")
 	fs.DurationVar(&o.Duration, "duration", 60*time.Second, "how long lines are typed and faults run (e.g. 60s)")
 	fs.IntVar(&o.Nodes, "nodes", 5, "nodes to start (late joiners come on top)")
 	fs.IntVar(&o.Rate, "rate", 8, "lines typed per second, over all nodes")
 	fs.StringVar(&o.Dir, "dir", "", "directory for the nodes' data and logs (default: a new temporary one, removed after a run that passes)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, chaosUsage, "gossipchain chaos --help", stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stderr, chaosUsage)
-			fs.SetOutput(stderr)
-			fs.PrintDefaults()
 			return o, err
 		}
-		return o, fmt.Errorf("chaos: %v (see gossipchain chaos --help)", err)
+		return o, fmt.Errorf("chaos: %w", err)
 	}
 	switch {
 	case fs.NArg() > 0:

@@ -462,6 +462,49 @@ func TestBadInvocations(t *testing.T) {
 	running.stop(t)
 }
 
+// Every command has its own usage; gossipchain help lists them all. Help
+// is no error.
+func TestHelp(t *testing.T) {
+	cases := []struct {
+		args   []string
+		stdout bool // where the usage goes: stdout for help, stderr for --help
+		want   []string
+	}{
+		{[]string{"help"}, true, []string{"Commands:", "  chaos ", "  check ", "gossipchain id [--port N | --data DIR]"}},
+		{[]string{"--help"}, false, []string{"Commands:", "Node flags:", "-ready-file", "-author-rate"}},
+		{[]string{"id", "--help"}, false, []string{"usage: gossipchain id", "-data"}},
+		{[]string{"check", "--help"}, false, []string{"usage: gossipchain check", "-port"}},
+		{[]string{"trace", "--help"}, false, []string{"usage: gossipchain trace", "-api"}},
+		{[]string{"chaos", "--help"}, false, []string{"usage: gossipchain chaos", "-seed"}},
+		{[]string{"psk", "--help"}, false, []string{"usage: gossipchain psk"}},
+		{[]string{"help", "check"}, true, []string{"usage: gossipchain check", "-port"}},
+	}
+	for _, tc := range cases {
+		cmd := exec.Command(harness.Binary(t), tc.args...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Errorf("%v: %v\n%s", tc.args, err, stderr.String())
+			continue
+		}
+		got, other := stderr.String(), stdout.String()
+		if tc.stdout {
+			got, other = other, got
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%v: no %q in:\n%s", tc.args, w, got)
+			}
+		}
+		if other != "" {
+			t.Errorf("%v: usage on the other stream too: %q", tc.args, other)
+		}
+		if tc.args[0] != "--help" && strings.Contains(got, "Node flags:") {
+			t.Errorf("%v: the node's flags, not the command's:\n%s", tc.args, got)
+		}
+	}
+}
+
 func TestPrivateNetworkProcesses(t *testing.T) {
 	dir := t.TempDir()
 	key, err := exec.Command(harness.Binary(t), "psk").Output()

@@ -70,6 +70,20 @@ func TestNodeLifecycle(t *testing.T) {
 	}
 }
 
+// The ready file of a node without an API: an empty api, the addresses
+// a list, one line of JSON.
+func TestReadyFileWithoutAPI(t *testing.T) {
+	n := StartTB(t, Config{NoAPI: true})
+	b, err := os.ReadFile(n.Data() + ".ready")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf(`{"id":%q,"addrs":[%q],"api":""}`+"\n", n.ID(), n.Addr())
+	if string(b) != want {
+		t.Fatalf("ready file %q, want %q", b, want)
+	}
+}
+
 // A node that cannot start is an error at once, with the end of its log.
 func TestNodeExitsBeforeReady(t *testing.T) {
 	start := time.Now()
