@@ -524,8 +524,8 @@ func TestPrivateNetworkProcesses(t *testing.T) {
 }
 
 func TestListenAndAnnounce(t *testing.T) {
-	// --listen on another loopback address: the printed address is that
-	// one, and a peer reaches the node on it.
+	// --listen on another loopback address: the node's address (printed,
+	// and in its ready file) is that one, and a peer reaches the node on it.
 	dir := t.TempDir()
 	a := startProc(t, filepath.Join(dir, "a"), "--listen", "127.0.0.2")
 	if !strings.HasPrefix(a.addr, "/ip4/127.0.0.2/tcp/") {
@@ -534,7 +534,8 @@ func TestListenAndAnnounce(t *testing.T) {
 	b := startProc(t, filepath.Join(dir, "b"), a.addr)
 	fmt.Fprintln(b.stdin, "over 127.0.0.2")
 	waitConverged(t, 20*time.Second, []string{"over 127.0.0.2"}, a, b)
-	// --announce replaces the printed (and advertised) address.
+	// --announce replaces the node's address (printed, in its ready file,
+	// advertised).
 	c := startProc(t, filepath.Join(dir, "c"), "--announce", "/ip4/127.0.0.3/tcp/4242")
 	if !strings.HasPrefix(c.addr, "/ip4/127.0.0.3/tcp/4242/p2p/") {
 		t.Fatalf("printed address %s, want the announced one", c.addr)
