@@ -64,7 +64,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	waitFor(t, 20*time.Second, "both nodes in the mesh", func() bool { return a.status(t).Mesh > 0 && b.status(t).Mesh > 0 })
 
 	shot := filepath.Join(dir, "dashboard.png")
-	out := browserScript(t, chromium, "dashboard.mjs", "http://"+a.api+"/", shot, "typed in the browser", "http://"+b.api+"/")
+	out := browserScript(t, chromium, "dashboard.mjs", a.api+"/", shot, "typed in the browser", b.api+"/")
 	var seen struct {
 		ID     string   `json:"id"`
 		Index  uint64   `json:"index"`
@@ -101,7 +101,7 @@ func TestTraceInBrowser(t *testing.T) {
 	ids := []string{b.status(t).ID, c.status(t).ID}
 
 	shot := filepath.Join(dir, "trace.png")
-	out := browserScript(t, chromium, "trace.mjs", append([]string{"http://" + a.api + "/", shot, "1"}, ids...)...)
+	out := browserScript(t, chromium, "trace.mjs", append([]string{a.api + "/", shot, "1"}, ids...)...)
 	var seen struct {
 		Rows []struct {
 			Peer        string `json:"peer"`

@@ -1,52 +1,33 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/ed25519"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"gossipchain/internal/harness"
 	"gossipchain/ledger"
 	"gossipchain/node"
 
 	bolt "go.etcd.io/bbolt"
 )
 
-// These tests build the real binary and run nodes as separate processes,
-// driving them as a user would: typed lines on stdin, the HTTP API, signals.
+// These tests run nodes as separate processes of the real binary
+// (internal/harness builds it once), driving them as a user would: typed
+// lines on stdin, the HTTP API, signals.
 
-var binPath string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "gossipchain-e2e")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binPath = filepath.Join(dir, "gossipchain")
-	args := []string{"build", "-o", binPath}
-	if raceBuild {
-		args = append(args, "-race")
-	}
-	if out, err := exec.Command("go", append(args, ".")...).CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(harness.Main(m)) }
 
 // waitFor polls cond until it holds or the deadline passes; detail, if
 // given, says what was seen last.
@@ -65,67 +46,43 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool,
 	}
 }
 
+// proc is a node process whose console output the test keeps, line by
+// line: what it prints for its user is what some tests check.
 type proc struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
+	n     *harness.Node
+	stdin io.Writer
+	addr  string // its first address, to give to peers
+	api   string // http://127.0.0.1:PORT
+	data  string
 	mu    sync.Mutex // guards lines
 	lines []string   // stdout so far
-	done  chan struct{}
-	addr  string
-	api   string
-	data  string
 }
 
 // startProc starts a node process on data; each extra argument is a peer
 // address, or a flag followed by its value.
 func startProc(t testing.TB, data string, extra ...string) *proc {
 	t.Helper()
-	args := []string{"--port", "0", "--api", "127.0.0.1:0", "--data", data}
+	cfg := harness.Config{Data: data, Stdin: true}
 	for i := 0; i < len(extra); i++ {
 		if strings.HasPrefix(extra[i], "--") && i+1 < len(extra) {
-			args = append(args, extra[i], extra[i+1])
+			cfg.Args = append(cfg.Args, extra[i], extra[i+1])
 			i++
 			continue
 		}
-		args = append(args, "--peer", extra[i])
+		cfg.Peers = append(cfg.Peers, extra[i])
 	}
-	cmd := exec.Command(binPath, args...)
-	cmd.Stderr = &bytes.Buffer{}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, stdin: stdin, done: make(chan struct{}), data: data}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.lines = append(p.lines, sc.Text())
-			p.mu.Unlock()
-		}
-		cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() { p.kill() })
-	waitFor(t, 20*time.Second, "node to print its address", func() bool {
-		p.addr, p.api = p.find("/ip4/"), strings.TrimPrefix(p.find("api: http://"), "api: http://")
-		select {
-		case <-p.done:
-			t.Fatalf("node exited: %s", cmd.Stderr)
-		default:
-		}
-		return p.addr != "" && p.api != ""
+	p := &proc{data: data}
+	cfg.Stdout = harness.LineFunc(func(l string) {
+		p.mu.Lock()
+		p.lines = append(p.lines, l)
+		p.mu.Unlock()
 	})
+	p.n = harness.StartTB(t, cfg)
+	p.stdin, p.addr, p.api = p.n.Stdin(), p.n.Addr(), p.n.API()
 	return p
 }
 
+// find returns the first console line with prefix, or "".
 func (p *proc) find(prefix string) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -143,36 +100,25 @@ func (p *proc) output() string {
 	return strings.Join(p.lines, "\n")
 }
 
-func (p *proc) kill() {
-	p.cmd.Process.Kill()
-	<-p.done
-}
+func (p *proc) kill() { p.n.Kill() }
 
 // stop sends SIGTERM and requires a clean exit 0.
 func (p *proc) stop(t *testing.T) {
 	t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.n.Signal(syscall.SIGTERM)
 	select {
-	case <-p.done:
+	case <-p.n.Done():
 	case <-time.After(15 * time.Second):
 		t.Fatal("node did not stop within 15s of SIGTERM")
 	}
-	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("exit code %d after SIGTERM; stderr:\n%s", code, p.cmd.Stderr)
+	if code := p.n.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM; stderr:\n%s", code, p.n.StderrTail())
 	}
 }
 
 func (p *proc) get(t testing.TB, path string, v any) {
 	t.Helper()
-	resp, err := http.Get("http://" + p.api + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", path, resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+	if err := p.n.Get(path, v); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -183,17 +129,14 @@ func (p *proc) status(t testing.TB) node.Status {
 	return s
 }
 
-// chain returns the node's whole main chain, page by page.
+// chain returns the node's whole main chain.
 func (p *proc) chain(t testing.TB) []ledger.Block {
-	var all []ledger.Block
-	for {
-		var page []ledger.Block
-		p.get(t, fmt.Sprintf("/blocks?from=%d&limit=1000", len(all)), &page)
-		all = append(all, page...)
-		if len(page) < 1000 {
-			return all
-		}
+	t.Helper()
+	c, err := p.n.Chain()
+	if err != nil {
+		t.Fatal(err)
 	}
+	return c
 }
 
 // waitMeshed waits until every node is in the blocks mesh.
@@ -414,7 +357,7 @@ func TestCrashDuringSyncAndReorg(t *testing.T) {
 		lines = append(lines, line)
 	}
 	waitFor(t, 10*time.Second, "the joiner's own lines", func() bool { return j.status(t).Height == 3 })
-	resp, err := http.Post("http://"+j.api+"/peers", "application/json", strings.NewReader(`{"addr":"`+src.addr+`"}`))
+	resp, err := http.Post(j.api+"/peers", "application/json", strings.NewReader(`{"addr":"`+src.addr+`"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -461,7 +404,7 @@ func TestConcurrentTyping(t *testing.T) {
 	defer func() {
 		if t.Failed() {
 			for _, p := range procs {
-				t.Logf("stderr of %s:\n%s", p.addr, p.cmd.Stderr)
+				t.Logf("stderr of %s:\n%s", p.addr, p.n.StderrTail())
 			}
 		}
 	}()
@@ -474,7 +417,7 @@ func TestConcurrentTyping(t *testing.T) {
 func TestBadInvocations(t *testing.T) {
 	dir := t.TempDir()
 	running := startProc(t, filepath.Join(dir, "busy"))
-	port := running.addr[strings.Index(running.addr, "/tcp/")+5 : strings.Index(running.addr, "/p2p/")]
+	port := strconv.Itoa(running.n.Port())
 	if err := os.WriteFile(filepath.Join(dir, "chain.db"), []byte(strings.Repeat("x", 8192)), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -502,7 +445,7 @@ func TestBadInvocations(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cmd := exec.Command(binPath, tc.args...)
+			cmd := exec.Command(harness.Binary(t), tc.args...)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			cmd.Stdin = strings.NewReader("")
@@ -519,9 +462,52 @@ func TestBadInvocations(t *testing.T) {
 	running.stop(t)
 }
 
+// Every command has its own usage; gossipchain help lists them all. Help
+// is no error.
+func TestHelp(t *testing.T) {
+	cases := []struct {
+		args   []string
+		stdout bool // where the usage goes: stdout for help, stderr for --help
+		want   []string
+	}{
+		{[]string{"help"}, true, []string{"Commands:", "  chaos ", "  check ", "gossipchain id [--port N | --data DIR]"}},
+		{[]string{"--help"}, false, []string{"Commands:", "Node flags:", "-ready-file", "-author-rate"}},
+		{[]string{"id", "--help"}, false, []string{"usage: gossipchain id", "-data"}},
+		{[]string{"check", "--help"}, false, []string{"usage: gossipchain check", "-port"}},
+		{[]string{"trace", "--help"}, false, []string{"usage: gossipchain trace", "-api"}},
+		{[]string{"chaos", "--help"}, false, []string{"usage: gossipchain chaos", "-seed"}},
+		{[]string{"psk", "--help"}, false, []string{"usage: gossipchain psk"}},
+		{[]string{"help", "check"}, true, []string{"usage: gossipchain check", "-port"}},
+	}
+	for _, tc := range cases {
+		cmd := exec.Command(harness.Binary(t), tc.args...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Errorf("%v: %v\n%s", tc.args, err, stderr.String())
+			continue
+		}
+		got, other := stderr.String(), stdout.String()
+		if tc.stdout {
+			got, other = other, got
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%v: no %q in:\n%s", tc.args, w, got)
+			}
+		}
+		if other != "" {
+			t.Errorf("%v: usage on the other stream too: %q", tc.args, other)
+		}
+		if tc.args[0] != "--help" && strings.Contains(got, "Node flags:") {
+			t.Errorf("%v: the node's flags, not the command's:\n%s", tc.args, got)
+		}
+	}
+}
+
 func TestPrivateNetworkProcesses(t *testing.T) {
 	dir := t.TempDir()
-	key, err := exec.Command(binPath, "psk").Output()
+	key, err := exec.Command(harness.Binary(t), "psk").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -538,8 +524,8 @@ func TestPrivateNetworkProcesses(t *testing.T) {
 }
 
 func TestListenAndAnnounce(t *testing.T) {
-	// --listen on another loopback address: the printed address is that
-	// one, and a peer reaches the node on it.
+	// --listen on another loopback address: the node's address (printed,
+	// and in its ready file) is that one, and a peer reaches the node on it.
 	dir := t.TempDir()
 	a := startProc(t, filepath.Join(dir, "a"), "--listen", "127.0.0.2")
 	if !strings.HasPrefix(a.addr, "/ip4/127.0.0.2/tcp/") {
@@ -548,7 +534,8 @@ func TestListenAndAnnounce(t *testing.T) {
 	b := startProc(t, filepath.Join(dir, "b"), a.addr)
 	fmt.Fprintln(b.stdin, "over 127.0.0.2")
 	waitConverged(t, 20*time.Second, []string{"over 127.0.0.2"}, a, b)
-	// --announce replaces the printed (and advertised) address.
+	// --announce replaces the node's address (printed, in its ready file,
+	// advertised).
 	c := startProc(t, filepath.Join(dir, "c"), "--announce", "/ip4/127.0.0.3/tcp/4242")
 	if !strings.HasPrefix(c.addr, "/ip4/127.0.0.3/tcp/4242/p2p/") {
 		t.Fatalf("printed address %s, want the announced one", c.addr)
@@ -560,7 +547,7 @@ func TestListenAndAnnounce(t *testing.T) {
 
 func TestIDCommand(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "n")
-	out1, err := exec.Command(binPath, "id", "--data", dir).Output()
+	out1, err := exec.Command(harness.Binary(t), "id", "--data", dir).Output()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -709,7 +696,7 @@ func TestCheckCommand(t *testing.T) {
 	waitFor(t, 20*time.Second, "50 lines stored", func() bool { return p.status(t).Height == 50 })
 	p.stop(t)
 	run := func(data string) (string, string, int) {
-		cmd := exec.Command(binPath, "check", "--data", data)
+		cmd := exec.Command(harness.Binary(t), "check", "--data", data)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		cmd.Run()

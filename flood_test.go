@@ -70,7 +70,7 @@ func floodOnce(b *testing.B, kind string, count int) {
 	// An honest line typed on the other node while the flood runs.
 	time.Sleep(50 * time.Millisecond)
 	typed := time.Now()
-	resp, err := http.Post("http://"+honest.api+"/blocks", "application/json", strings.NewReader(`{"data":"during the flood"}`))
+	resp, err := http.Post(honest.api+"/blocks", "application/json", strings.NewReader(`{"data":"during the flood"}`))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func floodOnce(b *testing.B, kind string, count int) {
 	b.ReportMetric(float64(judged)/lastChange.Sub(start).Seconds(), "judged/s")
 	b.ReportMetric(float64(count)/sendTime.Seconds(), "sent/s")
 	b.ReportMetric(float64(honestLatency.Milliseconds()), "honest_ms")
-	b.ReportMetric(float64(peakRSS(b, victim.cmd.Process.Pid))/(1<<20), "peak_rss_MiB")
+	b.ReportMetric(float64(peakRSS(b, victim.n.Pid()))/(1<<20), "peak_rss_MiB")
 	b.Logf("%s: victim drops %v", kind, victim.status(b).Drops)
 	victim.kill()
 	honest.kill()
@@ -216,7 +216,7 @@ func TestValidFlood(t *testing.T) {
 	waitMeshed(t, procs...)
 	baseRSS := map[*proc]int64{}
 	for _, p := range procs {
-		baseRSS[p] = currentRSS(t, p.cmd.Process.Pid)
+		baseRSS[p] = currentRSS(t, p.n.Pid())
 	}
 	// The attacker signs its own chain, from genesis on, and publishes each
 	// block as soon as it is signed, as fast as it can, until the end.
@@ -247,7 +247,7 @@ func TestValidFlood(t *testing.T) {
 	for i := 0; time.Now().Before(end); i++ {
 		line := fmt.Sprintf("honest %d", i)
 		p := []*proc{b, c}[i%2]
-		resp, err := http.Post("http://"+p.api+"/blocks", "application/json", strings.NewReader(fmt.Sprintf(`{"data":%q}`, line)))
+		resp, err := http.Post(p.api+"/blocks", "application/json", strings.NewReader(fmt.Sprintf(`{"data":%q}`, line)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -276,7 +276,7 @@ func TestValidFlood(t *testing.T) {
 				stored++
 			}
 		}
-		peak := peakRSS(t, p.cmd.Process.Pid)
+		peak := peakRSS(t, p.n.Pid())
 		drops := p.status(t).Drops
 		t.Logf("node %c: %d of the attacker's %d published blocks stored (budget over %v: %d); RSS %.1f -> peak %.1f MiB; drops %v",
 			'a'+i, stored, published, elapsed.Round(time.Millisecond), allowed, float64(baseRSS[p])/(1<<20), float64(peak)/(1<<20), drops)
@@ -330,7 +330,7 @@ func TestEventStreamFlood(t *testing.T) {
 	}
 	const rssGrowthBound = 64 << 20
 	p := startProc(t, filepath.Join(t.TempDir(), "n"))
-	pid := p.cmd.Process.Pid
+	pid := p.n.Pid()
 	base := currentRSS(t, pid)
 	stop := make(chan struct{})
 	statusDone := make(chan []time.Duration)
@@ -347,7 +347,7 @@ func TestEventStreamFlood(t *testing.T) {
 			default:
 			}
 			t0 := time.Now()
-			resp, err := client.Get("http://" + p.api + "/status")
+			resp, err := client.Get(p.api + "/status")
 			if err != nil {
 				lat = append(lat, -1)
 				continue
@@ -378,7 +378,7 @@ func TestEventStreamFlood(t *testing.T) {
 			local := &net.TCPAddr{IP: net.IPv4(127, 1, byte(i>>8), byte(i&0xff)+1)}
 			tr := &http.Transport{DialContext: (&net.Dialer{LocalAddr: local, Timeout: 10 * time.Second}).DialContext}
 			client := &http.Client{Transport: tr}
-			resp, err := client.Get("http://" + p.api + "/events")
+			resp, err := client.Get(p.api + "/events")
 			mu.Lock()
 			defer mu.Unlock()
 			switch {

@@ -3,13 +3,10 @@ package node
 import (
 	"bufio"
 	"context"
-	"encoding/json"
+	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -22,6 +19,8 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"gossipchain/internal/harness"
 )
 
 // The process mode of the benchmark suite (scripts/bench.sh --processes):
@@ -34,6 +33,10 @@ import (
 //     bare GossipSub peer (TestBenchPeerProcess: tunedOptions and
 //     gossipchain-sized messages, or the library's defaults; nothing
 //     checked or stored), lines on stdin, arrivals on stdout.
+//
+// Every process is started by internal/harness and is ready when it has
+// written its ready file (the peers write theirs as a node does); the
+// arrival times are still read from the consoles, as a user sees them.
 //
 // seed-dial stays in the in-process suite: a process per node of the
 // design gossipchain replaces would measure that design's process
@@ -57,7 +60,7 @@ func TestBenchProcesses(t *testing.T) {
 	if s := envCounts(t, "GOSSIPCHAIN_BENCH_SIZES", 2); s != nil {
 		sizes = s
 	}
-	bin := buildBinary(t, t.TempDir())
+	bin := harness.Binary(t)
 	run, systems, _ := benchChoice("gossipchain", "gossipsub-tuned", "gossipsub-bare")
 	for _, n := range sizes {
 		if !run("propagation") {
@@ -112,13 +115,10 @@ type procSystem struct {
 }
 
 type benchProc struct {
-	cmd   *exec.Cmd
-	mu    sync.Mutex // guards stdin
-	stdin *bufio.Writer
-	pipe  io.WriteCloser
-	addr  string
-	api   string
-	done  chan struct{}
+	n       *harness.Node
+	started chan struct{} // closed once n is set
+	mu      sync.Mutex    // guards stdin
+	stdin   *bufio.Writer
 	// fetched: chain reads under way (startBenchProc); next: the index of
 	// the last block read from the chain.
 	fetched sync.WaitGroup
@@ -132,29 +132,25 @@ type benchProc struct {
 func startProcSystem(t *testing.T, bin, name string, n int, arr *arrivals, wires [][]int) *procSystem {
 	s := &procSystem{name: name}
 	for i := range n {
-		var addrs []string
+		cfg := harness.Config{Bin: bin, Data: filepath.Join(t.TempDir(), "data"), Stdin: true}
 		for _, j := range wires[i] {
-			addrs = append(addrs, s.procs[j].addr)
+			cfg.Peers = append(cfg.Peers, s.procs[j].n.Addr())
 		}
-		var cmd *exec.Cmd
 		if name == "gossipchain" {
 			// No author budget: the burst measures how fast blocks spread,
 			// not the 200/s a node allows one author by default.
-			args := []string{"--port", "0", "--api", "127.0.0.1:0", "--data", filepath.Join(t.TempDir(), "data"), "--author-rate", "0"}
-			for _, a := range addrs {
-				args = append(args, "--peer", a)
-			}
-			cmd = exec.Command(bin, args...)
+			cfg.Args = []string{"--author-rate", "0"}
 		} else {
-			args := []string{"-test.run", "^TestBenchPeerProcess$"}
+			cfg.Bin, cfg.NoAPI = os.Args[0], true
+			cfg.Args = []string{"-test.run", "^TestBenchPeerProcess$"}
 			if prof := os.Getenv("GOSSIPCHAIN_CPUPROFILE"); prof != "" {
 				// As gossipchain's processes do: one profile per process.
-				args = append(args, "-test.cpuprofile", fmt.Sprintf("%s.%s.%d", prof, name, i))
+				cfg.Args = append(cfg.Args, "-test.cpuprofile", fmt.Sprintf("%s.%s.%d", prof, name, i))
 			}
-			cmd = exec.Command(os.Args[0], args...)
-			cmd.Env = append(os.Environ(), "GOSSIPCHAIN_BENCH_PEER="+strings.Join(append([]string{name}, addrs...), ","))
+			cfg.Args = append(cfg.Args, "--") // the harness's flags are the peer's
+			cfg.Env = []string{"GOSSIPCHAIN_BENCH_PEER=" + name}
 		}
-		s.procs = append(s.procs, startBenchProc(t, cmd, i, arr, name == "gossipchain"))
+		s.procs = append(s.procs, startBenchProc(t, cfg, i, arr))
 	}
 	// Warm up until a line reaches everyone: meshes form at heartbeats.
 	for seq := -1; ; seq-- {
@@ -178,69 +174,30 @@ func startProcSystem(t *testing.T, bin, name string, n int, arr *arrivals, wires
 	return s
 }
 
-// startBenchProc starts cmd as node i; withAPI: it serves the API, and
-// blocks it stores by sync (which its console sums up in one "~ synced"
-// line) are read from it at once.
-func startBenchProc(t *testing.T, cmd *exec.Cmd, i int, arr *arrivals, withAPI bool) *benchProc {
-	cmd.Stderr = io.Discard
-	pipe, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &benchProc{cmd: cmd, pipe: pipe, stdin: bufio.NewWriter(pipe), done: make(chan struct{})}
-	t.Cleanup(p.kill)
-	ready := make(chan struct{})
-	go func() {
-		defer close(p.done)
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			l := sc.Text()
-			switch {
-			case p.addr == "" && strings.HasPrefix(l, "/ip4/"):
-				p.addr = l
-				if !withAPI || p.api != "" {
-					close(ready)
-				}
-			case p.api == "" && strings.HasPrefix(l, "api: http://"):
-				p.api = strings.TrimPrefix(l, "api: http://")
-				if p.addr != "" {
-					close(ready)
-				}
-			case strings.HasPrefix(l, "~ synced"):
-				p.fetched.Add(1)
-				go func() {
-					defer p.fetched.Done()
-					p.readChain(i, arr)
-				}()
-			case strings.HasPrefix(l, "< "):
-				if _, data, ok := strings.Cut(l, ": "); ok {
-					arr.arrived(i, data)
-				}
+// startBenchProc starts node i: its console's arrival lines are counted,
+// and blocks it stores by sync (which a gossipchain console sums up in
+// one "~ synced" line) are read from its API at once.
+func startBenchProc(t *testing.T, cfg harness.Config, i int, arr *arrivals) *benchProc {
+	p := &benchProc{started: make(chan struct{})}
+	cfg.Stdout = harness.LineFunc(func(l string) {
+		switch {
+		case strings.HasPrefix(l, "~ synced"):
+			p.fetched.Add(1)
+			go func() {
+				defer p.fetched.Done()
+				<-p.started
+				p.readChain(i, arr)
+			}()
+		case strings.HasPrefix(l, "< "):
+			if _, data, ok := strings.Cut(l, ": "); ok {
+				arr.arrived(i, data)
 			}
 		}
-		cmd.Wait()
-	}()
-	select {
-	case <-ready:
-	case <-p.done:
-		t.Fatalf("process %d exited before printing its address", i)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("process %d printed no address in 30 s", i)
-	}
+	})
+	p.n = harness.StartTB(t, cfg)
+	p.stdin = bufio.NewWriter(p.n.Stdin())
+	close(p.started)
 	return p
-}
-
-func (p *benchProc) kill() {
-	p.cmd.Process.Kill()
-	<-p.done
 }
 
 // publish writes payload as a line to node origin's stdin.
@@ -262,16 +219,7 @@ func (p *benchProc) readChain(i int, arr *arrivals) {
 	defer p.readMu.Unlock()
 	p.syncs.Add(1)
 	for {
-		resp, err := http.Get(fmt.Sprintf("http://%s/blocks?from=%d&limit=1000", p.api, p.next+1))
-		if err != nil {
-			return
-		}
-		var got []struct {
-			Index uint64
-			Data  string
-		}
-		err = json.NewDecoder(resp.Body).Decode(&got)
-		resp.Body.Close()
+		got, err := p.n.Blocks(p.next + 1)
 		if err != nil || len(got) == 0 {
 			return
 		}
@@ -333,7 +281,7 @@ func (s *procSystem) catchUp(arr *arrivals, blocks int) int64 {
 func (s *procSystem) cpu(t *testing.T) time.Duration {
 	var total time.Duration
 	for _, p := range s.procs {
-		total += procCPU(t, p.cmd.Process.Pid)
+		total += procCPU(t, p.n.Pid())
 	}
 	return total
 }
@@ -359,18 +307,18 @@ func procCPU(t *testing.T, pid int) time.Duration {
 func (s *procSystem) close() {
 	for _, p := range s.procs {
 		p.mu.Lock()
-		p.pipe.Close()
+		p.n.Stdin().Close()
 		p.mu.Unlock()
-		p.cmd.Process.Signal(os.Interrupt)
+		p.n.Signal(os.Interrupt)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, p := range s.procs {
 		select {
-		case <-p.done:
+		case <-p.n.Done():
 		case <-ctx.Done():
 		}
-		p.kill()
+		p.n.Kill()
 	}
 }
 
@@ -395,15 +343,26 @@ func (a *arrivals) countNode(node int) int {
 }
 
 // TestBenchPeerProcess is gossipsub-tuned or gossipsub-bare as a process
-// of its own: run by TestBenchProcesses with
-// GOSSIPCHAIN_BENCH_PEER=SYSTEM[,ADDR...], it dials ADDRs, prints its
-// address, publishes each stdin line (tuned: as a gossipchain-sized
-// message; bare: as the tutorial's block, with the library's defaults) and
-// prints "< : line" for each it receives.
+// of its own: run by TestBenchProcesses with GOSSIPCHAIN_BENCH_PEER=SYSTEM
+// and, after "--", the flags internal/harness gives a node (--peer
+// ADDR..., --ready-file PATH; the others are ignored), it dials the
+// peers, writes its ready file as a node does, publishes each stdin line
+// (tuned: as a gossipchain-sized message; bare: as the tutorial's block,
+// with the library's defaults) and prints "< : line" for each it
+// receives.
 func TestBenchPeerProcess(t *testing.T) {
-	spec := os.Getenv("GOSSIPCHAIN_BENCH_PEER")
-	if spec == "" {
+	system := os.Getenv("GOSSIPCHAIN_BENCH_PEER")
+	if system == "" {
 		t.Skip("a helper process of TestBenchProcesses")
+	}
+	var peers []string
+	fs := flag.NewFlagSet("bench peer", flag.ContinueOnError)
+	fs.Func("peer", "address to dial (repeat)", func(v string) error { peers = append(peers, v); return nil })
+	readyFile := fs.String("ready-file", "", "where to write the ready file")
+	fs.Int("port", 0, "ignored: the peer listens on a free port")
+	fs.String("data", "", "ignored: the peer stores nothing")
+	if err := fs.Parse(flag.Args()); err != nil {
+		t.Fatal(err)
 	}
 	// Ctrl-C (as TestBenchProcesses ends it) returns, so the test binary
 	// writes its -test.cpuprofile.
@@ -414,7 +373,7 @@ func TestBenchPeerProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	tuned := strings.HasPrefix(spec, "gossipsub-tuned")
+	tuned := system == "gossipsub-tuned"
 	wrap := tutorialBlock
 	if tuned {
 		wrap = sizedBlock
@@ -423,7 +382,7 @@ func TestBenchPeerProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range strings.Split(spec, ",")[1:] {
+	for _, a := range peers {
 		m, err := ma.NewMultiaddr(a)
 		if err != nil {
 			t.Fatal(err)
@@ -436,10 +395,12 @@ func TestBenchPeerProcess(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	ready := harness.Ready{ID: h.ID().String(), Addrs: []string{fmt.Sprintf("%s/p2p/%s", h.Addrs()[0], h.ID())}}
+	if err := harness.WriteReady(*readyFile, ready); err != nil {
+		t.Fatal(err)
+	}
 	out := bufio.NewWriter(os.Stdout)
 	var outMu sync.Mutex
-	fmt.Fprintf(out, "%s/p2p/%s\n", h.Addrs()[0], h.ID())
-	out.Flush()
 	go func() {
 		for {
 			m, err := sub.Next(ctx)

@@ -12,8 +12,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -31,6 +29,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"gossipchain/internal/harness"
 	"gossipchain/protocol"
 )
 
@@ -78,7 +77,7 @@ type benchResult struct {
 	// the harness) spent per block while the scenario ran: on a shared
 	// machine, what the latencies above are paid with.
 	CPUmsPerBlock float64 `json:"cpu_ms_per_block,omitempty"`
-	// chainlen: start to printed address on an existing store, the store's
+	// chainlen: start to ready file on an existing store, the store's
 	// bytes per block, GET /blocks?from=<head-100>&limit=100.
 	RestartMs     float64 `json:"restart_ms,omitempty"`
 	BytesPerBlock float64 `json:"bytes_per_block,omitempty"`
@@ -748,19 +747,12 @@ func heapMiB() float64 {
 	return float64(m.HeapAlloc) / (1 << 20)
 }
 
-// idleRSS builds the gossipchain binary, runs one node for a few seconds
-// and returns its resident memory in MiB.
+// idleRSS runs one node process for a few seconds and returns its
+// resident memory in MiB.
 func idleRSS(t *testing.T) float64 {
-	dir := t.TempDir()
-	bin := buildBinary(t, dir)
-	cmd := exec.Command(bin, "--port", "0", "--api", "127.0.0.1:0", "--data", filepath.Join(dir, "data"))
-	stdin, _ := cmd.StdinPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait(); stdin.Close() }()
+	n := harness.StartTB(t, harness.Config{})
 	time.Sleep(3 * time.Second) // idle means running a while with nothing to do
-	return rssMiB(t, cmd.Process.Pid)
+	return rssMiB(t, n.Pid())
 }
 
 // rssMiB returns the resident memory of process pid in MiB.
@@ -963,7 +955,7 @@ func TestBenchSuite(t *testing.T) {
 
 	// chainlen: a node's cost as its chain grows.
 	if run("chainlen") {
-		bin := buildBinary(t, t.TempDir())
+		bin := harness.Binary(t)
 		lengths := []int{10_000, 100_000, 1_000_000}
 		if quick {
 			lengths = lengths[:2]

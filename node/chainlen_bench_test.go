@@ -1,13 +1,11 @@
 package node
 
 import (
-	"bufio"
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -16,29 +14,20 @@ import (
 	"testing"
 	"time"
 
+	"gossipchain/internal/harness"
 	"gossipchain/ledger"
 )
 
 // The chainlen scenario: what a node costs as its chain grows. For each
 // length it builds a store (through the ledger, in batches of 1,000), then
 // measures, with real node processes on loopback: the time from starting a
-// node on that store to its printed address, its idle RSS, a late joiner's
+// node on that store to its ready file, its idle RSS, a late joiner's
 // blocks/s syncing the whole chain from it, the store's bytes per block,
 // and GET /blocks near the head.
 
 // progress prints a line that scripts/bench.sh shows while the suite runs.
 func progress(format string, args ...any) {
 	fmt.Printf("PROGRESS "+format+"\n", args...)
-}
-
-// buildBinary builds the gossipchain command into dir.
-func buildBinary(t *testing.T, dir string) string {
-	t.Helper()
-	bin := filepath.Join(dir, "gossipchain")
-	if out, err := exec.Command("go", "build", "-o", bin, "..").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // buildChain writes a chain of n blocks into a new data dir: hashed in
@@ -97,56 +86,6 @@ func buildChain(t *testing.T, dir string, n int) {
 	}
 }
 
-// nodeProc is a gossipchain process of the chainlen scenario.
-type nodeProc struct {
-	cmd   *exec.Cmd
-	api   string
-	ready time.Duration // from start to the printed address
-}
-
-func startNodeProc(t *testing.T, bin, data string, args ...string) *nodeProc {
-	t.Helper()
-	cmd := exec.Command(bin, append([]string{"--port", "0", "--api", "127.0.0.1:0", "--data", data}, args...)...)
-	stdin, _ := cmd.StdinPipe()
-	out, _ := cmd.StdoutPipe()
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &nodeProc{cmd: cmd}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); stdin.Close() })
-	lines := bufio.NewScanner(out)
-	for lines.Scan() {
-		l := lines.Text()
-		if a, ok := strings.CutPrefix(l, "api: http://"); ok {
-			p.api = a
-		}
-		if strings.HasPrefix(l, "/ip4/") {
-			p.ready = time.Since(start)
-			go func() {
-				for lines.Scan() {
-				}
-			}()
-			return p
-		}
-	}
-	t.Fatalf("node on %s exited before printing its address", data)
-	return nil
-}
-
-func (p *nodeProc) status(t *testing.T) Status {
-	var st Status
-	resp, err := http.Get("http://" + p.api + "/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	json.NewDecoder(resp.Body).Decode(&st)
-	return st
-}
-
-func (p *nodeProc) stop() { p.cmd.Process.Signal(os.Interrupt); p.cmd.Wait() }
-
 // chainLength runs the chainlen scenario at n blocks.
 func chainLength(t *testing.T, bin string, n int) benchResult {
 	dir := t.TempDir()
@@ -160,13 +99,13 @@ func chainLength(t *testing.T, bin string, n int) benchResult {
 	}
 	r := benchResult{Scenario: "chainlen", System: "gossipchain", Nodes: 2, Blocks: n, BytesPerBlock: round2(float64(fi.Size()) / float64(n))}
 
-	p := startNodeProc(t, bin, src)
-	r.RestartMs = round2(float64(p.ready.Microseconds()) / 1000)
+	p := harness.StartTB(t, harness.Config{Bin: bin, Data: src})
+	r.RestartMs = round2(float64(p.ReadyAfter().Microseconds()) / 1000)
 	time.Sleep(2 * time.Second) // idle: running a while with nothing to do
-	r.RSSMiB = rssMiB(t, p.cmd.Process.Pid)
+	r.RSSMiB = rssMiB(t, p.Pid())
 	// GET /blocks near the head: the median of 21.
 	var times []time.Duration
-	url := fmt.Sprintf("http://%s/blocks?from=%d&limit=100", p.api, n-100)
+	url := fmt.Sprintf("%s/blocks?from=%d&limit=100", p.API(), n-100)
 	for range 21 {
 		start := time.Now()
 		resp, err := http.Get(url)
@@ -185,36 +124,30 @@ func chainLength(t *testing.T, bin string, n int) benchResult {
 	r.APIms = round2(float64(times[10].Microseconds()) / 1000)
 
 	// A late joiner: from its start until it holds the whole chain.
-	addr := ""
-	resp, err := http.Get("http://" + p.api + "/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st Status
-	json.NewDecoder(resp.Body).Decode(&st)
-	resp.Body.Close()
-	addr = st.Addrs[0]
 	progress("chainlen: a late joiner syncing %d blocks", n)
 	start := time.Now()
-	j := startNodeProc(t, bin, filepath.Join(dir, "joiner"), "--peer", addr)
+	j := harness.StartTB(t, harness.Config{Bin: bin, Data: filepath.Join(dir, "joiner"), Peers: []string{p.Addr()}})
 	last := time.Now()
 	for {
-		h := j.status(t).Height
-		if h == uint64(n) {
+		st, err := j.Status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Height == uint64(n) {
 			break
 		}
 		if time.Since(start) > 10*time.Minute {
-			t.Fatalf("late joiner at %d of %d blocks after 10 minutes", h, n)
+			t.Fatalf("late joiner at %d of %d blocks after 10 minutes", st.Height, n)
 		}
 		if time.Since(last) > 2*time.Second {
 			last = time.Now()
-			progress("chainlen: joiner at %d of %d", h, n)
+			progress("chainlen: joiner at %d of %d", st.Height, n)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	r.BlocksPerS = round2(float64(n) / time.Since(start).Seconds())
 	r.DeliveredPct = percent(100)
-	j.stop()
-	p.stop()
+	j.Stop()
+	p.Stop()
 	return r
 }

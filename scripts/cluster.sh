@@ -54,19 +54,23 @@ nodes() { ls "$state"/node-*.pid 2>/dev/null | sed 's/.*node-\([0-9]*\)\.pid/\1/
 
 api_of() { cat "$state/node-$1.api" 2>/dev/null || die "node $1 is not part of the cluster"; }
 
-# wait_ready K: wait until node K printed its address and API, or fail.
+# wait_ready K: wait until node K wrote its ready file (--ready-file: one
+# line of JSON, {"id":...,"addrs":["/ip4/..."],"api":"http://..."}), then
+# keep its first address and its API, or fail.
 wait_ready() {
-	local k=$1 out="$state/node-$1.out"
+	local k=$1 ready="$state/node-$1.ready"
 	for _ in $(seq 1 150); do
+		if [ -f "$ready" ]; then
+			sed -n 's#.*"addrs":\["\([^"]*\)".*#\1#p' "$ready" >"$state/node-$k.addr"
+			sed -n 's#.*"api":"http://\([^"]*\)".*#\1#p' "$ready" >"$state/node-$k.api"
+			[ -s "$state/node-$k.addr" ] && [ -s "$state/node-$k.api" ] && return 0
+			echo "cluster: node $k wrote an unreadable ready file: $ready" >&2
+			return 1
+		fi
 		if ! alive "$k"; then
 			echo "cluster: node $k failed to start:" >&2
 			tail -n 5 "$state/node-$k.log" >&2 || true
 			return 1
-		fi
-		if grep -q '^/ip4/' "$out" 2>/dev/null && grep -q '^api: ' "$out"; then
-			grep -m1 '^/ip4/' "$out" >"$state/node-$k.addr"
-			grep -m1 '^api: ' "$out" | sed 's#^api: http://##' >"$state/node-$k.api"
-			return 0
 		fi
 		sleep 0.1
 	done
@@ -78,9 +82,9 @@ wait_ready() {
 # until it is ready.
 launch() {
 	local k=$1 port=$2 api=$3 peer=${4:-}
-	local args=(--port "$port" --data "$state/node-$k" --api "127.0.0.1:$api")
+	local args=(--port "$port" --data "$state/node-$k" --api "127.0.0.1:$api" --ready-file "$state/node-$k.ready")
 	[ -n "$peer" ] && args+=(--peer "$peer")
-	rm -f "$state/node-$k.paused"
+	rm -f "$state/node-$k.paused" "$state/node-$k.ready"
 	nohup "$bin" "${args[@]}" </dev/null >"$state/node-$k.out" 2>>"$state/node-$k.log" &
 	echo $! >"$state/node-$k.pid"
 	wait_ready "$k"
@@ -103,7 +107,7 @@ start() {
 	[[ "$n" =~ ^[1-9][0-9]*$ ]] || die "start: N must be a positive number, got '$n'"
 	for k in $(nodes); do alive "$k" && die "a cluster is already running in $state (scripts/cluster.sh stop first)"; done
 	mkdir -p "$state"
-	rm -f "$state"/node-*.pid "$state"/node-*.addr "$state"/node-*.api "$state"/node-*.out "$state"/node-*.paused
+	rm -f "$state"/node-*.pid "$state"/node-*.addr "$state"/node-*.api "$state"/node-*.ready "$state"/node-*.out "$state"/node-*.paused
 	echo "building gossipchain..."
 	(cd "$root" && go build -o "$bin" .) || die "build failed"
 	for k in $(seq 1 "$n"); do

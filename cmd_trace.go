@@ -37,26 +37,52 @@ block hash) and prints how the block spread: a tree from its author, each
 node under the one it first got the block from, with the time after the
 block's timestamp, the hops from the author, the path and the duplicates;
 then a summary. An API token, if needed, comes from $GOSSIPCHAIN_API_TOKEN.
+
+Flags:
 `
 
-func traceCmd(args []string, stdout, stderr io.Writer) error {
+func traceCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	nodes, block, err := traceFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	c := apiClient{http: &http.Client{Timeout: 5 * time.Second}, token: os.Getenv("GOSSIPCHAIN_API_TOKEN")}
+	hash := c.resolve(nodes, block)
+	if !ledger.IsHash(hash) {
+		return fmt.Errorf("trace: no node has a block at index %s", block)
+	}
+	for _, n := range nodes {
+		if n.err != "" {
+			continue
+		}
+		var t protocol.Trace
+		if err := c.get(n.url+"/blocks/"+hash+"/trace", &t); err != nil {
+			n.err = err.Error()
+			continue
+		}
+		n.trace = &t
+	}
+	printSpread(stdout, hash, nodes)
+	return nil
+}
+
+// traceFlags reads the nodes to ask and the block.
+func traceFlags(args []string, stderr io.Writer) ([]*traceNode, string, error) {
 	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	var apis []string
 	fs.Func("api", "a node's API, NAME=URL or URL (repeat)", func(v string) error { apis = append(apis, v); return nil })
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, traceUsage, "gossipchain trace --help", stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stderr, traceUsage)
-			return err
+			return nil, "", err
 		}
-		return fmt.Errorf("trace: %v (see gossipchain trace --help)", err)
+		return nil, "", fmt.Errorf("trace: %w", err)
 	}
 	if fs.NArg() != 1 || len(apis) == 0 {
-		return fmt.Errorf("trace: give at least one --api and one block (index or hash); see gossipchain trace --help")
+		return nil, "", fmt.Errorf("trace: give at least one --api and one block (index or hash); see gossipchain trace --help")
 	}
 	block := fs.Arg(0)
 	if !ledger.IsHash(block) && strings.Trim(block, "0123456789") != "" {
-		return fmt.Errorf("trace: block %q is neither an index nor a 64-hex-digit hash", block)
+		return nil, "", fmt.Errorf("trace: block %q is neither an index nor a 64-hex-digit hash", block)
 	}
 	var nodes []*traceNode
 	for i, a := range apis {
@@ -69,94 +95,69 @@ func traceCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		nodes = append(nodes, &traceNode{name: name, url: strings.TrimRight(url, "/")})
 	}
-	client := &http.Client{Timeout: 5 * time.Second}
-	get := func(url string, v any) error {
-		req, err := http.NewRequest(http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		if tok := os.Getenv("GOSSIPCHAIN_API_TOKEN"); tok != "" {
-			req.Header.Set("Authorization", "Bearer "+tok)
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if err != nil {
-			return err
-		}
-		if resp.StatusCode != http.StatusOK {
-			var e struct{ Error string }
-			if json.Unmarshal(body, &e) == nil && e.Error != "" {
-				return errors.New(e.Error)
-			}
-			return fmt.Errorf("%s", resp.Status)
-		}
-		return json.Unmarshal(body, v)
+	return nodes, block, nil
+}
+
+// apiClient asks nodes' APIs, with their token if there is one.
+type apiClient struct {
+	http  *http.Client
+	token string
+}
+
+// get reads url's JSON into v; an error answer's message is the error.
+func (c apiClient) get(url string, v any) error {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
 	}
-	// An index names a block on one node's main chain: the first node
-	// that has it decides which, and every node is asked by hash.
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("%s", resp.Status)
+	}
+	return json.Unmarshal(body, v)
+}
+
+// resolve learns each node's peer ID (or why it can't be asked) and
+// turns block into a hash. An index names a block on one node's main
+// chain: the first node that has it decides which, and every node is
+// asked by hash.
+func (c apiClient) resolve(nodes []*traceNode, block string) string {
 	hash := block
 	for _, n := range nodes {
 		var st struct{ ID string }
-		if err := get(n.url+"/status", &st); err != nil {
+		if err := c.get(n.url+"/status", &st); err != nil {
 			n.err = err.Error()
 			continue
 		}
 		n.id = st.ID
 		if !ledger.IsHash(hash) {
 			var b ledger.Block
-			if err := get(n.url+"/blocks/"+block, &b); err == nil {
+			if err := c.get(n.url+"/blocks/"+block, &b); err == nil {
 				hash = b.Hash
 			}
 		}
 	}
-	if !ledger.IsHash(hash) {
-		return fmt.Errorf("trace: no node has a block at index %s", block)
-	}
-	for _, n := range nodes {
-		if n.err != "" {
-			continue
-		}
-		var t protocol.Trace
-		if err := get(n.url+"/blocks/"+hash+"/trace", &t); err != nil {
-			n.err = err.Error()
-			continue
-		}
-		n.trace = &t
-	}
-	printSpread(stdout, hash, nodes)
-	return nil
+	return hash
 }
 
 // printSpread draws the tree and the summary line.
 func printSpread(w io.Writer, hash string, nodes []*traceNode) {
-	byID := map[string]*traceNode{}
-	for _, n := range nodes {
-		if n.id != "" {
-			byID[n.id] = n
-		}
-	}
-	var roots, missing []*traceNode
-	var first *protocol.Trace
-	for _, n := range nodes {
-		switch {
-		case n.trace == nil:
-			missing = append(missing, n)
-		case n.trace.From == "":
-			roots = append(roots, n)
-		case byID[n.trace.From] != nil && byID[n.trace.From].trace != nil:
-			p := byID[n.trace.From]
-			p.kids = append(p.kids, n)
-		default:
-			roots = append(roots, n) // from a peer outside this set
-		}
-		if n.trace != nil && first == nil {
-			first = n.trace
-		}
-	}
+	byID, roots, missing, first := spreadTree(nodes)
 	if first == nil {
 		fmt.Fprintf(w, "block %s: no node has a trace of it\n", short(hash))
 		for _, n := range missing {
@@ -211,6 +212,35 @@ func printSpread(w io.Writer, hash string, nodes []*traceNode) {
 	}
 	fmt.Fprintf(w, "reached %d of %d nodes in %.1f ms; %.1f duplicates per node; deepest hop %d\n",
 		reached, len(nodes), last, float64(dups)/float64(max(1, reached)), deepest)
+}
+
+// spreadTree hangs each node that has a trace under the node it first got
+// the block from; roots are the author and nodes that got it from outside
+// the set, missing those without a trace, first the first trace found.
+func spreadTree(nodes []*traceNode) (byID map[string]*traceNode, roots, missing []*traceNode, first *protocol.Trace) {
+	byID = map[string]*traceNode{}
+	for _, n := range nodes {
+		if n.id != "" {
+			byID[n.id] = n
+		}
+	}
+	for _, n := range nodes {
+		switch {
+		case n.trace == nil:
+			missing = append(missing, n)
+		case n.trace.From == "":
+			roots = append(roots, n)
+		case byID[n.trace.From] != nil && byID[n.trace.From].trace != nil:
+			p := byID[n.trace.From]
+			p.kids = append(p.kids, n)
+		default:
+			roots = append(roots, n) // from a peer outside this set
+		}
+		if n.trace != nil && first == nil {
+			first = n.trace
+		}
+	}
+	return byID, roots, missing, first
 }
 
 func short(hash string) string { return hash[:min(len(hash), 8)] }

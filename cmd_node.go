@@ -1,0 +1,265 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"syscall"
+
+	"github.com/libp2p/go-libp2p/gologshim"
+
+	"gossipchain/ledger"
+	"gossipchain/node"
+	"gossipchain/node/httpapi"
+)
+
+// nodeSynopsis is how to run a node, in the overview.
+const nodeSynopsis = `  gossipchain [--port N] [--listen IP] [--announce MULTIADDR]... [--peer MULTIADDR]...
+              [--data DIR] [--api HOST:PORT] [--api-token TOKEN]
+              [--psk FILE] [--authors FILE] [--finality N] [--author-rate N]
+              [--ready-file PATH]
+`
+
+// nodeOptions are the node's flags.
+type nodeOptions struct {
+	dataDir
+	listen     string
+	announce   addrList
+	api        string
+	apiToken   string
+	peers      peerList
+	psk        string
+	authors    string
+	finality   int
+	authorRate int
+	readyFile  string
+}
+
+func nodeFlags(args []string, stderr io.Writer) (*nodeOptions, error) {
+	var o nodeOptions
+	fs := flag.NewFlagSet("gossipchain", flag.ContinueOnError)
+	dataDirFlags(fs, &o.dataDir, "TCP port to listen on (0: any free port)")
+	fs.Var(&o.peers, "peer", "bootstrap peer /ip4/…/tcp/…/p2p/<id>: dialled, re-dialled at once while the node has fewer than 8 peers and every 1-2 min otherwise; the node finds the others through it; repeat or comma-separate")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1", "IP address to listen on: 127.0.0.1 is this machine only, 0.0.0.0 every interface")
+	fs.Var(&o.announce, "announce", "address peers should dial instead of the listening ones, e.g. /ip4/203.0.113.7/tcp/3001 (behind NAT); repeat or comma-separate")
+	fs.StringVar(&o.api, "api", "", "serve the HTTP API on HOST:PORT (off by default), e.g. 127.0.0.1:8001")
+	fs.StringVar(&o.apiToken, "api-token", os.Getenv("GOSSIPCHAIN_API_TOKEN"), "require this bearer token on every API request (default $GOSSIPCHAIN_API_TOKEN); needed for a non-loopback --api")
+	fs.StringVar(&o.psk, "psk", "", "private network: only nodes with this pre-shared key file can connect (make one with: gossipchain psk)")
+	fs.StringVar(&o.authors, "authors", "", "file of peer IDs allowed to author blocks, one per line; blocks by others are rejected")
+	fs.IntVar(&o.authorRate, "author-rate", node.DefaultAuthorRate, "new blocks per second this node stores and relays per author (burst: ten seconds' worth); own lines wait for it; 0: no budget")
+	fs.IntVar(&o.finality, "finality", ledger.DefaultFinality, fmt.Sprintf("deepest reorg accepted, in blocks, once blocks have been on the main chain for %s; branches forking deeper are refused", ledger.DefaultSettle))
+	fs.StringVar(&o.readyFile, "ready-file", "", `once the node listens (and its API serves), write {"id","addrs","api"} as JSON to this file, for scripts and launchers`)
+	if err := parseFlags(fs, args, usage()+"\nNode flags:\n", "--help", stderr); err != nil {
+		return nil, err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	case o.port < 0 || o.port > 65535:
+		return nil, fmt.Errorf("--port %d is out of range 0-65535", o.port)
+	case net.ParseIP(o.listen) == nil:
+		return nil, fmt.Errorf("--listen %q is not an IP address", o.listen)
+	case o.authorRate < 0:
+		return nil, fmt.Errorf("--author-rate %d must be 0 (no budget) or more", o.authorRate)
+	case o.finality < 1:
+		return nil, fmt.Errorf("--finality %d must be at least 1", o.finality)
+	}
+	return &o, o.resolve()
+}
+
+// nodeCmd runs a node: its console on stdin and stdout, its log on
+// stderr, until SIGINT or SIGTERM.
+func nodeCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	o, err := nodeFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	stopProfile, err := startProfile()
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
+	logger := newLogger(stderr)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	c := &console{out: stdout, tty: isTerminal(stdout)}
+	cfg, err := nodeConfig(o, logger)
+	if err != nil {
+		return err
+	}
+	n, err := node.New(cfg)
+	if errors.Is(err, ledger.ErrCorrupt) {
+		return fmt.Errorf("%w (for a full report: gossipchain check --data %s)", err, o.data)
+	}
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	c.node = n
+	// The console follows the node's events from here on; in the moment
+	// since New returned, a connection has not even finished its
+	// handshake, so nothing it would print has happened yet.
+	events, unfollow := n.Follow()
+	defer unfollow()
+	go c.follow(events)
+	c.printf("gossipchain node %s, height %d, data %s\n", n.ID(), n.Chain().Height(), o.data)
+	api, err := startAPI(o, n, logger, c)
+	if err != nil {
+		return err
+	}
+	if api != nil {
+		defer api.Close()
+	}
+	c.printf("peers can join with: --peer %s\n", n.Addr())
+	c.printf("%s\n", n.Addr())
+	if o.readyFile != "" {
+		if err := writeReady(o.readyFile, n, api); err != nil {
+			return err
+		}
+	}
+
+	go c.read(ctx, stdin)
+	<-ctx.Done()
+	c.printf("shutting down\n")
+	if api != nil {
+		api.Close() // before the node: no request finds it half closed
+	}
+	return n.Close()
+}
+
+// nodeConfig turns the flags into the node's configuration, loading the
+// files they name.
+func nodeConfig(o *nodeOptions, logger *slog.Logger) (node.Config, error) {
+	cfg := node.Config{
+		Port:       o.port,
+		ListenHost: o.listen,
+		Announce:   o.announce,
+		DataDir:    o.data,
+		Peers:      o.peers,
+		Finality:   o.finality,
+		AuthorRate: authorRate(o.authorRate),
+		Logger:     logger,
+	}
+	var err error
+	if o.psk != "" {
+		if cfg.PSK, err = node.LoadPSK(o.psk); err != nil {
+			return cfg, err
+		}
+	}
+	if o.authors != "" {
+		if cfg.Authors, err = node.LoadAuthors(o.authors); err != nil {
+			return cfg, err
+		}
+	}
+	if o.api != "" {
+		if err := httpapi.CheckAddr(o.api, o.apiToken); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, nil
+}
+
+// startAPI serves the HTTP API if --api asks for it (nil otherwise) and
+// says where on the console.
+func startAPI(o *nodeOptions, n *node.Node, logger *slog.Logger, c *console) (*httpapi.Server, error) {
+	if o.api == "" {
+		return nil, nil
+	}
+	api, err := httpapi.Start(o.api, n, n.Chain(), httpapi.Options{Token: o.apiToken, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	c.printf("api: http://%s\n", api.Addr())
+	c.printf("dashboard: http://%s/\n", api.Addr())
+	return api, nil
+}
+
+// ready is the file --ready-file writes: what a launcher needs to reach a
+// node, so that no script reads it off the console.
+type ready struct {
+	ID    string   `json:"id"`
+	Addrs []string `json:"addrs"`
+	API   string   `json:"api"` // "http://HOST:PORT", "" without --api
+}
+
+// writeReady writes n's ready file at path atomically (a temporary file,
+// then a rename): a reader finds either no file or a whole one.
+func writeReady(path string, n *node.Node, api *httpapi.Server) error {
+	r := ready{ID: n.ID().String(), Addrs: []string{}}
+	for _, a := range n.Addrs() {
+		r.Addrs = append(r.Addrs, a.String())
+	}
+	if api != nil {
+		r.API = "http://" + api.Addr()
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("ready file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("ready file: %w", err)
+	}
+	return nil
+}
+
+// startProfile writes a CPU profile if $GOSSIPCHAIN_CPUPROFILE names a
+// file (docs/BENCHMARKS.md's profiling recipes: one file per process,
+// PATH.PID); the returned func stops it.
+func startProfile() (stop func(), err error) {
+	path := os.Getenv("GOSSIPCHAIN_CPUPROFILE")
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%d", path, os.Getpid()))
+	if err != nil {
+		return nil, fmt.Errorf("GOSSIPCHAIN_CPUPROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("GOSSIPCHAIN_CPUPROFILE: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// newLogger is the node's logger, on stderr at $GOSSIPCHAIN_LOG's level.
+// libp2p logs through slog too. The node reports every failure itself,
+// once; libp2p's lines (one error becomes several) show only at debug.
+func newLogger(stderr io.Writer) *slog.Logger {
+	libp2pLevel := slog.LevelError + 4
+	if logLevel() <= slog.LevelDebug {
+		libp2pLevel = slog.LevelDebug
+	}
+	gologshim.SetDefaultHandler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: libp2pLevel}))
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel()}))
+}
+
+func logLevel() slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(os.Getenv("GOSSIPCHAIN_LOG"))); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// authorRate turns the flag's value into node.Config's: 0 there means the
+// default, here no budget.
+func authorRate(flag int) int {
+	if flag == 0 {
+		return -1
+	}
+	return flag
+}
