@@ -549,10 +549,10 @@ func (s *syncer) store(p peer.ID, run *ledger.Checked, advanced bool) bool {
 func (s *syncer) budgeted(run *ledger.Checked) bool {
 	valid, _ := run.Valid()
 	for i, b := range run.Blocks()[:valid] {
-		if !s.budget.young(b) || s.chain.HasBlock(b) {
+		if !s.budget.Young(b) || s.chain.HasBlock(b) {
 			continue
 		}
-		if !s.budget.allow(b.Author) {
+		if !s.budget.Allow(b.Author) {
 			run.Limit(i)
 			return true
 		}

@@ -59,7 +59,7 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 		return n.refused(b, msg, from, arrived, err)
 	}
 	// Valid and new to this node: it counts against its author's budget.
-	if !n.chain.HasBlock(b) && !n.budget.allow(b.Author) {
+	if !n.chain.HasBlock(b) && !n.budget.Allow(b.Author) {
 		n.budget.over(from)
 		n.dropBlock("ignore", "author_rate_limited")
 		return pubsub.ValidationIgnore
