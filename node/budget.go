@@ -46,7 +46,7 @@ const (
 )
 
 // authorBudget holds the per-author buckets and the per-peer tolerance. The
-// gossip validator and the syncer both take from it.
+// gossip validator and the syncer (chainsync.Budget) both take from it.
 type authorBudget struct {
 	authors *ratelimit.Limiter // nil: no budget
 	excess  *ratelimit.Limiter
