@@ -41,9 +41,12 @@ const (
 	excessBurst   = 1000
 	budgetPenalty = -500.0
 	penaltyFor    = time.Minute
+	// maxPenalised bounds the peers remembered as penalised.
+	maxPenalised = 4096
 )
 
-// authorBudget holds the per-author buckets and the per-peer tolerance.
+// authorBudget holds the per-author buckets and the per-peer tolerance. The
+// gossip validator and the syncer (chainsync.Budget) both take from it.
 type authorBudget struct {
 	authors *ratelimit.Limiter // nil: no budget
 	excess  *ratelimit.Limiter
@@ -64,8 +67,8 @@ func newAuthorBudget(rate, burst int, now func() time.Time) *authorBudget {
 	return b
 }
 
-// allow takes one block of author's budget, reporting false if none is left.
-func (b *authorBudget) allow(author string) bool {
+// Allow takes one block of author's budget, reporting false if none is left.
+func (b *authorBudget) Allow(author string) bool {
 	return b.authors == nil || b.authors.Allow(author)
 }
 
@@ -77,9 +80,9 @@ func (b *authorBudget) wait(ctx context.Context, author string) error {
 	return b.authors.Wait(ctx, author)
 }
 
-// young reports whether a block fetched by sync counts against its
+// Young reports whether a block fetched by sync counts against its
 // author's budget.
-func (b *authorBudget) young(blk *ledger.Block) bool {
+func (b *authorBudget) Young(blk *ledger.Block) bool {
 	return b.now().Sub(blk.Time()) < youngFor
 }
 
@@ -91,7 +94,7 @@ func (b *authorBudget) over(p peer.ID) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(b.penalised) >= maxRejected {
+	if len(b.penalised) >= maxPenalised {
 		now := b.now()
 		for k, until := range b.penalised {
 			if now.After(until) {

@@ -129,7 +129,7 @@ func TestOwnLinesWaitForBudget(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if b.allow("me") {
+	if b.Allow("me") {
 		t.Fatal("the burst did not run out")
 	}
 	cancel()

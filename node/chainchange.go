@@ -85,13 +85,13 @@ func (n *Node) announceChange(c change) {
 func (n *Node) syncChange(c change) {
 	if c.res.HeadChanged {
 		if c.origin == OriginGossip {
-			n.sync.gossipMoved()
+			n.sync.GossipMoved()
 		} else {
-			n.sync.headMoved()
+			n.sync.HeadMoved()
 		}
 	}
 	if c.origin == OriginGossip {
-		n.sync.saw(c.from, c.res.Added[0])
+		n.sync.Saw(c.from, c.res.Added[0])
 	}
 }
 

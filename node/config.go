@@ -39,8 +39,8 @@ type Config struct {
 	// DataDir holds the identity key and the chain store.
 	DataDir string
 	// Peers are dialled at start and kept: re-dialled at once while the
-	// node has fewer than targetPeers peers, every 1-2 minutes otherwise
-	// (discovery.go).
+	// node has fewer than chainsync.TargetPeers peers, every 1-2 minutes
+	// otherwise (peers.go).
 	Peers []peer.AddrInfo
 	// Logger receives the node's structured logs; nil discards them.
 	Logger *slog.Logger

@@ -1,15 +1,13 @@
 package node
 
 import (
+	"bufio"
 	"context"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -179,7 +177,8 @@ func TestChurn(t *testing.T) {
 
 // Discovery names only members it has no reason to distrust: an attacker
 // connected to a and graylisted there is never handed to b or c, nor
-// dialled by them, while an honest peer is found through a.
+// dialled by them, while an honest peer is found through a; a member whose
+// gossip a rejected is withheld as well.
 func TestDiscoveryWithholdsBadPeers(t *testing.T) {
 	a := startNode(t, "")
 	honest := startNode(t, "", a)
@@ -191,29 +190,12 @@ func TestDiscoveryWithholdsBadPeers(t *testing.T) {
 		s, ok := a.PeerScore(attacker.host.ID())
 		return ok && s < GraylistThreshold
 	})
-	waitFor(t, 10*time.Second, "the honest peer a member at a", func() bool { return a.sync.member(honest.ID()) })
 
 	b := startNode(t, "", a)
 	c := startNode(t, "", a)
-	waitFor(t, 20*time.Second, "b and c members at a", func() bool { return a.sync.member(b.ID()) && a.sync.member(c.ID()) })
-	named := func(asker *Node) map[peer.ID]bool {
-		t.Helper()
-		var answer protocol.PeersAnswer
-		err := asker.sync.call(a.ID(), &protocol.Request{Type: protocol.RequestPeers}, func(r *frameReader) error {
-			return r.json(protocol.MaxPeersAnswerBytes, &answer)
-		})
-		if err != nil {
-			t.Fatalf("peers request: %v", err)
-		}
-		out := map[peer.ID]bool{}
-		for _, p := range answer.Peers {
-			id, _ := peer.Decode(p.ID)
-			out[id] = true
-		}
-		return out
-	}
+	waitFor(t, 20*time.Second, "a names the honest peer to b", func() bool { return peersNamed(t, b.host, a.ID())[honest.ID()] })
 	for range 5 {
-		got := named(b)
+		got := peersNamed(t, b.host, a.ID())
 		if got[attacker.host.ID()] {
 			t.Fatal("a named the graylisted attacker to b")
 		}
@@ -231,134 +213,41 @@ func TestDiscoveryWithholdsBadPeers(t *testing.T) {
 		}
 	}
 
-	// A member whose gossip a rejected is withheld as well, and a node
-	// told of it by another does not dial it.
-	a.sync.rejectedFrom(honest.ID())
-	if named(b)[honest.ID()] {
+	a.sync.RejectedFrom(honest.ID())
+	if peersNamed(t, b.host, a.ID())[honest.ID()] {
 		t.Error("a named a peer whose gossip it rejected")
 	}
-	c.sync.rejectedFrom(honest.ID())
-	if got := c.sync.discover.candidates(protocol.PeersAnswer{Peers: []protocol.PeerAddrs{{ID: honest.ID().String(), Addrs: []string{honest.Addr().String()}}}}); len(got) != 0 {
-		t.Errorf("c would dial a peer whose gossip it rejected: %v", got)
-	}
 }
 
-// bareHost is a libp2p host on a free loopback port, with nothing of
-// gossipchain on it, closed when the test ends.
-func bareHost(t *testing.T) host.Host {
+// peersNamed asks p, from h, for the peers it is connected to, as
+// discovery does (a peers request on the sync protocol), and returns whom
+// p named.
+func peersNamed(t *testing.T, h host.Host, p peer.ID) map[peer.ID]bool {
 	t.Helper()
-	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := h.NewStream(ctx, p, protocol.SyncID)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("peers request: %v", err)
 	}
-	t.Cleanup(func() { h.Close() })
-	return h
-}
-
-// The discovery component alone, on bare libp2p hosts: it names only the
-// members it trusts, dials only trusted peers another names, and stops.
-func TestDiscoveryComponent(t *testing.T) {
-	newHost := func() host.Host { return bareHost(t) }
-	self, good, stranger, bad := newHost(), newHost(), newHost(), newHost()
-	for _, h := range []host.Host{good, stranger, bad} {
-		if err := self.Connect(context.Background(), peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()}); err != nil {
-			t.Fatal(err)
-		}
+	defer st.Close()
+	_ = st.SetDeadline(time.Now().Add(10 * time.Second))
+	var answer protocol.PeersAnswer
+	err = protocol.WriteJSON(st, &protocol.Request{Type: protocol.RequestPeers})
+	if err == nil {
+		err = st.CloseWrite()
 	}
-	// Another node names a fresh honest host and a distrusted one.
-	fresh, distrusted := newHost(), newHost()
-	named := protocol.PeersAnswer{}
-	for _, h := range []host.Host{fresh, distrusted} {
-		named.Peers = append(named.Peers, protocol.PeerAddrs{ID: h.ID().String(), Addrs: []string{h.Addrs()[0].String()}})
+	if err == nil {
+		err = protocol.ReadJSON(bufio.NewReader(st), protocol.MaxPeersAnswerBytes, &answer)
 	}
-	var asked sync.WaitGroup
-	asked.Add(1)
-	var once sync.Once
-	d := newDiscovery(discoveryDeps{
-		host: self, log: slog.New(slog.DiscardHandler),
-		askPeers: func(context.Context, peer.ID) (protocol.PeersAnswer, error) {
-			once.Do(asked.Done)
-			return named, nil
-		},
-		member:  func(p peer.ID) bool { return p != stranger.ID() },
-		trusted: func(p peer.ID) bool { return p != bad.ID() && p != distrusted.ID() },
-		dialing: func() int { return 0 },
-	})
-	got := map[peer.ID]bool{}
-	for _, pa := range d.answer(good.ID()).Peers {
+	if err != nil {
+		st.Reset()
+		t.Fatalf("peers request: %v", err)
+	}
+	out := map[peer.ID]bool{}
+	for _, pa := range answer.Peers {
 		id, _ := peer.Decode(pa.ID)
-		got[id] = true
+		out[id] = true
 	}
-	if len(got) != 0 {
-		t.Fatalf("answer to good named %v; want nothing (stranger is no member, bad is distrusted, good is the asker)", got)
-	}
-	if a := d.answer(stranger.ID()); len(a.Peers) != 1 || a.Peers[0].ID != good.ID().String() {
-		t.Fatalf("answer to stranger: %+v; want good only", a.Peers)
-	}
-	d.start()
-	d.poke()
-	asked.Wait()
-	waitFor(t, 10*time.Second, "the fresh peer dialled", func() bool {
-		return self.Network().Connectedness(fresh.ID()) == network.Connected
-	})
-	d.stop()
-	if self.Network().Connectedness(distrusted.ID()) == network.Connected {
-		t.Fatal("discovery dialled a distrusted peer")
-	}
-	d.poke() // after stop: nothing runs, nothing blocks
-}
-
-// TestDiscoveryReturnsToLostPeers: a member lost while this node has few
-// connections is dialled again; lost again after it came back, it is left
-// alone; a configured peer is not discovery's to redial.
-func TestDiscoveryReturnsToLostPeers(t *testing.T) {
-	self, lost, configured := bareHost(t), bareHost(t), bareHost(t)
-	for _, h := range []host.Host{lost, configured} {
-		if err := self.Connect(context.Background(), peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	self.ConnManager().Protect(configured.ID(), configuredTag)
-	d := newDiscovery(discoveryDeps{
-		host: self, log: slog.New(slog.DiscardHandler),
-		askPeers: func(context.Context, peer.ID) (protocol.PeersAnswer, error) { return protocol.PeersAnswer{}, nil },
-		member:   func(peer.ID) bool { return true },
-		trusted:  func(peer.ID) bool { return true },
-		dialing:  func() int { return 0 },
-	})
-	d.start()
-	defer d.stop()
-	for _, h := range []host.Host{lost, configured} {
-		h.Network().ClosePeer(self.ID()) // the far end drops the connection
-		waitFor(t, 10*time.Second, "the connection gone", func() bool {
-			return self.Network().Connectedness(h.ID()) != network.Connected
-		})
-		d.disconnected(h.ID(), true)
-	}
-	waitFor(t, 20*time.Second, "the lost peer dialled again", func() bool {
-		return self.Network().Connectedness(lost.ID()) == network.Connected
-	})
-	d.mu.Lock()
-	_, tracked := d.lost[configured.ID()]
-	d.mu.Unlock()
-	if tracked {
-		t.Fatal("discovery took up a configured peer")
-	}
-	// Lost again after it came back: left alone for the rest of lostFor.
-	waitFor(t, 10*time.Second, "the return noted", func() bool {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		return d.lost[lost.ID()].back
-	})
-	lost.Network().ClosePeer(self.ID())
-	waitFor(t, 10*time.Second, "the connection gone again", func() bool {
-		return self.Network().Connectedness(lost.ID()) != network.Connected
-	})
-	d.disconnected(lost.ID(), true)
-	d.mu.Lock()
-	until := time.Until(d.lost[lost.ID()].next)
-	d.mu.Unlock()
-	if until < lostFor-time.Minute {
-		t.Fatalf("a peer lost twice is dialled again in %v; want it left alone for lostFor", until)
-	}
+	return out
 }

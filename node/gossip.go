@@ -43,7 +43,7 @@ func (n *Node) startGossip() error {
 		// network every node drifts towards a connection to every other
 		// (17-24 of 24 at 25 nodes, most above 20), each one more peer to
 		// gossip with for every block; a hostile peer could name anyone.
-		// Discovery (discovery.go) keeps targetPeers instead.
+		// Discovery (node/chainsync) keeps chainsync.TargetPeers instead.
 		pubsub.WithRawTracer(n.mesh),
 		pubsub.WithRawTracer(gossipTracer{m: n.metrics}),
 		pubsub.WithRawTracer(n.traces),

@@ -16,7 +16,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/pnet"
 
 	"gossipchain/ledger"
-	"gossipchain/node/internal/ratelimit"
 	"gossipchain/protocol"
 )
 
@@ -188,32 +187,5 @@ func TestHostileFlood(t *testing.T) {
 		if d := n.Drops(); d["invalid_hash"]+d["bad_signature"]+d["malformed"] != 0 {
 			t.Errorf("node %s saw the attacker's messages: drops %v", n.ID(), d)
 		}
-	}
-}
-
-func TestSyncRequestRateLimit(t *testing.T) {
-	// A clock that stands still: a slow machine cannot refill the bucket.
-	clock := ratelimit.NewManualClock(time.Unix(1_700_000_000, 0))
-	n := startNodeWith(t, Config{Clock: clock.Now})
-	other := startNode(t, "")
-	if _, err := other.Connect(context.Background(), n.Addr()); err != nil {
-		t.Fatal(err)
-	}
-	// A peer asking for status far faster than anyone catching up would:
-	// past the burst, requests are reset and counted.
-	failed := 0
-	for range protocol.SyncRequestBurst + 50 {
-		var st protocol.Status
-		err := other.sync.call(n.ID(), &protocol.Request{Type: protocol.RequestStatus, Status: &protocol.Status{Genesis: ledger.Genesis().Hash, Head: ledger.Genesis().Hash}}, func(r *frameReader) error {
-			return r.json(protocol.MaxSyncHeaderBytes, &st)
-		})
-		if err != nil {
-			failed++
-		}
-	}
-	// other's own requests (the status exchange on connecting, a
-	// discovery round) take tokens from the same bucket.
-	if failed < 50 || failed > 60 || n.Drops()["rate_limited"] != uint64(failed) {
-		t.Fatalf("%d requests failed, drops %v; want the 50 past the burst and the few other made itself", failed, n.Drops())
 	}
 }

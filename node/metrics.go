@@ -92,6 +92,14 @@ func newMetrics(n *Node) *metrics {
 	return m
 }
 
+// syncMetrics counts the syncer's requests (chainsync.Metrics).
+type syncMetrics struct{ m *metrics }
+
+func (s syncMetrics) RequestMade(kind, result string) {
+	s.m.syncMade.WithLabelValues(kind, result).Inc()
+}
+func (s syncMetrics) RequestServed(kind string) { s.m.syncServed.WithLabelValues(kind).Inc() }
+
 // reorged records a reorg that replaced dropped main-chain blocks.
 func (m *metrics) reorged(dropped int) {
 	m.reorgs.Inc()

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"gossipchain/ledger"
+	"gossipchain/node/chainsync"
 )
 
 // Node is a running gossipchain node. Create it with New, stop it with Close.
@@ -52,7 +53,7 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the node starts
 
-	sync      *syncer
+	sync      *chainsync.Syncer  // sync, discovery, trace requests
 	republish chan *ledger.Block // stored blocks to relay: connected orphans, a synced head
 	reappend  chan struct{}      // lines may be pending after a reorg
 	closeOnce sync.Once
@@ -98,20 +99,21 @@ func New(c Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.peerNotify = n.watchPeers()
-	n.sync = newSyncer(syncDeps{
-		host: n.host, chain: n.chain, log: n.log, timeout: cfg.SyncTimeout, now: cfg.Clock,
-		drop: n.drop, made: n.metrics.syncMade, served: n.metrics.syncServed,
-		budget: n.budget, score: n.scores.get,
-		dialing: func() int { return int(n.dialing.Load()) },
-		added: func(res ledger.Result, from peer.ID) {
+	n.sync = chainsync.New(chainsync.Deps{
+		Host: n.host, Chain: n.chain, Log: n.log, Timeout: cfg.SyncTimeout, Now: cfg.Clock,
+		ConnLow: connLow, DialTimeout: dialTimeout,
+		Drop: n.drop, Metrics: syncMetrics{n.metrics},
+		Budget: n.budget, Score: n.scores.get,
+		Dialing: func() int { return int(n.dialing.Load()) },
+		Added: func(res ledger.Result, from peer.ID) {
 			n.changed(change{res: res, origin: OriginSync, from: from})
 		},
-		trace:    n.traces.get,
-		report:   n.reportSync,
-		relay:    n.relayHead,
-		reappend: n.wakeReappend,
+		Trace:    n.traces.get,
+		Report:   n.reportSync,
+		Relay:    n.relayHead,
+		Reappend: n.wakeReappend,
 	})
-	n.sync.start()
+	n.sync.Start()
 	if err := n.startGossip(); err != nil {
 		return nil, err
 	}
@@ -165,7 +167,7 @@ func (n *Node) Close() error {
 			n.host.Network().StopNotify(n.peerNotify)
 		}
 		if n.sync != nil {
-			n.sync.stop()
+			n.sync.Close()
 		}
 		if n.sub != nil {
 			n.sub.Cancel()
@@ -343,7 +345,7 @@ func (n *Node) Peers() []PeerInfo {
 		if s, ok := n.scores.get(p); ok {
 			pi.Score = &s
 		}
-		if st, ok := n.sync.head(p); ok {
+		if st, ok := n.sync.Head(p); ok {
 			pi.Head = &PeerHead{Height: st.Height, Head: st.Head}
 		}
 		if rtt := n.host.Peerstore().LatencyEWMA(p); rtt > 0 {

@@ -37,6 +37,18 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
+// bareHost is a libp2p host on a free loopback port, with nothing of
+// gossipchain on it, closed when the test ends.
+func bareHost(t *testing.T) host.Host {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
 func startNode(t *testing.T, dir string, peers ...*Node) *Node {
 	t.Helper()
 	return startNodeWith(t, Config{DataDir: dir}, peers...)

@@ -8,6 +8,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+
+	"gossipchain/node/chainsync"
 )
 
 // Redial backoff for configured peers.
@@ -17,28 +19,29 @@ const (
 	dialTimeout = 5 * time.Second
 	checkEvery  = time.Second
 	// keptRedial is how often (jittered by up to half) a node with
-	// targetPeers connections or more re-dials a configured peer it lost:
-	// rarely enough that a thousand nodes do not keep their seeds full
-	// (every 15-30 s did, in the simulator), often enough that a healed
-	// partition finds its way back within a couple of minutes.
+	// chainsync.TargetPeers connections or more re-dials a configured peer
+	// it lost: rarely enough that a thousand nodes do not keep their seeds
+	// full (every 15-30 s did, in the simulator), often enough that a
+	// healed partition finds its way back within a couple of minutes.
 	keptRedial = 2 * time.Minute
 )
 
 // keepConnected dials pi now and again whenever it is not connected,
 // backing off exponentially (with jitter) while it stays unreachable. A
-// node with targetPeers connections or more tries only every keptRedial:
-// in a large network the configured peers are bootstrap nodes everyone
-// lists, and were every node to redial them at once, they would stay full
-// and newcomers could not get in (the simulator showed a third of 1,000
-// nodes locked out of four such seeds for minutes). It still tries, now
-// and then: after a partition heals, a configured peer on the other side
-// may be the only way back (the simulator's 40-node partition never
-// healed without it; with it, in 2 s to 1 min; discovery's return to lost
-// members, discovery.go, now heals it in seconds). In a network smaller
-// than targetPeers every configured peer is kept as before.
+// node with chainsync.TargetPeers connections or more tries only every
+// keptRedial: in a large network the configured peers are bootstrap nodes
+// everyone lists, and were every node to redial them at once, they would
+// stay full and newcomers could not get in (the simulator showed a third
+// of 1,000 nodes locked out of four such seeds for minutes). It still
+// tries, now and then: after a partition heals, a configured peer on the
+// other side may be the only way back (the simulator's 40-node partition
+// never healed without it; with it, in 2 s to 1 min; discovery's return to
+// lost members, node/chainsync/discovery.go, now heals it in seconds). In
+// a network smaller than chainsync.TargetPeers every configured peer is
+// kept as before.
 func (n *Node) keepConnected(pi peer.AddrInfo) {
 	n.host.Peerstore().AddAddrs(pi.ID, pi.Addrs, peerstore.PermanentAddrTTL)
-	n.host.ConnManager().Protect(pi.ID, configuredTag)
+	n.host.ConnManager().Protect(pi.ID, chainsync.ConfiguredTag)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -46,7 +49,7 @@ func (n *Node) keepConnected(pi peer.AddrInfo) {
 		var keptDue time.Time // with enough peers, no try before this
 		for {
 			wait := checkEvery
-			enough := len(n.host.Network().Peers()) >= targetPeers
+			enough := len(n.host.Network().Peers()) >= chainsync.TargetPeers
 			if n.host.Network().Connectedness(pi.ID) != network.Connected && (!enough || !time.Now().Before(keptDue)) {
 				// The jitter is drawn once per try, so the next one is
 				// 1-2 min away, evenly (drawn at every check, it came

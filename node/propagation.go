@@ -275,7 +275,7 @@ func (n *Node) PeerTraces(ctx context.Context, hash string) []PeerTrace {
 		go func() {
 			defer wg.Done()
 			out[i] = PeerTrace{ID: p.String()}
-			a, err := n.sync.askTrace(ctx, p, hash)
+			a, err := n.sync.AskTrace(ctx, p, hash)
 			switch {
 			case err != nil:
 				out[i].Error = err.Error()

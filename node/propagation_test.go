@@ -196,31 +196,3 @@ func TestTraceBookBounded(t *testing.T) {
 		t.Fatal("the oldest trace is still kept")
 	}
 }
-
-// Trace requests go through the sync protocol's limits: a malformed one is
-// refused and counted, and a peer asking too fast is cut off.
-func TestTraceRequests(t *testing.T) {
-	fixed := time.Now()
-	srv := startNodeWith(t, Config{Clock: func() time.Time { return fixed }})
-	cl := startNode(t, "", srv)
-	waitFor(t, 10*time.Second, "connected", func() bool { return len(cl.host.Network().Peers()) == 1 })
-	// Garbage: a hash that is not one.
-	err := cl.sync.call(srv.ID(), &protocol.Request{Type: protocol.RequestTrace, Hash: "not a hash"}, func(r *frameReader) error {
-		var a protocol.TraceAnswer
-		return r.json(protocol.MaxTraceAnswerBytes, &a)
-	})
-	if err == nil {
-		t.Fatal("a trace request without a hash was answered")
-	}
-	waitFor(t, 5*time.Second, "the bad request counted", func() bool { return srv.Drops()["sync_bad_request"] > 0 })
-	// Too fast: the clock stands still, so the burst is all there is.
-	refused := 0
-	for range protocol.SyncRequestBurst + 20 {
-		if _, err := cl.sync.askTrace(context.Background(), srv.ID(), strings.Repeat("cd", 32)); err != nil {
-			refused++
-		}
-	}
-	if refused < 20 || srv.Drops()["rate_limited"] < 20 {
-		t.Fatalf("%d trace requests refused, %d counted; want at least 20", refused, srv.Drops()["rate_limited"])
-	}
-}

@@ -42,7 +42,7 @@ func (n *Node) reappendLoop() {
 			return
 		case <-time.After(reappendDelay + rand.N(reappendJitter)):
 		}
-		if n.sync.busy() {
+		if n.sync.Busy() {
 			continue
 		}
 		res, err := n.chain.Reappend(n.signer, protocol.MaxReappendBatch)

@@ -38,7 +38,7 @@ const (
 // and one that keeps sending blocks over their authors' budget is
 // penalised (budget.go).
 func (n *Node) appScore(p peer.ID) float64 {
-	if n.sync.faulty(p) {
+	if n.sync.Faulty(p) {
 		return syncFaultPenalty
 	}
 	return n.budget.penalty(p)

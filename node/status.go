@@ -1,5 +1,11 @@
 package node
 
+import "gossipchain/node/chainsync"
+
+// SyncProgress is a sync's progress, as GET /status, the "sync" events and
+// the console report it.
+type SyncProgress = chainsync.Progress
+
 // Status is the body of GET /status.
 type Status struct {
 	ID     string            `json:"id"`

@@ -61,33 +61,3 @@ func syncOnce(tb testing.TB, src *Node) time.Duration {
 	}
 	return time.Since(start)
 }
-
-// BenchmarkStatusExchange measures one head exchange between two connected
-// nodes (a stream opened, one request and its answer, both sides): what
-// each node's periodic head check costs per peer every headCheckEvery.
-// Keep -benchtime within the serving side's burst of requests:
-//
-//	go test -run '^$' -bench StatusExchange -benchtime 90x ./node
-func BenchmarkStatusExchange(b *testing.B) {
-	a := syncSource(b, 10)
-	n, err := New(Config{DataDir: b.TempDir(), Peers: []peer.AddrInfo{{ID: a.ID(), Addrs: a.host.Addrs()}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { n.Close() })
-	deadline := time.Now().Add(time.Minute)
-	for n.Chain().Head().Hash != a.Chain().Head().Hash { // connected, synced, quiet
-		if time.Now().After(deadline) {
-			b.Fatal("never synced")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(time.Second) // let connection set-up work settle
-	cpu0 := cpuTime()
-	b.ResetTimer()
-	for range b.N {
-		n.sync.exchangeStatus(a.ID())
-	}
-	b.StopTimer()
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-us/op")
-}

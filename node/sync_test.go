@@ -336,11 +336,9 @@ func TestHostileSyncPeer(t *testing.T) {
 			sameChain(t, honest, n)
 			if tc.drop != "" && n.host.Network().Connectedness(bad.ID) == network.Connected {
 				// The hostile peer is configured, so it is re-dialled; it
-				// must at least be banned from sync.
-				n.sync.mu.Lock()
-				_, banned := n.sync.banned[bad.ID]
-				n.sync.mu.Unlock()
-				if !banned {
+				// must at least be banned from sync as faulty (and so
+				// graylisted in gossip).
+				if !n.sync.Faulty(bad.ID) {
 					t.Errorf("hostile peer neither disconnected nor banned")
 				}
 			}

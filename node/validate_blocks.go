@@ -59,7 +59,7 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 		return n.refused(b, msg, from, arrived, err)
 	}
 	// Valid and new to this node: it counts against its author's budget.
-	if !n.chain.HasBlock(b) && !n.budget.allow(b.Author) {
+	if !n.chain.HasBlock(b) && !n.budget.Allow(b.Author) {
 		n.budget.over(from)
 		n.dropBlock("ignore", "author_rate_limited")
 		return pubsub.ValidationIgnore
@@ -76,8 +76,8 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 }
 
 // recoverVerdict turns a panic in the validator into a REJECT, and tells
-// the syncer of every peer whose message was rejected (it is not synced
-// from for a while: sync.go).
+// the syncer of every peer whose message was rejected (discovery neither
+// names it to others nor dials it for a while: node/chainsync).
 func (n *Node) recoverVerdict(from peer.ID, verdict *pubsub.ValidationResult) {
 	if r := recover(); r != nil {
 		n.log.Error("block validator panicked; rejecting message", "from", from, "panic", r, "stack", string(debug.Stack()))
@@ -85,7 +85,7 @@ func (n *Node) recoverVerdict(from peer.ID, verdict *pubsub.ValidationResult) {
 		*verdict = pubsub.ValidationReject
 	}
 	if *verdict == pubsub.ValidationReject && from != n.host.ID() {
-		n.sync.rejectedFrom(from)
+		n.sync.RejectedFrom(from)
 	}
 }
 
@@ -130,7 +130,7 @@ func (n *Node) refused(b *ledger.Block, msg *pubsub.Message, from peer.ID, arriv
 	case ledger.ErrUnknownParent:
 		// Held as an orphan; the sender has its ancestors.
 		n.traces.gossiped(b, msg, from, arrived, 0)
-		n.sync.hint(from, b)
+		n.sync.Hint(from, b)
 	case ledger.ErrDuplicate:
 		n.traces.duplicate(b.Hash, from)
 	}

@@ -1,4 +1,4 @@
-package node
+package chainsync
 
 import (
 	"context"
@@ -17,9 +17,9 @@ import (
 
 // Discovery. A node given one bootstrap peer asks its peers whom they are
 // connected to (a "peers" request on the sync protocol) and dials some of
-// them until it has targetPeers connections, so the GossipSub mesh can form
+// them until it has TargetPeers connections, so the GossipSub mesh can form
 // among many peers and survives the bootstrap peer leaving. GossipSub's own
-// peer exchange (on PRUNE) is off (see gossip.go): it only reaches a peer
+// peer exchange (on PRUNE) is off (node/gossip.go): it only reaches a peer
 // that a full mesh prunes, and then connects it to up to 16 more.
 //
 // Discovery hands out, and dials, only peers it has no reason to distrust
@@ -30,34 +30,37 @@ import (
 // protocol, so a host that only speaks GossipSub (or is on another network)
 // is never spread.
 const (
-	targetPeers   = 8
+	// TargetPeers is how many connections discovery looks for; a node
+	// with as many dials its configured peers only now and then.
+	TargetPeers   = 8
 	discoverEvery = 5 * time.Second
 	maxDialsRound = 4
 	// distrustFor is how long a peer whose gossip was rejected is not
 	// handed out or dialled (GossipSub's penalty decays over an hour; the
-	// score snapshot lags by up to scoreInspectEvery).
+	// score snapshot lags by up to node/score.go's scoreInspectEvery).
 	distrustFor = 10 * time.Minute
 	// maxRejected bounds the peers remembered for rejected gossip.
 	maxRejected = 4096
 
-	// A member lost while this node had fewer than connLow connections
+	// A member lost while this node had fewer than Deps.ConnLow connections
 	// (so not trimmed by this node's own connection manager) is dialled
 	// again, backing off from lostRedialMin to lostRedialMax, for up to
 	// lostFor: a network partition or an outage heals by itself, even
-	// where every node kept targetPeers on its own side meanwhile (the
+	// where every node kept TargetPeers on its own side meanwhile (the
 	// simulator's 40-node partition of a minute took 32 s to heal without
 	// it). A peer lost again after it came back is left alone: it trimmed
-	// this node, or it flaps. Configured peers have their own rule
-	// (peers.go).
+	// this node, or it flaps. Configured peers (ConfiguredTag) the node
+	// redials itself, by a rule of its own.
 	lostFor       = 10 * time.Minute
 	lostRedialMin = time.Second
 	lostRedialMax = 8 * time.Second
 	maxLost       = 256
 )
 
-// configuredTag protects configured peers in the connection manager, and
-// tells discovery they are not its to redial.
-const configuredTag = "configured-peer"
+// ConfiguredTag protects configured peers in the connection manager, and
+// tells discovery they are not its to redial: the node keeps them
+// connected itself.
+const ConfiguredTag = "configured-peer"
 
 // lostPeer is a member this node lost and dials again.
 type lostPeer struct {
@@ -95,6 +98,10 @@ type discoveryDeps struct {
 	// dialing is how many configured peers are being dialled right now:
 	// connections this node is about to have.
 	dialing func() int
+	// connLow is the connection manager's low water mark (Deps.ConnLow);
+	// dialTimeout bounds each dial.
+	connLow     int
+	dialTimeout time.Duration
 }
 
 func newDiscovery(deps discoveryDeps) *discovery {
@@ -132,7 +139,7 @@ func (d *discovery) start() {
 // p had been a member. A member lost while this node is below connLow is
 // dialled again (lostFor).
 func (d *discovery) disconnected(p peer.ID, wasMember bool) {
-	if d.ctx.Err() != nil || !wasMember || d.host.ConnManager().IsProtected(p, configuredTag) {
+	if d.ctx.Err() != nil || !wasMember || d.host.ConnManager().IsProtected(p, ConfiguredTag) {
 		return
 	}
 	now := time.Now()
@@ -144,7 +151,7 @@ func (d *discovery) disconnected(p peer.ID, wasMember bool) {
 		}
 		return
 	}
-	if len(d.host.Network().Peers()) >= connLow || len(d.lost) >= maxLost || !d.trusted(p) {
+	if len(d.host.Network().Peers()) >= d.connLow || len(d.lost) >= maxLost || !d.trusted(p) {
 		return
 	}
 	addrs := d.host.Peerstore().Addrs(p)
@@ -179,7 +186,7 @@ func (d *discovery) returnToLost() {
 
 func (d *discovery) dialLost(lp *lostPeer) {
 	defer d.wg.Done()
-	ctx, cancel := context.WithTimeout(d.ctx, dialTimeout)
+	ctx, cancel := context.WithTimeout(d.ctx, d.dialTimeout)
 	err := d.host.Connect(ctx, lp.info)
 	cancel()
 	d.mu.Lock()
@@ -210,7 +217,7 @@ func (d *discovery) poke() {
 func (d *discovery) round() {
 	nw := d.host.Network()
 	connected := nw.Peers()
-	need := targetPeers - len(connected) - d.dialing()
+	need := TargetPeers - len(connected) - d.dialing()
 	if need <= 0 || len(connected) == 0 || d.ctx.Err() != nil {
 		return
 	}
@@ -223,7 +230,7 @@ func (d *discovery) round() {
 	candidates := d.candidates(answer)
 	rand.Shuffle(len(candidates), func(i, j int) { candidates[i], candidates[j] = candidates[j], candidates[i] })
 	for _, pi := range candidates[:min(len(candidates), need, maxDialsRound)] {
-		ctx, cancel := context.WithTimeout(d.ctx, dialTimeout)
+		ctx, cancel := context.WithTimeout(d.ctx, d.dialTimeout)
 		err := d.host.Connect(ctx, pi)
 		cancel()
 		if err != nil {
@@ -279,58 +286,4 @@ func (d *discovery) answer(asker peer.ID) protocol.PeersAnswer {
 		}
 	}
 	return answer
-}
-
-// askPeers is discovery's way to ask p for its peers: a sync request.
-func (s *syncer) askPeers(_ context.Context, p peer.ID) (protocol.PeersAnswer, error) {
-	var answer protocol.PeersAnswer
-	err := s.call(p, &protocol.Request{Type: protocol.RequestPeers}, func(r *frameReader) error {
-		return r.json(protocol.MaxPeersAnswerBytes, &answer)
-	})
-	return answer, err
-}
-
-// trusted reports whether this node has no reason to distrust p: its
-// GossipSub score (if it has one yet) is not below zero, it is not banned
-// from sync, and none of its gossip was rejected in the last distrustFor.
-func (s *syncer) trusted(p peer.ID) bool {
-	if score, ok := s.score(p); ok && score < 0 {
-		return false
-	}
-	now := s.now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if b, ok := s.banned[p]; ok && now.Before(b.until) {
-		return false
-	}
-	if at, ok := s.rejected[p]; ok && now.Sub(at) < distrustFor {
-		return false
-	}
-	return true
-}
-
-// member reports whether p, connected, gave this node a status with its
-// genesis.
-func (s *syncer) member(p peer.ID) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.members[p]
-}
-
-// rejectedFrom notes that p sent gossip this node rejected.
-func (s *syncer) rejectedFrom(p peer.ID) {
-	now := s.now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.rejected[p]; !ok && len(s.rejected) >= maxRejected {
-		for k, at := range s.rejected {
-			if now.Sub(at) >= distrustFor {
-				delete(s.rejected, k)
-			}
-		}
-		if len(s.rejected) >= maxRejected {
-			return // every entry is fresh: the peers known are distrusted still
-		}
-	}
-	s.rejected[p] = now
 }

@@ -1,0 +1,216 @@
+package chainsync
+
+import (
+	"errors"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"gossipchain/ledger"
+	"gossipchain/protocol"
+)
+
+// syncFrom fetches blocks from p until this node's head is as good as p's.
+// The next batch is fetched and its signatures checked while the current
+// one is stored, so the network, the CPUs and the disk overlap.
+func (s *Syncer) syncFrom(p peer.ID, target protocol.Status) {
+	chain := s.deps.Chain
+	start, startHead := time.Now(), chain.Head().Hash
+	prog := &Progress{Peer: p, From: chain.Height(), Height: chain.Height(), Target: target.Height}
+	big := target.Height > prog.From+progressMin
+	s.setProgress(prog, big)
+	defer func() {
+		prog.Done, prog.Elapsed = true, time.Since(start)
+		prog.Height = chain.Height()
+		s.setProgress(nil, false)
+		if head := chain.Head(); head.Hash != startHead {
+			s.deps.Relay(head)
+		}
+		if prog.Height > prog.From {
+			s.deps.Log.Info("synced", "peer", p, "from", prog.From, "to", prog.Height, "elapsed", prog.Elapsed.Round(time.Millisecond))
+			s.deps.Report(*prog)
+		}
+	}()
+	var cur cursor
+	lastReport := time.Now()
+	next := s.fetchNext(p, cur)
+	for {
+		var f fetched
+		select {
+		case <-s.ctx.Done():
+			return
+		case f = <-next:
+		}
+		next = nil
+		if f.err != nil {
+			s.failed(p, f.err)
+			return
+		}
+		s.mu.Lock()
+		s.heads[p] = f.status
+		s.mu.Unlock()
+		target = f.status
+		if len(f.blocks) == 0 {
+			return // p has nothing past our locator: its head is not better after all
+		}
+		advanced := cur.moveTo(f.blocks[len(f.blocks)-1])
+		if target.Better(cur.index, cur.hash) {
+			next = s.fetchNext(p, cur)
+		}
+		if !s.store(p, f.checked, advanced) {
+			return
+		}
+		prog.Height, prog.Target = chain.Height(), target.Height
+		s.setProgress(prog, big)
+		if big && time.Since(lastReport) >= progressEvery {
+			lastReport = time.Now()
+			s.deps.Report(*prog)
+		}
+		if head := chain.Head(); !target.Better(head.Index, head.Hash) {
+			return
+		}
+		if next == nil {
+			next = s.fetchNext(p, cur)
+		}
+	}
+}
+
+// cursor is the last block a peer sent in this sync: where its next answer
+// starts.
+type cursor struct {
+	hash  string
+	index uint64
+}
+
+// moveTo moves the cursor to b, reporting whether that is further than
+// before (or the first answer).
+func (c *cursor) moveTo(b *ledger.Block) bool {
+	advanced := c.hash == "" || b.Index > c.index
+	c.hash, c.index = b.Hash, b.Index
+	return advanced
+}
+
+// fetchNext fetches and checks, in the background, the blocks p has after
+// this node's locator (with the cursor first, once there is one).
+func (s *Syncer) fetchNext(p peer.ID, cur cursor) <-chan fetched {
+	locator := s.deps.Chain.Locator()
+	if cur.hash != "" {
+		locator = append([]string{cur.hash}, locator[:min(len(locator), ledger.MaxLocator-1)]...)
+	}
+	ch := make(chan fetched, 1)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		blocks, st, err := s.fetch(p, locator)
+		var checked *ledger.Checked
+		if err == nil {
+			checked = s.deps.Chain.Check(blocks...)
+		}
+		ch <- fetched{blocks, checked, st, err}
+	}()
+	return ch
+}
+
+// fetched is the outcome of one blocks request.
+type fetched struct {
+	blocks  []*ledger.Block
+	checked *ledger.Checked
+	status  protocol.Status
+	err     error
+}
+
+// store adds one fetched, checked run from p to the chain, and reports
+// whether the sync from p should go on. advanced says whether the run
+// reached past the previous one.
+func (s *Syncer) store(p peer.ID, run *ledger.Checked, advanced bool) bool {
+	limited := s.budgeted(run)
+	res, err := s.deps.Chain.Process(run)
+	s.deps.Added(res, p)
+	if ledger.Code(err) == ledger.ErrDuplicate {
+		err = nil // all held already: judged below
+	}
+	if err != nil {
+		s.failed(p, err)
+		return false
+	}
+	if limited {
+		// Young blocks over their author's budget: not the peer's
+		// fault; come back once the budget has refilled.
+		s.deps.Drop("sync_author_rate_limited")
+		s.mu.Lock()
+		s.banned[p] = ban{until: s.deps.Now().Add(coolOff)}
+		s.mu.Unlock()
+		return false
+	}
+	if len(res.Added) == 0 && !advanced {
+		// Blocks we hold, again: p is not leading anywhere new.
+		s.deps.Log.Info("peer repeats blocks this node has; not syncing from it", "peer", p)
+		s.mu.Lock()
+		delete(s.heads, p)
+		s.mu.Unlock()
+		return false
+	}
+	if res.Reorg {
+		s.deps.Log.Info("switched to a better branch", "peer", p, "dropped", res.Dropped, "head", res.Head.Index)
+	}
+	return true
+}
+
+// budgeted applies the author budget to a fetched run: it is cut at the
+// first young block, new to this node, whose author has no budget left.
+// It reports whether it cut.
+func (s *Syncer) budgeted(run *ledger.Checked) bool {
+	valid, _ := run.Valid()
+	for i, b := range run.Blocks()[:valid] {
+		if !s.deps.Budget.Young(b) || s.deps.Chain.HasBlock(b) {
+			continue
+		}
+		if !s.deps.Budget.Allow(b.Author) {
+			run.Limit(i)
+			return true
+		}
+	}
+	return false
+}
+
+// failed handles a failed fetch: a peer that proved itself faulty is
+// counted, banned from sync and disconnected; otherwise its head is
+// forgotten until it reports it again.
+func (s *Syncer) failed(p peer.ID, err error) {
+	var f *syncFault
+	switch code := ledger.Code(err); {
+	case s.ctx.Err() != nil:
+		return
+	case code == ledger.ErrTooDeep:
+		// Not provably wrong (a peer may hold it after a long split), but
+		// this node will not adopt it: stop asking for a while.
+		s.deps.Drop("sync_" + code.String())
+		s.deps.Log.Warn("refusing a branch that would rewrite settled history", "peer", p, "err", err)
+		s.mu.Lock()
+		delete(s.heads, p)
+		s.banned[p] = ban{until: s.deps.Now().Add(banFor)}
+		s.mu.Unlock()
+		return
+	case code != 0 && code.Provable():
+		f = &syncFault{"sync_" + code.String(), err}
+	case code == ledger.ErrUnknownParent:
+		f = &syncFault{"sync_unlinked", err}
+	case errors.As(err, &f):
+		f.reason = "sync_" + f.reason
+	}
+	s.mu.Lock()
+	delete(s.heads, p)
+	if f != nil {
+		s.banned[p] = ban{until: s.deps.Now().Add(banFor), fault: true}
+	} else {
+		s.banned[p] = ban{until: s.deps.Now().Add(coolOff)}
+	}
+	s.mu.Unlock()
+	if f == nil {
+		s.deps.Log.Info("sync from peer failed; trying others", "peer", p, "err", err)
+		return
+	}
+	s.deps.Drop(f.reason)
+	s.deps.Log.Warn("peer sent bad sync data; disconnecting", "peer", p, "reason", f.reason, "err", err)
+	s.deps.Host.Network().ClosePeer(p)
+}
