@@ -90,9 +90,9 @@ func WithAuthors(ids []string) Option {
 }
 
 // WithFinality sets how many main-chain blocks a reorg may replace at most
-// (default DefaultFinality). A better branch that forks deeper is refused
-// with ErrTooDeep, so a long fabricated branch cannot rewrite settled
-// history.
+// (default DefaultFinality) unless the branch is the members' (deepfork.go):
+// a better branch that forks deeper is refused with ErrTooDeep, so an
+// outsider's long fabricated branch cannot rewrite settled history.
 func WithFinality(depth int) Option { return func(c *Chain) { c.finality = depth } }
 
 // WithSettle sets how long a block must have been on this node's main
@@ -546,7 +546,9 @@ func (c *Chain) commit(r *reader, blocks []*Block, local []localLine) (Result, e
 		res.Dropped = int(c.head.Index - fork)
 		res.Reorg = res.Dropped > 0
 		if res.Dropped > c.finality && c.since.settled(fork+1, c.now(), c.settle) {
-			return Result{}, ruleError(ErrTooDeep, "branch to block %d %s forks at height %d: it would replace %d blocks, finality depth is %d", best.Index, best.Short(), fork, res.Dropped, c.finality)
+			if err := c.deepFork(r, best, fork, branch, blocks, res.Dropped); err != nil {
+				return Result{}, err
+			}
 		}
 		if res.Reorg {
 			if dropped, err = r.mainRange(fork+1, res.Dropped); err != nil {
@@ -595,7 +597,13 @@ func (c *Chain) commit(r *reader, blocks []*Block, local []localLine) (Result, e
 func (c *Chain) tidy(r *reader, now time.Time) {
 	c.since.prune(now, c.settle)
 	if head := c.head.Index; head > uint64(c.finality) {
-		if below := c.since.settledBelow(); below > 0 {
+		below := c.since.settledBelow()
+		for _, d := range c.dirty {
+			// Not on disk yet: memory is the only copy of their line
+			// records, which a deep fork would need back (recallLines).
+			below = min(below, d.low)
+		}
+		if below > 0 {
 			c.lines.prune(min(head-uint64(c.finality)-1, below-1), r.lineOnMain)
 		}
 	}

@@ -78,6 +78,7 @@ func (c ErrorCode) Provable() bool {
 type RuleError struct {
 	Code        ErrorCode
 	Description string
+	branch      *RefusedBranch // ErrTooDeep: what was refused (Refused)
 }
 
 func (e RuleError) Error() string { return e.Description }

@@ -18,10 +18,11 @@ import (
 // main chain: a crash at any moment loses no line, and a line is never
 // appended twice while one of its blocks is on the main chain.
 //
-// Memory holds only the lines a reorg can still touch: those with a block
-// near the head (within the finality depth, or not yet settled) and the
-// pending ones. A line with a block on the main chain below that is there
-// for good (a reorg that deep is refused), and is forgotten.
+// Memory holds only the lines an ordinary reorg can still touch: those with
+// a block near the head (within the finality depth, not yet settled, or not
+// yet on disk) and the pending ones. A line with a block on the main chain
+// below that is forgotten; the members' deep fork that takes it off the
+// main chain reads its record back from the store first (deepfork.go).
 
 // localLine is one block that carries a line typed on this node.
 type localLine struct {
@@ -151,6 +152,12 @@ func (lb *lineBook) load(tx *bolt.Tx, from uint64) error {
 	if err != nil {
 		return err
 	}
+	return lb.loadRecords(tx, from)
+}
+
+// loadRecords reads the line records of blocks at height from and up that
+// the book does not hold.
+func (lb *lineBook) loadRecords(tx *bolt.Tx, from uint64) error {
 	c := tx.Bucket(bucketLines).Cursor()
 	for k, v := c.Seek(heightKey(from)); k != nil; k, v = c.Next() {
 		if len(k) != 40 || len(v) != 40 {
