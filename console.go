@@ -47,6 +47,8 @@ func (c *console) follow(events <-chan node.Event) {
 			c.reappended(e.Block)
 		case "alone":
 			c.alone(e.Alone)
+		case "refused":
+			c.refused(*e.Refused)
 		}
 	}
 }
@@ -58,6 +60,12 @@ func (c *console) alone(alone bool) {
 		return
 	}
 	c.printf("~ connected to a peer again\n")
+}
+
+// refused reports, once per fork, a peer's branch this node will not adopt.
+func (c *console) refused(r node.RefusedBranch) {
+	c.printf("! not adopting the branch of peer %s (#%d): it forks at #%d, would replace %d settled blocks here, and only %d of its %d blocks are by this network's members; the network stays split (GET /status: refused_branches; README: Splits)\n",
+		shortID(r.Peer), r.Height, r.ForkHeight, r.Replace, r.Members, r.Blocks)
 }
 
 // reappended reports a line typed here that is added again because a reorg

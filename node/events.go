@@ -11,7 +11,8 @@ import (
 // Event is one thing that happened to the node, as its followers see it:
 // GET /events streams them to the dashboard, and the console prints them.
 type Event struct {
-	// Type is "block", "head", "peer", "sync", "reappend" or "alone".
+	// Type is "block", "head", "peer", "sync", "reappend", "alone" or
+	// "refused".
 	Type string `json:"type"`
 	// Block, Origin (local, gossip, sync) and From (the peer that sent
 	// it, if it came from one) describe a "block" event; Block a
@@ -33,6 +34,9 @@ type Event struct {
 	// Alone describes an "alone" event: true when the last peer left,
 	// false when one connected again after that.
 	Alone bool `json:"alone,omitempty"`
+	// Refused describes a "refused" event: a peer's branch this node will
+	// not adopt, announced once per fork (refused.go).
+	Refused *RefusedBranch `json:"refused,omitempty"`
 }
 
 // Where a stored block came from (Event.Origin, and the origin label of

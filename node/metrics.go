@@ -88,6 +88,8 @@ func newMetrics(n *Node) *metrics {
 			func() float64 { return float64(n.MeshPeers()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_event_subscribers", Help: "Clients following GET /events."},
 			func() float64 { return float64(n.events.subscribers()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_refused_branches", Help: "Connected peers whose branch this node refuses: it would replace settled history and is not the members' (the network is split)."},
+			func() float64 { return float64(len(n.RefusedBranches())) }),
 	)
 	return m
 }

@@ -48,6 +48,7 @@ type Node struct {
 	traces     *traceBook     // how recent blocks reached this node
 	gate       *blocklist     // blocked peers (and Config.Gater)
 	onChange   []func(change) // what follows a chain change (chainchange.go)
+	refusals   refusals       // peers' branches this node will not adopt
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -112,6 +113,7 @@ func New(c Config) (_ *Node, err error) {
 		Report:   n.reportSync,
 		Relay:    n.relayHead,
 		Reappend: n.wakeReappend,
+		Refused:  n.refusedBranch,
 	})
 	n.sync.Start()
 	if err := n.startGossip(); err != nil {

@@ -22,6 +22,9 @@ type Status struct {
 	// now reach the others when one returns.
 	Alone   bool          `json:"alone"`
 	Syncing *SyncProgress `json:"syncing,omitempty"`
+	// RefusedBranches are peers' branches this node will not adopt: the
+	// network is split although connected (refused.go).
+	RefusedBranches []RefusedBranch `json:"refused_branches"`
 	// Propagation is the delay (arrival minus block timestamp) of the
 	// last propagationBlocks blocks that came from other nodes.
 	Propagation Propagation `json:"propagation"`
@@ -44,6 +47,8 @@ func (n *Node) Status() Status {
 		Pending: n.chain.PendingLines(),
 		Alone:   n.alone.Load(),
 		Syncing: n.sync.Progress(),
+
+		RefusedBranches: n.RefusedBranches(),
 
 		Propagation: n.traces.propagation(propagationBlocks),
 	}

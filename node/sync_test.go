@@ -366,12 +366,22 @@ func TestFinalityInSync(t *testing.T) {
 	if _, err := b.Chain().Add(other...); err != nil {
 		t.Fatal(err)
 	}
+	refused := collectEvents(t, a, "refused")
 	if _, err := a.Connect(context.Background(), b.Addr()); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "a to refuse b's branch", func() bool { return a.Drops()["sync_reorg_too_deep"] > 0 })
 	if a.Chain().Head().Hash != mine[9].Hash {
 		t.Fatalf("a moved to #%d %s", a.Chain().Height(), a.Chain().Head().Short())
+	}
+	// a says so: in its status, and once as an event.
+	want := RefusedBranch{Peer: b.ID().String(), Head: other[19].Hash, Height: 20, ForkHeight: 0, ForkHash: ledger.Genesis().Hash, Replace: 10, Blocks: 20, Members: 0}
+	if got := a.Status().RefusedBranches; len(got) != 1 || got[0] != want {
+		t.Fatalf("refused branches %+v, want [%+v]", got, want)
+	}
+	waitFor(t, 5*time.Second, "the refused event", func() bool { return len(refused()) > 0 })
+	if r := refused(); len(r) != 1 || *r[0].Refused != want {
+		t.Fatalf("refused events %+v, want one of %+v", r, want)
 	}
 
 	c := startNodeWith(t, Config{Finality: 5, ChainOptions: []ledger.Option{ledger.WithSettle(0)}})

@@ -126,7 +126,7 @@ func (n *Node) refused(b *ledger.Block, msg *pubsub.Message, from peer.ID, arriv
 	n.dropBlock(verdictNames[verdict], code.String())
 	switch code {
 	case ledger.ErrTooDeep:
-		n.log.Warn("refusing a branch that would rewrite settled history", "from", from, "err", err)
+		n.refusedBranch(from, err)
 	case ledger.ErrUnknownParent:
 		// Held as an orphan; the sender has its ancestors.
 		n.traces.gossiped(b, msg, from, arrived, 0)

@@ -185,7 +185,9 @@ func (s *Syncer) failed(p peer.ID, err error) {
 		// Not provably wrong (a peer may hold it after a long split), but
 		// this node will not adopt it: stop asking for a while.
 		s.deps.Drop("sync_" + code.String())
-		s.deps.Log.Warn("refusing a branch that would rewrite settled history", "peer", p, "err", err)
+		if s.deps.Refused != nil {
+			s.deps.Refused(p, err)
+		}
 		s.mu.Lock()
 		delete(s.heads, p)
 		s.banned[p] = ban{until: s.deps.Now().Add(banFor)}

@@ -118,6 +118,9 @@ type Deps struct {
 	Report   func(Progress)
 	Relay    func(*ledger.Block)
 	Reappend func()
+	// Refused is told of a peer's branch the chain would not adopt
+	// (ledger.ErrTooDeep; ledger.Refused describes it); nil: nobody.
+	Refused func(peer.ID, error)
 }
 
 // Chain is what the syncer needs of the chain: its head and locator to ask

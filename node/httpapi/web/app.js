@@ -88,6 +88,16 @@ async function loadStatus() {
   setHead(s.height, s.head);
   renderDrops(s.drops || {});
   renderSync(s.syncing);
+  renderSplit(s.refused_branches || []);
+}
+
+// renderSplit shows the branches this node refuses: peers connected but on
+// a chain it will not adopt.
+function renderSplit(refused) {
+  $("split").hidden = refused.length === 0;
+  $("split-text").textContent = refused
+    .map((r) => `Peer …${r.peer.slice(-6)} is on a branch at #${r.height} that forks at #${r.fork_height}; adopting it would replace ${r.replace} settled blocks here, and only ${r.members} of its ${r.blocks} blocks are by this network's members.`)
+    .join(" ");
 }
 
 function renderPropagation(p) {
@@ -231,6 +241,9 @@ function onEvent(type, e) {
       break;
     case "peer":
       soon("peers", loadPeers);
+      break;
+    case "refused":
+      soon("status", loadStatus);
       break;
     case "sync":
       renderSync(e.sync);
