@@ -57,6 +57,12 @@ func Schedule(seed uint64, n int, d time.Duration) []Fault {
 			}
 			slices.Sort(f.Side)
 			f.Kind, f.Length = "partition", span(1.5, 5)
+			if rng.IntN(4) == 0 {
+				// A long cut: past the settle time, and on a side that
+				// types enough, past the finality depth: the halves
+				// merge by the members' deep-fork rule.
+				f.Length = span(20, 40)
+			}
 		default:
 			f.Kind = "join"
 			nodes++
