@@ -63,21 +63,47 @@ function add (b, via) {
   }
   if (b.index !== parent.index + 1) return 'bad_index'
   blocks.set(b.hash, b)
-  if (P.better(b, head)) head = b
+  if (P.better(b, head) && !switchTo(b)) emit('refused', { index: b.index, hash: b.hash })
   emit('block', { index: b.index, hash: b.hash, data: b.data, author: b.author, via })
   for (const o of orphans.get(b.hash) ?? []) add(o, via)
   orphans.delete(b.hash)
   return ''
 }
 
+// The main chain by height, and when each height joined it (ms).
+const main = [P.GENESIS]
+const joined = [0]
+
+// switchTo makes the better block tip the head, unless the switch would
+// replace settled history deeper than the finality depth and the branch is
+// not the members' (docs/PROTOCOL.md, "Deep forks"). It reports whether it
+// switched.
+function switchTo (tip) {
+  const branch = []
+  let b = tip
+  while (main[b.index]?.hash !== b.hash) {
+    branch.push(b)
+    b = blocks.get(b.prevHash)
+  }
+  branch.reverse()
+  const fork = b.index
+  const replace = main.length - 1 - fork
+  const settled = replace > 0 && Date.now() - joined[fork + 1] >= P.SETTLE_MS
+  if (replace > P.FINALITY && settled && !P.membersBranch(main, fork, branch)) return false
+  main.length = fork + 1
+  joined.length = fork + 1
+  const now = Date.now()
+  for (const x of branch) {
+    main.push(x)
+    joined.push(now)
+  }
+  head = tip
+  return true
+}
+
 // mainChain lists the main chain from genesis to the head.
 function mainChain () {
-  const out = []
-  for (let b = head; b; b = blocks.get(b.prevHash)) {
-    out.push(b)
-    if (b.index === 0) break
-  }
-  return out.reverse()
+  return main.slice()
 }
 
 const status = () => ({ genesis: P.GENESIS.hash, height: head.index, head: head.hash })

@@ -165,6 +165,23 @@ export function messageID (data) {
   return 'raw:' + createHash('sha256').update(data).digest('hex')
 }
 
+// The deep-fork rule (docs/PROTOCOL.md, "Deep forks"): a better branch
+// may replace at most FINALITY main-chain blocks that have stood SETTLE_MS,
+// unless more than half of the blocks it adds are by members: authors of
+// the last MEMBER_WINDOW main-chain blocks up to the fork.
+export const FINALITY = 64
+export const SETTLE_MS = 10000
+export const MEMBER_WINDOW = 1024
+
+// membersBranch reports whether branch (the blocks above main[fork], in
+// order) is the members' branch.
+export function membersBranch (main, fork, branch) {
+  const members = new Set()
+  for (let h = Math.max(1, fork - MEMBER_WINDOW + 1); h <= fork; h++) members.add(main[h].author)
+  const m = branch.filter((b) => members.has(b.author)).length
+  return 2 * m > branch.length
+}
+
 // better is the fork-choice rule: higher, then lower hash.
 export function better (a, b) {
   return a.index > b.index || (a.index === b.index && a.hash < b.hash)
