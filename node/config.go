@@ -36,6 +36,12 @@ type Config struct {
 	Announce []ma.Multiaddr
 	// Port is the TCP port; 0 picks a free one.
 	Port int
+	// QUICPort is the UDP port of QUIC (quic-v1), which a node listens on
+	// beside TCP: 0 means Port's number (a free one of its own when Port
+	// is 0). DisableQUIC leaves QUIC off; so does a PSK (libp2p's private
+	// networks are TCP only).
+	QUICPort    int
+	DisableQUIC bool
 	// DataDir holds the identity key and the chain store.
 	DataDir string
 	// Peers are dialled at start and kept: re-dialled at once while the
@@ -65,8 +71,8 @@ type Config struct {
 	AuthorRate  int
 	AuthorBurst int
 
-	// Transports, if set, replaces the node's own transport and listen
-	// address (TCP on ListenHost:Port, which are then unused): libp2p
+	// Transports, if set, replaces the node's own transports and listen
+	// addresses (TCP and QUIC on ListenHost, which are then unused): libp2p
 	// options that choose transports and listen addresses, such as a
 	// simulated network's.
 	Transports []libp2p.Option
@@ -107,6 +113,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.Port < 0 || cfg.Port > 65535 {
 		return cfg, fmt.Errorf("port %d out of range 0-65535", cfg.Port)
+	}
+	if cfg.QUICPort < 0 || cfg.QUICPort > 65535 {
+		return cfg, fmt.Errorf("QUIC port %d out of range 0-65535", cfg.QUICPort)
 	}
 	if cfg.Finality < 0 {
 		return cfg, fmt.Errorf("finality depth %d is negative", cfg.Finality)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -15,8 +16,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -79,28 +82,140 @@ func newHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer, gater *b
 		}
 		return h, nil
 	}
-	ip := net.ParseIP(cfg.ListenHost)
-	if ip == nil {
-		return nil, fmt.Errorf("listen address %q is not an IP address", cfg.ListenHost)
-	}
-	listen := fmt.Sprintf("/ip4/%s/tcp/%d", ip, cfg.Port)
-	if ip.To4() == nil {
-		listen = fmt.Sprintf("/ip6/%s/tcp/%d", ip, cfg.Port)
+	listen, err := listenAddrs(cfg)
+	if err != nil {
+		return nil, err
 	}
 	opts = append(opts,
-		libp2p.ListenAddrStrings(listen),
+		libp2p.ListenAddrs(listen...),
 		// Without reuseport a port that is in use is an error, not a silent
 		// second listener sharing it.
 		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
 	)
+	if hasQUIC(listen) {
+		// QUIC shares its UDP socket between listening and dialling (so a
+		// peer behind NAT sees one port, which hole punching needs); the
+		// socket itself is bound without SO_REUSEPORT, so a port in use is
+		// an error here too.
+		opts = append(opts, libp2p.Transport(quic.NewTransport))
+	}
 	h, err := libp2p.New(append(opts, cfg.HostOptions...)...)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use") {
-			return nil, fmt.Errorf("listen on %s: port %d is already in use", listen, cfg.Port)
+			for _, a := range listen {
+				if err := listenError(a); err != nil {
+					return nil, err
+				}
+			}
 		}
-		return nil, fmt.Errorf("start libp2p host on %s: %w", listen, err)
+		return nil, fmt.Errorf("start libp2p host on %s: %w", listen[0], err)
+	}
+	// libp2p starts if it can listen on any one address: each must be.
+	for _, a := range listen {
+		if !listening(h, a) {
+			h.Close()
+			if err := listenError(a); err != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("listen on %s: libp2p could not", a)
+		}
 	}
 	return h, nil
+}
+
+// listenAddrs are the addresses a node with its own transports listens
+// on: TCP on ListenHost:Port, then QUIC (UDP) on QUICPort, or Port's
+// number, unless QUIC is off or the network private (libp2p's private
+// networks are TCP only).
+func listenAddrs(cfg Config) ([]ma.Multiaddr, error) {
+	ip := net.ParseIP(cfg.ListenHost)
+	if ip == nil {
+		return nil, fmt.Errorf("listen address %q is not an IP address", cfg.ListenHost)
+	}
+	family := "ip4"
+	if ip.To4() == nil {
+		family = "ip6"
+	}
+	addrs := []string{fmt.Sprintf("/%s/%s/tcp/%d", family, ip, cfg.Port)}
+	if !cfg.DisableQUIC && cfg.PSK == nil {
+		port := cfg.QUICPort
+		if port == 0 {
+			port = cfg.Port
+		}
+		addrs = append(addrs, fmt.Sprintf("/%s/%s/udp/%d/quic-v1", family, ip, port))
+	}
+	out := make([]ma.Multiaddr, len(addrs))
+	for i, s := range addrs {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("listen address %s: %w", s, err)
+		}
+		out[i] = a
+	}
+	return out, nil
+}
+
+func hasQUIC(addrs []ma.Multiaddr) bool {
+	return slices.ContainsFunc(addrs, isQUIC)
+}
+
+func isQUIC(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_QUIC_V1)
+	return err == nil
+}
+
+// listening reports whether h listens on a (its transport, at its IP; any
+// port if a's is 0).
+func listening(h host.Host, a ma.Multiaddr) bool {
+	for _, l := range h.Network().ListenAddresses() {
+		if isQUIC(l) != isQUIC(a) || manet.IsIPUnspecified(l) != manet.IsIPUnspecified(a) {
+			continue
+		}
+		if port(a) == 0 || port(l) == port(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// port is a's TCP or UDP port, 0 if it has none.
+func port(a ma.Multiaddr) int {
+	for _, p := range []int{ma.P_TCP, ma.P_UDP} {
+		if v, err := a.ValueForProtocol(p); err == nil {
+			n, _ := strconv.Atoi(v)
+			return n
+		}
+	}
+	return 0
+}
+
+// listenError says why a cannot be listened on, nil if it can: libp2p
+// only logs why, so this binds the address itself to find out.
+func listenError(a ma.Multiaddr) error {
+	network, addr, err := manet.DialArgs(a)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", a, err)
+	}
+	proto := "TCP"
+	if isQUIC(a) {
+		proto = "UDP"
+		var c net.PacketConn
+		if c, err = net.ListenPacket(network, addr); err == nil {
+			c.Close()
+		}
+	} else {
+		var l net.Listener
+		if l, err = net.Listen(network, addr); err == nil {
+			l.Close()
+		}
+	}
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("listen on %s: %s port %d is already in use", a, proto, port(a))
+	case err != nil:
+		return fmt.Errorf("listen on %s: %w", a, err)
+	}
+	return nil
 }
 
 // hostLimits is what every host of a node has, whatever its transports: its

@@ -197,11 +197,18 @@ func (n *Node) Chain() *ledger.Chain { return n.chain }
 
 // Addrs returns the node's full dialable addresses, /p2p/<id> included.
 // Announced addresses come as given; listening on every interface, the
-// addresses other machines can reach come before loopback ones.
+// addresses other machines can reach come before loopback ones, and TCP
+// before QUIC, so that a program taking the first address gets one every
+// node can dial (a --psk node has no QUIC).
 func (n *Node) Addrs() []ma.Multiaddr {
 	own := slices.Clone(n.host.Addrs())
 	if len(n.cfg.Announce) == 0 {
-		slices.SortStableFunc(own, func(a, b ma.Multiaddr) int { return cmpBool(manet.IsIPLoopback(a), manet.IsIPLoopback(b)) })
+		slices.SortStableFunc(own, func(a, b ma.Multiaddr) int {
+			if c := cmpBool(manet.IsIPLoopback(a), manet.IsIPLoopback(b)); c != 0 {
+				return c
+			}
+			return cmpBool(isQUIC(a), isQUIC(b))
+		})
 	}
 	addrs, _ := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: n.host.ID(), Addrs: own})
 	return addrs
