@@ -25,6 +25,8 @@ import (
 // nodeSynopsis is how to run a node, in the overview.
 const nodeSynopsis = `  gossipchain [--port N] [--quic-port N] [--quic=false] [--listen IP]
               [--announce MULTIADDR]... [--peer MULTIADDR]...
+              [--reachability public|private] [--relay-service=false] [--auto-relay=false]
+              [--hole-punching=false] [--port-map=false]
               [--data DIR] [--api HOST:PORT] [--api-token TOKEN]
               [--psk FILE] [--authors FILE] [--finality N] [--author-rate N]
               [--ready-file PATH]
@@ -36,6 +38,11 @@ type nodeOptions struct {
 	listen     string
 	quic       bool
 	quicPort   int
+	reach      string
+	relaySvc   bool
+	autoRelay  bool
+	holePunch  bool
+	portMap    bool
 	announce   addrList
 	api        string
 	apiToken   string
@@ -56,6 +63,11 @@ func nodeFlags(args []string, stderr io.Writer) (*nodeOptions, error) {
 	fs.Var(&o.peers, "peer", "bootstrap peer /ip4/…/tcp/…/p2p/<id> or /ip4/…/udp/…/quic-v1/p2p/<id>: dialled, re-dialled at once while the node has fewer than 8 peers and every 1-2 min otherwise; the node finds the others through it; repeat or comma-separate")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1", "IP address to listen on: 127.0.0.1 is this machine only, 0.0.0.0 every interface")
 	fs.Var(&o.announce, "announce", "address peers should dial instead of the listening ones, e.g. /ip4/203.0.113.7/tcp/3001 (behind NAT); repeat or comma-separate")
+	fs.StringVar(&o.reach, "reachability", "", "take this node as public (dialable from the internet: its relay service starts at once) or private (behind NAT: it looks for a relay at once) instead of asking peers (AutoNAT)")
+	fs.BoolVar(&o.relaySvc, "relay-service", true, "once peers find this node dialable, relay for nodes behind NAT until they connect directly (bounded: docs/SECURITY.md)")
+	fs.BoolVar(&o.autoRelay, "auto-relay", true, "once peers find this node behind NAT, reserve a slot on a relay (a --peer, or a peer that offers one) and advertise the relayed address")
+	fs.BoolVar(&o.holePunch, "hole-punching", true, "turn connections through a relay into direct ones (DCUtR)")
+	fs.BoolVar(&o.portMap, "port-map", true, "ask the router to forward the ports (UPnP, NAT-PMP)")
 	fs.StringVar(&o.api, "api", "", "serve the HTTP API on HOST:PORT (off by default), e.g. 127.0.0.1:8001")
 	fs.StringVar(&o.apiToken, "api-token", os.Getenv("GOSSIPCHAIN_API_TOKEN"), "require this bearer token on every API request (default $GOSSIPCHAIN_API_TOKEN); needed for a non-loopback --api")
 	fs.StringVar(&o.psk, "psk", "", "private network: only nodes with this pre-shared key file can connect (make one with: gossipchain psk)")
@@ -73,6 +85,8 @@ func nodeFlags(args []string, stderr io.Writer) (*nodeOptions, error) {
 		return nil, fmt.Errorf("--port %d is out of range 0-65535", o.port)
 	case o.quicPort < 0 || o.quicPort > 65535:
 		return nil, fmt.Errorf("--quic-port %d is out of range 0-65535", o.quicPort)
+	case o.reach != "" && o.reach != node.ReachabilityPublic && o.reach != node.ReachabilityPrivate:
+		return nil, fmt.Errorf("--reachability %q must be public or private", o.reach)
 	case o.psk != "" && (set(fs, "quic-port") || set(fs, "quic") && o.quic):
 		return nil, fmt.Errorf("--psk nodes are TCP only: libp2p's private networks do not support QUIC (drop --quic-port and --quic)")
 	case net.ParseIP(o.listen) == nil:
@@ -158,13 +172,20 @@ func nodeConfig(o *nodeOptions, logger *slog.Logger) (node.Config, error) {
 		Port:        o.port,
 		QUICPort:    o.quicPort,
 		DisableQUIC: !o.quic,
-		ListenHost:  o.listen,
-		Announce:    o.announce,
-		DataDir:     o.data,
-		Peers:       o.peers,
-		Finality:    o.finality,
-		AuthorRate:  authorRate(o.authorRate),
-		Logger:      logger,
+
+		Reachability:        o.reach,
+		DisableRelayService: !o.relaySvc,
+		DisableAutoRelay:    !o.autoRelay,
+		DisableHolePunching: !o.holePunch,
+		DisablePortMap:      !o.portMap,
+
+		ListenHost: o.listen,
+		Announce:   o.announce,
+		DataDir:    o.data,
+		Peers:      o.peers,
+		Finality:   o.finality,
+		AuthorRate: authorRate(o.authorRate),
+		Logger:     logger,
 	}
 	var err error
 	if o.psk != "" {

@@ -431,6 +431,7 @@ func TestBadInvocations(t *testing.T) {
 		{"peer without id", []string{"--peer", "/ip4/127.0.0.1/tcp/3001"}, "must end in /p2p/"},
 		{"bad port", []string{"--port", "70000"}, "out of range"},
 		{"bad QUIC port", []string{"--quic-port", "-1"}, "out of range"},
+		{"bad reachability", []string{"--reachability", "maybe"}, "must be public or private"},
 		{"QUIC on a private network", []string{"--port", "0", "--psk", filepath.Join(dir, "nope"), "--quic-port", "4001"}, "TCP only"},
 		{"port in use", []string{"--port", port, "--data", filepath.Join(dir, "other")}, "already in use"},
 		{"data dir in use", []string{"--port", "0", "--data", running.data}, "in use by another process"},

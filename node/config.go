@@ -42,6 +42,25 @@ type Config struct {
 	// networks are TCP only).
 	QUICPort    int
 	DisableQUIC bool
+	// Reachability from behind NAT (reach.go). A node asks its peers
+	// whether it can be dialled (AutoNAT v1 and v2) and answers theirs.
+	// One that can be dialled offers a circuit relay v2 service with
+	// bounded resources, unless DisableRelayService; one that cannot
+	// reserves a slot on a relay it knows (its Peers, then connected
+	// peers that offer the service) and advertises the relayed address,
+	// unless DisableAutoRelay; hole punching (DCUtR) turns a relayed
+	// connection into a direct one, unless DisableHolePunching; and the
+	// node asks the router to forward its ports (UPnP, NAT-PMP), unless
+	// DisablePortMap. With Transports set, all of this is off.
+	DisableRelayService bool
+	DisableAutoRelay    bool
+	DisableHolePunching bool
+	DisablePortMap      bool
+	// Reachability, if ReachabilityPublic or ReachabilityPrivate, is
+	// taken as known instead of found out by AutoNAT: a node on a public
+	// address offers its relay service at once, one known to be behind
+	// NAT looks for a relay at once. "" means find out.
+	Reachability string
 	// DataDir holds the identity key and the chain store.
 	DataDir string
 	// Peers are dialled at start and kept: re-dialled at once while the
@@ -113,6 +132,11 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.Port < 0 || cfg.Port > 65535 {
 		return cfg, fmt.Errorf("port %d out of range 0-65535", cfg.Port)
+	}
+	switch cfg.Reachability {
+	case "", ReachabilityPublic, ReachabilityPrivate:
+	default:
+		return cfg, fmt.Errorf("reachability %q is not %q or %q", cfg.Reachability, ReachabilityPublic, ReachabilityPrivate)
 	}
 	if cfg.QUICPort < 0 || cfg.QUICPort > 65535 {
 		return cfg, fmt.Errorf("QUIC port %d out of range 0-65535", cfg.QUICPort)

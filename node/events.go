@@ -11,7 +11,8 @@ import (
 // Event is one thing that happened to the node, as its followers see it:
 // GET /events streams them to the dashboard, and the console prints them.
 type Event struct {
-	// Type is "block", "head", "peer", "sync", "reappend" or "alone".
+	// Type is "block", "head", "peer", "sync", "reappend", "alone" or
+	// "reachability".
 	Type string `json:"type"`
 	// Block, Origin (local, gossip, sync) and From (the peer that sent
 	// it, if it came from one) describe a "block" event; Block a
@@ -33,6 +34,9 @@ type Event struct {
 	// Alone describes an "alone" event: true when the last peer left,
 	// false when one connected again after that.
 	Alone bool `json:"alone,omitempty"`
+	// Reachability describes a "reachability" event: public, private or
+	// unknown (Status.Reachability).
+	Reachability string `json:"reachability,omitempty"`
 }
 
 // Where a stored block came from (Event.Origin, and the origin label of

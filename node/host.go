@@ -14,8 +14,11 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
@@ -63,7 +66,7 @@ func resourceManager() (network.ResourceManager, error) {
 	return rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits))
 }
 
-func newHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer, gater *blocklist) (host.Host, error) {
+func newHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer, gater *blocklist, r *reach) (host.Host, error) {
 	opts, err := hostLimits(key, reg, gater)
 	if err != nil {
 		return nil, err
@@ -76,6 +79,10 @@ func newHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer, gater *b
 		opts = append(opts, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return announce }))
 	}
 	if cfg.Transports != nil {
+		// Relaying, AutoNAT, hole punching and port mapping need real
+		// sockets: a program with transports of its own adds what it
+		// wants in HostOptions.
+		opts = append(opts, libp2p.DisableRelay())
 		h, err := libp2p.New(slices.Concat(opts, cfg.Transports, cfg.HostOptions)...)
 		if err != nil {
 			return nil, fmt.Errorf("start libp2p host: %w", err)
@@ -99,6 +106,7 @@ func newHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer, gater *b
 		// an error here too.
 		opts = append(opts, libp2p.Transport(quic.NewTransport))
 	}
+	opts = append(opts, reachOptions(cfg, reg, r)...)
 	h, err := libp2p.New(append(opts, cfg.HostOptions...)...)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use") {
@@ -218,9 +226,83 @@ func listenError(a ma.Multiaddr) error {
 	return nil
 }
 
+// reachOptions make a node reachable from behind NAT, and help others be
+// (reach.go): the relay transport, AutoNAT v1 and v2 (asking and
+// answering), and, each unless its Config switch turns it off, the relay
+// service, auto-relay, hole punching and port mapping.
+func reachOptions(cfg Config, reg prometheus.Registerer, r *reach) []libp2p.Option {
+	opts := []libp2p.Option{
+		libp2p.EnableRelay(),
+		libp2p.EnableAutoNATv2(),
+		libp2p.EnableNATService(),
+		libp2p.AutoNATServiceRateLimit(autonatPerMinute, autonatPerPeerPerMinute, time.Minute),
+	}
+	switch cfg.Reachability {
+	case ReachabilityPublic:
+		opts = append(opts, libp2p.ForceReachabilityPublic())
+	case ReachabilityPrivate:
+		opts = append(opts, libp2p.ForceReachabilityPrivate())
+	}
+	if !cfg.DisableRelayService {
+		opts = append(opts, libp2p.EnableRelayService(relayv2.WithResources(relayResources()), relayv2.WithACL(relayACL{r.usable})))
+	}
+	if !cfg.DisableAutoRelay {
+		opts = append(opts, libp2p.EnableAutoRelayWithPeerSource(r.relayCandidates,
+			// One relay is enough to start with: a small network may have
+			// just one public node.
+			autorelay.WithMinCandidates(1),
+			autorelay.WithBootDelay(0),
+			autorelay.WithMinInterval(relayLookEvery),
+			autorelay.WithBackoff(relayBackoff),
+		))
+	}
+	if !cfg.DisableHolePunching {
+		opts = append(opts, libp2p.EnableHolePunching(holepunch.WithMetricsAndEventTracer(
+			holepunch.NewMetricsTracer(holepunch.WithRegisterer(reg)), r)))
+	}
+	if !cfg.DisablePortMap {
+		opts = append(opts, libp2p.NATPortMap())
+	}
+	return opts
+}
+
+// Bounds of the AutoNAT v1 service: dial-back requests answered per
+// minute, in all and per peer (libp2p's defaults, stated here; its AutoNAT
+// v2 service answers 60 a minute, 12 per peer, 2 at once per peer).
+const (
+	autonatPerMinute        = 30
+	autonatPerPeerPerMinute = 3
+)
+
+// Auto-relay asks for relay candidates (relayCandidates) at most every
+// relayLookEvery, and leaves one that refused a reservation alone for
+// relayBackoff (libp2p's default is an hour: a public node whose own
+// AutoNAT has not yet found it public refuses at first, and would be
+// left alone that long).
+const (
+	relayLookEvery = 5 * time.Second
+	relayBackoff   = time.Minute
+)
+
+// relayResources bounds the relay service of a public node
+// (docs/SECURITY.md). A relayed connection exists for the hole punch
+// that replaces it, so libp2p's per-circuit limits (2 minutes, 128 KiB
+// each way) are kept; the slots are fewer than its defaults, for a node
+// whose job is the chain.
+func relayResources() relayv2.Resources {
+	r := relayv2.DefaultResources()
+	r.Limit = &relayv2.RelayLimit{Duration: 2 * time.Minute, Data: 128 << 10}
+	r.ReservationTTL = time.Hour
+	r.MaxReservations = 64
+	r.MaxCircuits = 8
+	r.MaxReservationsPerIP = 8
+	r.MaxReservationsPerASN = 32
+	return r
+}
+
 // hostLimits is what every host of a node has, whatever its transports: its
-// identity, no relay, metrics on the node's registry, the resource
-// manager, the connection manager and the gater.
+// identity, metrics on the node's registry, the resource manager, the
+// connection manager and the gater.
 func hostLimits(key crypto.PrivKey, reg prometheus.Registerer, gater *blocklist) ([]libp2p.Option, error) {
 	rm, err := resourceManager()
 	if err != nil {
@@ -232,7 +314,6 @@ func hostLimits(key crypto.PrivKey, reg prometheus.Registerer, gater *blocklist)
 	}
 	return []libp2p.Option{
 		libp2p.Identity(key),
-		libp2p.DisableRelay(),
 		// The host's, swarm's and resource manager's own metrics, on the
 		// node's registry (GET /metrics).
 		libp2p.PrometheusRegisterer(reg),

@@ -89,6 +89,18 @@ func newMetrics(n *Node) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_event_subscribers", Help: "Clients following GET /events."},
 			func() float64 { return float64(n.events.subscribers()) }),
 	)
+	for _, r := range []string{ReachabilityPublic, ReachabilityPrivate, ReachabilityUnknown} {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "gossipchain_reachability",
+			Help:        "1 for this node's reachability (AutoNAT: public, private, unknown), 0 for the others.",
+			ConstLabels: prometheus.Labels{"state": r},
+		}, func() float64 {
+			if n.reach.name() == r {
+				return 1
+			}
+			return 0
+		}))
+	}
 	return m
 }
 

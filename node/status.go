@@ -14,8 +14,12 @@ type Status struct {
 	Pending int `json:"pending"`
 	// Alone is set when every peer this node had is gone: blocks added
 	// now reach the others when one returns.
-	Alone   bool          `json:"alone"`
-	Syncing *SyncProgress `json:"syncing,omitempty"`
+	Alone bool `json:"alone"`
+	// Reachability is whether peers can dial this node: public, private
+	// (behind NAT: peers reach it through a relay, then by hole punching)
+	// or unknown (reach.go).
+	Reachability string        `json:"reachability"`
+	Syncing      *SyncProgress `json:"syncing,omitempty"`
 	// Propagation is the delay (arrival minus block timestamp) of the
 	// last propagationBlocks blocks that came from other nodes.
 	Propagation Propagation `json:"propagation"`
@@ -28,16 +32,17 @@ const propagationBlocks = 100
 func (n *Node) Status() Status {
 	head := n.chain.Head()
 	s := Status{
-		ID:      n.ID().String(),
-		Height:  head.Index,
-		Head:    head.Hash,
-		Peers:   len(n.host.Network().Peers()),
-		Mesh:    n.MeshPeers(),
-		Drops:   n.Drops(),
-		Addrs:   []string{},
-		Pending: n.chain.PendingLines(),
-		Alone:   n.alone.Load(),
-		Syncing: n.sync.Progress(),
+		ID:           n.ID().String(),
+		Height:       head.Index,
+		Head:         head.Hash,
+		Peers:        len(n.host.Network().Peers()),
+		Mesh:         n.MeshPeers(),
+		Drops:        n.Drops(),
+		Addrs:        []string{},
+		Pending:      n.chain.PendingLines(),
+		Alone:        n.alone.Load(),
+		Reachability: n.reach.name(),
+		Syncing:      n.sync.Progress(),
 
 		Propagation: n.traces.propagation(propagationBlocks),
 	}

@@ -85,9 +85,33 @@ async function loadStatus() {
   renderPropagation(s.propagation);
   $("node-id").textContent = s.id;
   $("node-addr").textContent = (s.addrs || [])[0] || "";
+  renderReach(s.reachability);
   setHead(s.height, s.head);
   renderDrops(s.drops || {});
   renderSync(s.syncing);
+}
+
+const REACH = {
+  public: ["public", "peers can dial this node; it relays for nodes behind NAT"],
+  private: ["behind NAT", "peers reach this node through a relay, then directly by hole punching"],
+  unknown: ["unknown", "not known yet (or no public address: loopback, LAN)"],
+};
+
+function renderReach(r) {
+  const [text, title] = REACH[r] || REACH.unknown;
+  $("reach").textContent = text;
+  $("reach").title = title;
+  $("reach").className = "reach " + (r || "unknown");
+}
+
+// link describes how a peer is connected: its best connection's
+// transport, and whether it is relayed or was hole-punched.
+function link(p) {
+  const conns = p.conns || [];
+  const c = conns.find((c) => c.kind === "direct") || conns[0];
+  if (!c) return ["", ""];
+  const how = c.kind === "relayed" ? " ·relayed" : c.hole_punched ? " ·punched" : "";
+  return [c.transport + how, conns.map((c) => `${c.kind}${c.hole_punched ? " (hole-punched)" : ""} ${c.transport} ${c.addr}`).join("\n")];
 }
 
 function renderPropagation(p) {
@@ -188,6 +212,8 @@ function renderPeers() {
     tr.dataset.peer = p.id;
     cell(tr, tail(p.id), null, p.id + "\n" + (p.addrs || []).join("\n"));
     cell(tr, (p.direction || "").slice(0, 3) + (p.mesh ? " ·mesh" : ""));
+    const [how, conns] = link(p);
+    cell(tr, how, "link", conns);
     if (p.head) {
       const d = p.head.height - state.height;
       const text = `#${p.head.height}` + (d < 0 ? ` (${-d} behind)` : d > 0 ? ` (${d} ahead)` : p.head.head === state.head ? " ✓" : " (fork)");
@@ -230,6 +256,11 @@ function onEvent(type, e) {
       soon("peers", loadPeers, 1000); // the node re-asks its peers' heads 0.5 s after its own moves
       break;
     case "peer":
+      soon("peers", loadPeers);
+      break;
+    case "reachability":
+      renderReach(e.reachability);
+      soon("status", loadStatus);
       soon("peers", loadPeers);
       break;
     case "sync":
