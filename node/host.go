@@ -93,11 +93,18 @@ func newHost(key crypto.PrivKey, cfg Config, reg prometheus.Registerer, gater *b
 	if err != nil {
 		return nil, err
 	}
+	// TCP listens with SO_REUSEPORT and dials from its listening port, so
+	// that a router maps a node's connections out to one port that peers
+	// see (identify records only such observations), which TCP hole
+	// punching needs. Reuseport would also let a second node share a port
+	// in use without a word: the port is first bound without it, which
+	// fails if anyone holds it.
+	if err := portFree(listen[0]); err != nil {
+		return nil, err
+	}
 	opts = append(opts,
 		libp2p.ListenAddrs(listen...),
-		// Without reuseport a port that is in use is an error, not a silent
-		// second listener sharing it.
-		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
+		libp2p.Transport(tcp.NewTCPTransport),
 	)
 	if hasQUIC(listen) {
 		// QUIC shares its UDP socket between listening and dialling (so a
@@ -197,6 +204,15 @@ func port(a ma.Multiaddr) int {
 	return 0
 }
 
+// portFree returns an error if a's TCP port is taken (by anyone, with
+// SO_REUSEPORT or not); port 0 is always free.
+func portFree(a ma.Multiaddr) error {
+	if port(a) == 0 {
+		return nil
+	}
+	return listenError(a)
+}
+
 // listenError says why a cannot be listened on, nil if it can: libp2p
 // only logs why, so this binds the address itself to find out.
 func listenError(a ma.Multiaddr) error {
@@ -244,7 +260,12 @@ func reachOptions(cfg Config, reg prometheus.Registerer, r *reach) []libp2p.Opti
 		opts = append(opts, libp2p.ForceReachabilityPrivate())
 	}
 	if !cfg.DisableRelayService {
-		opts = append(opts, libp2p.EnableRelayService(relayv2.WithResources(relayResources()), relayv2.WithACL(relayACL{r.usable})))
+		// Started and stopped by r, on its own verdict (reach.go).
+		r.relayOpts = []relayv2.Option{
+			relayv2.WithResources(relayResources()),
+			relayv2.WithACL(relayACL{r.usable}),
+			relayv2.WithMetricsTracer(relayv2.NewMetricsTracer(relayv2.WithRegisterer(reg))),
+		}
 	}
 	if !cfg.DisableAutoRelay {
 		opts = append(opts, libp2p.EnableAutoRelayWithPeerSource(r.relayCandidates,

@@ -94,7 +94,7 @@ func New(c Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.signer = ledger.NewSigner(ed25519.PrivateKey(raw))
-	n.reach = newReach(cfg.Peers, n.usable)
+	n.reach = newReach(cfg, n.usable)
 	if n.host, err = newHost(key, cfg, n.metrics.reg, n.gate, n.reach); err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -25,7 +27,10 @@ import (
 // verdict that drives the rest, AutoNAT v2 for each address) and answers
 // theirs. One found public offers a circuit relay v2 service with bounded
 // resources (relayResources), refused to blocked and graylisted peers
-// (relayACL). One found private reserves a slot on a relay it knows
+// (relayACL). The node runs it itself, on its own verdict: libp2p's relay
+// manager waits for AutoNAT v1 alone, which in a small network may never
+// answer (v1 servers stop answering once they find themselves private, as
+// every node behind NAT does), while AutoNAT v2 confirms the address. One found private reserves a slot on a relay it knows
 // (relayCandidates: its configured peers, then connected peers offering
 // the service) and advertises the relayed address; a peer that dials it
 // there gets a limited connection, over which hole punching (DCUtR)
@@ -66,6 +71,7 @@ const (
 type reach struct {
 	host   atomic.Pointer[host.Host] // set by start
 	static []peer.AddrInfo           // configured peers: relay candidates first
+	forced string                    // Config.Reachability
 	usable func(peer.ID) bool        // not blocked, not graylisted (Node.usable)
 
 	mu          sync.Mutex // guards the fields below
@@ -74,13 +80,19 @@ type reach struct {
 	unreachable []ma.Multiaddr
 	punches     map[peer.ID]punch // the last successful hole punch with each peer
 	onChange    func(string)      // told the new reachability
+
+	// relayOpts configure the relay service (nil: none); relay runs
+	// while the node is public. Only the goroutine of start uses them.
+	relayOpts []relayv2.Option
+	relay     *relayv2.Relay
+	log       *slog.Logger
 }
 
 // punch is when a successful hole punch ran.
 type punch struct{ start, end time.Time }
 
-func newReach(static []peer.AddrInfo, usable func(peer.ID) bool) *reach {
-	return &reach{static: static, usable: usable, punches: map[peer.ID]punch{}}
+func newReach(cfg Config, usable func(peer.ID) bool) *reach {
+	return &reach{static: cfg.Peers, forced: cfg.Reachability, usable: usable, punches: map[peer.ID]punch{}, log: cfg.Logger}
 }
 
 // start follows h's reachability events until ctx ends, calling onChange
@@ -98,19 +110,21 @@ func (r *reach) start(ctx context.Context, h host.Host, wg *sync.WaitGroup, onCh
 	go func() {
 		defer wg.Done()
 		defer sub.Close()
+		defer r.serveRelay(h, false)
+		r.serveRelay(h, r.name() == ReachabilityPublic) // taken as public (Config.Reachability)
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case e := <-sub.Out():
-				r.note(e)
+				r.note(h, e)
 			}
 		}
 	}()
 	return nil
 }
 
-func (r *reach) note(e any) {
+func (r *reach) note(h host.Host, e any) {
 	r.mu.Lock()
 	before := r.nameLocked()
 	switch e := e.(type) {
@@ -121,8 +135,29 @@ func (r *reach) note(e any) {
 	}
 	after, onChange := r.nameLocked(), r.onChange
 	r.mu.Unlock()
-	if after != before && onChange != nil {
+	if after == before {
+		return
+	}
+	r.serveRelay(h, after == ReachabilityPublic)
+	if onChange != nil {
 		onChange(after)
+	}
+}
+
+// serveRelay starts or stops the relay service.
+func (r *reach) serveRelay(h host.Host, on bool) {
+	switch {
+	case on && r.relay == nil && r.relayOpts != nil:
+		relay, err := relayv2.New(h, r.relayOpts...)
+		if err != nil {
+			r.log.Warn("relay service not started", "err", err)
+			return
+		}
+		r.relay = relay
+		r.log.Info("relay service started: relaying for nodes behind NAT")
+	case !on && r.relay != nil:
+		r.relay.Close()
+		r.relay = nil
 	}
 }
 
@@ -137,6 +172,9 @@ func (r *reach) name() string {
 }
 
 func (r *reach) nameLocked() string {
+	if r.forced != "" {
+		return r.forced
+	}
 	if len(r.reachable) > 0 {
 		return ReachabilityPublic
 	}
