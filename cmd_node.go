@@ -26,7 +26,7 @@ import (
 const nodeSynopsis = `  gossipchain [--port N] [--quic-port N] [--quic=false] [--listen IP]
               [--announce MULTIADDR]... [--peer MULTIADDR]...
               [--reachability public|private] [--relay-service=false] [--auto-relay=false]
-              [--hole-punching=false] [--port-map=false]
+              [--hole-punching=false] [--port-map=false] [--mdns=false]
               [--data DIR] [--api HOST:PORT] [--api-token TOKEN]
               [--psk FILE] [--authors FILE] [--finality N] [--author-rate N]
               [--ready-file PATH]
@@ -43,6 +43,7 @@ type nodeOptions struct {
 	autoRelay  bool
 	holePunch  bool
 	portMap    bool
+	mdns       bool
 	announce   addrList
 	api        string
 	apiToken   string
@@ -68,6 +69,7 @@ func nodeFlags(args []string, stderr io.Writer) (*nodeOptions, error) {
 	fs.BoolVar(&o.autoRelay, "auto-relay", true, "once peers find this node behind NAT, reserve a slot on a relay (a --peer, or a peer that offers one) and advertise the relayed address")
 	fs.BoolVar(&o.holePunch, "hole-punching", true, "turn connections through a relay into direct ones (DCUtR)")
 	fs.BoolVar(&o.portMap, "port-map", true, "ask the router to forward the ports (UPnP, NAT-PMP)")
+	fs.BoolVar(&o.mdns, "mdns", true, "find other nodes on the LAN (mDNS), when --listen is not loopback")
 	fs.StringVar(&o.api, "api", "", "serve the HTTP API on HOST:PORT (off by default), e.g. 127.0.0.1:8001")
 	fs.StringVar(&o.apiToken, "api-token", os.Getenv("GOSSIPCHAIN_API_TOKEN"), "require this bearer token on every API request (default $GOSSIPCHAIN_API_TOKEN); needed for a non-loopback --api")
 	fs.StringVar(&o.psk, "psk", "", "private network: only nodes with this pre-shared key file can connect (make one with: gossipchain psk)")
@@ -178,6 +180,7 @@ func nodeConfig(o *nodeOptions, logger *slog.Logger) (node.Config, error) {
 		DisableAutoRelay:    !o.autoRelay,
 		DisableHolePunching: !o.holePunch,
 		DisablePortMap:      !o.portMap,
+		DisableMDNS:         !o.mdns,
 
 		ListenHost: o.listen,
 		Announce:   o.announce,

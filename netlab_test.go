@@ -61,6 +61,22 @@ func TestNetlab(t *testing.T) {
 	}
 }
 
+// TestLAN: two machines on one bridge, their nodes given no --peer
+// (scripts/netlab.sh lan-up): they find each other by mDNS, and a line
+// typed on one reaches the other within 15 s of their start.
+func TestLAN(t *testing.T) {
+	run, must := netlab(t)
+	must("lan-up", "2")
+	start := time.Now()
+	must("send", "1", "found on the LAN")
+	waitFor(t, 15*time.Second, "the line on machine 2", func() bool {
+		var chain []ledger.Block
+		out, err := run("chain", "2")
+		return err == nil && json.Unmarshal([]byte(out), &chain) == nil && len(chain) == 2 && chain[1].Data == "found on the LAN"
+	})
+	t.Logf("machine 2 had the line %.1fs after both nodes were ready", time.Since(start).Seconds())
+}
+
 // netlab skips t unless it can run scripts/netlab.sh (root, iproute2,
 // network namespaces; nftables too if nft is set), and returns functions
 // that run it on a lab of t's own: run returns its output and error, must

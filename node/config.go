@@ -51,11 +51,15 @@ type Config struct {
 	// unless DisableAutoRelay; hole punching (DCUtR) turns a relayed
 	// connection into a direct one, unless DisableHolePunching; and the
 	// node asks the router to forward its ports (UPnP, NAT-PMP), unless
-	// DisablePortMap. With Transports set, all of this is off.
+	// DisablePortMap. With Transports set, all of this is off, and mDNS
+	// too.
 	DisableRelayService bool
 	DisableAutoRelay    bool
 	DisableHolePunching bool
 	DisablePortMap      bool
+	// DisableMDNS turns off LAN discovery (mdns.go), which is on when the
+	// node listens on an address other than loopback.
+	DisableMDNS bool
 	// Reachability, if ReachabilityPublic or ReachabilityPrivate, is
 	// taken as known instead of found out by AutoNAT: a node on a public
 	// address offers its relay service at once, one known to be behind

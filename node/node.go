@@ -101,6 +101,11 @@ func New(c Config) (_ *Node, err error) {
 	if err := n.reach.start(n.ctx, n.host, &n.wg, n.reachabilityChanged); err != nil {
 		return nil, err
 	}
+	if mdnsOn(cfg) {
+		if err := n.startMDNS(); err != nil {
+			return nil, fmt.Errorf("mDNS: %w", err)
+		}
+	}
 	n.peerNotify = n.watchPeers()
 	n.sync = newSyncer(syncDeps{
 		host: n.host, chain: n.chain, log: n.log, timeout: cfg.SyncTimeout, now: cfg.Clock,

@@ -5,6 +5,8 @@
 # touched). Root only (network namespaces).
 #
 #   scripts/netlab.sh up [N]          create N machines (default 4) and start a node on each
+#   scripts/netlab.sh lan-up [N]      the same, N default 2, with no --peer: the nodes
+#                                     find each other on the LAN (mDNS)
 #   scripts/netlab.sh status          height and head of every node; exit 1 unless all agree
 #   scripts/netlab.sh status --wait [SECONDS]
 #                                     wait (default 60s) until they agree; exit 1 on timeout
@@ -70,8 +72,10 @@ addr_of() { echo "10.77.0.$1"; }
 in_ns() { local k=$1; shift; ip netns exec "$(ns_of "$k")" "$@"; }
 api_get() { in_ns "$1" curl -sf --max-time 3 "http://127.0.0.1:$api$2"; }
 
+# up N [lan]: N machines, nodes k>1 given node 1's address; with lan, given
+# nothing (they find each other by mDNS).
 up() {
-	local n=${1:-4}
+	local n=${1:-4} lan=${2:-}
 	[[ "$n" =~ ^[1-9][0-9]*$ ]] && [ "$n" -le 200 ] || die "up: N must be 1..200, got '$n'"
 	ip netns list | grep -q "^$br\b" && die "a lab named $prefix is up already (scripts/netlab.sh down first)"
 	mkdir -p "$state"
@@ -98,7 +102,7 @@ up() {
 		local id
 		id="$("$bin" id --data "$data")"
 		local args=(--listen "$(addr_of "$k")" --port "$port" --data "$data" --api "127.0.0.1:$api")
-		[ -n "$boot" ] && args+=(--peer "$boot")
+		[ -n "$boot" ] && [ -z "$lan" ] && args+=(--peer "$boot")
 		# Not through in_ns: a function run in the background is a subshell,
 		# and $! would be that shell, not the node (ip and nohup exec).
 		ip netns exec "$(ns_of "$k")" nohup "$bin" "${args[@]}" </dev/null >"$state/node-$k.out" 2>"$state/node-$k.log" &
@@ -449,9 +453,10 @@ up | status | send | chain | cut | restore | down | demo)
 	need_root "$cmd"
 	"$cmd" "$@"
 	;;
-nat-up | nat-demo | links | api | kill)
+lan-up | nat-up | nat-demo | links | api | kill)
 	need_root "$cmd"
 	case "$cmd" in
+	lan-up) up "${1:-2}" lan ;;
 	nat-up) nat_up "$@" ;;
 	nat-demo) nat_demo "$@" ;;
 	links) links_cmd "$@" ;;
