@@ -19,9 +19,11 @@
 #                                     both sides, restore, wait until they agree,
 #                                     and tear everything down (also on failure)
 #
-#   scripts/netlab.sh nat-up [H]      a public node and H homes (default 2), each
+#   scripts/netlab.sh nat-up [H] [quic]
+#                                     a public node and H homes (default 2), each
 #                                     behind its own NAT router, given only the
-#                                     public node's address
+#                                     public node's address: its first (TCP), or
+#                                     with quic its QUIC one
 #   scripts/netlab.sh links [--direct SECONDS]
 #                                     each node's reachability and how it is
 #                                     connected to the others (direct, hole-punched,
@@ -267,8 +269,9 @@ wait_ready() {
 }
 
 nat_up() {
-	local h=${1:-2}
+	local h=${1:-2} via=${2:-tcp}
 	[[ "$h" =~ ^[1-9][0-9]?$ ]] && [ "$h" -le 20 ] || die "nat-up: H must be 1..20, got '$h'"
+	[[ "$via" =~ ^(tcp|quic)$ ]] || die "nat-up: give the homes the public node's tcp or quic address, not '$via'"
 	command -v nft >/dev/null || die "needs nftables (the nft command): apt-get install nftables"
 	ip netns list | grep -q "^$prefix-inet\b" && die "a NAT lab named $prefix is up already (scripts/netlab.sh down first)"
 	mkdir -p "$state"
@@ -328,7 +331,11 @@ nat_up() {
 	start_node pub 11.0.0.1
 	wait_ready pub
 	local boot
-	boot="$(sed -n 's#.*"addrs":\["\([^"]*\)".*#\1#p' "$state/node-pub.ready")"
+	if [ "$via" = quic ]; then
+		boot="$(grep -o '"/ip4/[^"]*/quic-v1/p2p/[^"]*"' "$state/node-pub.ready" | head -n 1 | tr -d '"')"
+	else
+		boot="$(sed -n 's#.*"addrs":\["\([^"]*\)".*#\1#p' "$state/node-pub.ready")"
+	fi
 	[ -n "$boot" ] || die "no address in the public node's ready file"
 	for k in $(seq 1 "$h"); do
 		start_node "h$k" "192.168.$k.2" --peer "$boot"
