@@ -27,6 +27,7 @@ const nodeSynopsis = `  gossipchain [--port N] [--quic-port N] [--quic=false] [-
               [--announce MULTIADDR]... [--peer MULTIADDR]...
               [--reachability public|private] [--relay-service=false] [--auto-relay=false]
               [--hole-punching=false] [--port-map=false] [--mdns=false]
+              [--remember-peers=false]
               [--data DIR] [--api HOST:PORT] [--api-token TOKEN]
               [--psk FILE] [--authors FILE] [--finality N] [--author-rate N]
               [--ready-file PATH]
@@ -44,6 +45,7 @@ type nodeOptions struct {
 	holePunch  bool
 	portMap    bool
 	mdns       bool
+	remember   bool
 	announce   addrList
 	api        string
 	apiToken   string
@@ -70,6 +72,7 @@ func nodeFlags(args []string, stderr io.Writer) (*nodeOptions, error) {
 	fs.BoolVar(&o.holePunch, "hole-punching", true, "turn connections through a relay into direct ones (DCUtR)")
 	fs.BoolVar(&o.portMap, "port-map", true, "ask the router to forward the ports (UPnP, NAT-PMP)")
 	fs.BoolVar(&o.mdns, "mdns", true, "find other nodes on the LAN (mDNS), when --listen is not loopback")
+	fs.BoolVar(&o.remember, "remember-peers", true, "keep the addresses of the last 64 nodes this one was connected to in the data dir (peers.json), and dial them at start")
 	fs.StringVar(&o.api, "api", "", "serve the HTTP API on HOST:PORT (off by default), e.g. 127.0.0.1:8001")
 	fs.StringVar(&o.apiToken, "api-token", os.Getenv("GOSSIPCHAIN_API_TOKEN"), "require this bearer token on every API request (default $GOSSIPCHAIN_API_TOKEN); needed for a non-loopback --api")
 	fs.StringVar(&o.psk, "psk", "", "private network: only nodes with this pre-shared key file can connect (make one with: gossipchain psk)")
@@ -181,6 +184,8 @@ func nodeConfig(o *nodeOptions, logger *slog.Logger) (node.Config, error) {
 		DisableHolePunching: !o.holePunch,
 		DisablePortMap:      !o.portMap,
 		DisableMDNS:         !o.mdns,
+
+		DisableRememberedPeers: !o.remember,
 
 		ListenHost: o.listen,
 		Announce:   o.announce,

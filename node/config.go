@@ -60,6 +60,10 @@ type Config struct {
 	// DisableMDNS turns off LAN discovery (mdns.go), which is on when the
 	// node listens on an address other than loopback.
 	DisableMDNS bool
+	// DisableRememberedPeers stops the node keeping the addresses of the
+	// nodes it was connected to in its data dir and dialling them when it
+	// starts (remember.go). Off with Transports set.
+	DisableRememberedPeers bool
 	// Reachability, if ReachabilityPublic or ReachabilityPrivate, is
 	// taken as known instead of found out by AutoNAT: a node on a public
 	// address offers its relay service at once, one known to be behind
@@ -176,4 +180,5 @@ func ChainFile(dataDir string) string { return filepath.Join(dataDir, chainFile)
 const (
 	identityFile = "identity.key"
 	chainFile    = "chain.db"
+	peersFile    = "peers.json" // remembered peers (remember.go)
 )

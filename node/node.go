@@ -106,6 +106,11 @@ func New(c Config) (_ *Node, err error) {
 			return nil, fmt.Errorf("mDNS: %w", err)
 		}
 	}
+	if !cfg.DisableRememberedPeers && cfg.Transports == nil {
+		if err := n.rememberPeers(loadPeerBook(cfg.DataDir, n.log)); err != nil {
+			return nil, err
+		}
+	}
 	n.peerNotify = n.watchPeers()
 	n.sync = newSyncer(syncDeps{
 		host: n.host, chain: n.chain, log: n.log, timeout: cfg.SyncTimeout, now: cfg.Clock,
