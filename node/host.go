@@ -179,12 +179,17 @@ func isQUIC(a ma.Multiaddr) bool {
 	return err == nil
 }
 
+func isTCP(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_TCP)
+	return err == nil && !isRelayed(a)
+}
+
 // listening reports whether h listens on a (its transport, at its IP; any
 // port if a's is 0).
 func listening(h host.Host, a ma.Multiaddr) bool {
 	for _, l := range h.Network().ListenAddresses() {
-		if isQUIC(l) != isQUIC(a) || manet.IsIPUnspecified(l) != manet.IsIPUnspecified(a) {
-			continue
+		if isQUIC(l) != isQUIC(a) || isTCP(l) != isTCP(a) || manet.IsIPUnspecified(l) != manet.IsIPUnspecified(a) {
+			continue // another transport (the relay's listens too)
 		}
 		if port(a) == 0 || port(l) == port(a) {
 			return true
