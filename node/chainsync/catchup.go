@@ -202,9 +202,16 @@ func (s *Syncer) failed(p peer.ID, err error) {
 	}
 	s.mu.Lock()
 	delete(s.heads, p)
-	if f != nil {
+	switch {
+	case f != nil && f.reason == "sync_stall":
+		// No data within the timeout: a link that went down (a split)
+		// looks the same as a peer that stalls on purpose. The
+		// connection is closed, and the peer is not synced from until
+		// it connects again (a staller pays a new connection each time).
+		s.banned[p] = ban{until: s.deps.Now().Add(banFor), stalled: true}
+	case f != nil:
 		s.banned[p] = ban{until: s.deps.Now().Add(banFor), fault: true}
-	} else {
+	default:
 		s.banned[p] = ban{until: s.deps.Now().Add(coolOff)}
 	}
 	s.mu.Unlock()
@@ -213,6 +220,10 @@ func (s *Syncer) failed(p peer.ID, err error) {
 		return
 	}
 	s.deps.Drop(f.reason)
-	s.deps.Log.Warn("peer sent bad sync data; disconnecting", "peer", p, "reason", f.reason, "err", err)
+	if f.reason == "sync_stall" {
+		s.deps.Log.Info("peer's sync answer stalled (a dead link, or a stalling peer); disconnecting", "peer", p, "err", err)
+	} else {
+		s.deps.Log.Warn("peer sent bad sync data; disconnecting", "peer", p, "reason", f.reason, "err", err)
+	}
 	s.deps.Host.Network().ClosePeer(p)
 }

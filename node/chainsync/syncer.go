@@ -185,6 +185,11 @@ func (s *Syncer) Start() {
 	h.SetStreamHandler(protocol.SyncID, s.serve)
 	s.notify = &network.NotifyBundle{
 		ConnectedF: func(nw network.Network, c network.Conn) {
+			s.mu.Lock()
+			if b, ok := s.banned[c.RemotePeer()]; ok && b.stalled {
+				delete(s.banned, c.RemotePeer()) // connected again: a fresh chance
+			}
+			s.mu.Unlock()
 			s.askStatus(c.RemotePeer())
 			if len(nw.Peers()) < TargetPeers {
 				s.discover.poke()
