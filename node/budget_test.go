@@ -8,7 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"gossipchain/ledger"
+	"gossipchain/node/internal/ratelimit"
 )
 
 // A valid-block flood: an attacker connected to a publishes thousands of
@@ -129,11 +132,149 @@ func TestOwnLinesWaitForBudget(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if b.Allow("me") {
+	if _, ok := b.Allow(&ledger.Block{Author: "me"}, ""); ok {
 		t.Fatal("the burst did not run out")
 	}
 	cancel()
 	if err := b.wait(ctx, "me"); err == nil {
 		t.Fatal("a wait past the budget returned at once with a cancelled context")
 	}
+}
+
+// The budgets on a clock that moves only when told: what a run of new
+// blocks gets through, by author and by the peer that brings them.
+func TestBudget(t *testing.T) {
+	// An author's budget: 10 a second, a burst of 20. A carrier's for
+	// every new block: 40, 80; for new authors' blocks: 10, 20; all new
+	// authors together: 40, 80.
+	const rate, burst = 10, 20
+	fresh := func(prefix string) func(int) string {
+		return func(i int) string { return fmt.Sprintf("%s-%d", prefix, i) }
+	}
+	same := func(a string) func(int) string { return func(int) string { return a } }
+	ownID := peer.ID("P").String()
+	type phase struct {
+		wait      time.Duration // the clock moves on first
+		stored    []string      // blocks by these authors are stored (after wait)
+		from      peer.ID       // the peer that brings the blocks
+		author    func(i int) string
+		n         int
+		allowed   int
+		wantLimit string // the reason of the last refusal, if any
+	}
+	cases := []struct {
+		name   string
+		know   []string
+		phases []phase
+	}{
+		{"one fresh key: its author budget", nil, []phase{
+			{from: "P", author: same("k"), n: 100, allowed: burst, wantLimit: limitAuthor},
+		}},
+		{"a thousand fresh keys through one peer: one author's budget", nil, []phase{
+			{from: "P", author: fresh("k"), n: 1000, allowed: burst, wantLimit: limitNewAuthor},
+		}},
+		{"and it refills at one author's rate", nil, []phase{
+			{from: "P", author: fresh("k"), n: 1000, allowed: burst, wantLimit: limitNewAuthor},
+			{wait: time.Second, from: "P", author: fresh("j"), n: 1000, allowed: rate, wantLimit: limitNewAuthor},
+		}},
+		{"fresh keys through five peers: new authors' shared budget", nil, []phase{
+			{from: "P1", author: fresh("a"), n: 1000, allowed: burst},
+			{from: "P2", author: fresh("b"), n: 1000, allowed: burst},
+			{from: "P3", author: fresh("c"), n: 1000, allowed: burst},
+			{from: "P4", author: fresh("d"), n: 1000, allowed: burst},
+			{from: "P5", author: fresh("e"), n: 1000, allowed: 0, wantLimit: limitNewAuthor},
+		}},
+		{"a peer's own lines are not a new author's", nil, []phase{
+			{from: "P", author: same(ownID), n: 100, allowed: burst, wantLimit: limitAuthor},
+			{from: "P", author: fresh("k"), n: 1000, allowed: burst, wantLimit: limitNewAuthor},
+		}},
+		{"known authors: past the new authors' share, up to the carrier's", nil, []phase{
+			{stored: []string{"k-0", "k-1", "k-2", "k-3", "k-4", "k-5", "k-6", "k-7", "k-8", "k-9"}},
+			{wait: knownAfter, from: "P", author: func(i int) string { return fmt.Sprintf("k-%d", i%10) }, n: 1000, allowed: peerShare * burst, wantLimit: limitPeer},
+		}},
+		{"a known author passes a carrier whose new authors' share is spent", nil, []phase{
+			{stored: []string{"honest"}},
+			{wait: knownAfter, from: "P", author: fresh("k"), n: 1000, allowed: burst, wantLimit: limitNewAuthor},
+			{from: "P", author: same("honest"), n: 100, allowed: burst, wantLimit: limitAuthor},
+		}},
+		{"not known before knownAfter", nil, []phase{
+			{stored: []string{"honest"}},
+			{wait: knownAfter - time.Second, from: "P", author: fresh("k"), n: 1000, allowed: burst, wantLimit: limitNewAuthor},
+			{from: "P", author: same("honest"), n: 100, allowed: 0, wantLimit: limitNewAuthor},
+		}},
+		{"this node and listed authors are known", []string{"listed"}, []phase{
+			{from: "P", author: same("listed"), n: 100, allowed: burst, wantLimit: limitAuthor},
+			{from: "P", author: fresh("k"), n: 1000, allowed: burst, wantLimit: limitNewAuthor},
+		}},
+		{"a refused block takes no token", nil, []phase{
+			{from: "P", author: fresh("k"), n: burst, allowed: burst},
+			{from: "P", author: same("x"), n: 30, allowed: 0, wantLimit: limitNewAuthor},
+			{from: "Q", author: same("x"), n: 30, allowed: burst, wantLimit: limitAuthor},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := ratelimit.NewManualClock(time.Unix(1_700_000_000, 0))
+			b := newAuthorBudget(rate, burst, clock.Now)
+			b.know(tc.know...)
+			for i, ph := range tc.phases {
+				clock.Add(ph.wait)
+				for _, a := range ph.stored {
+					b.stored(a)
+				}
+				allowed, limit := 0, ""
+				for j := range ph.n {
+					l, ok := b.Allow(&ledger.Block{Author: ph.author(j)}, ph.from)
+					if ok {
+						allowed++
+					} else {
+						limit = l
+					}
+				}
+				if allowed != ph.allowed || (ph.wantLimit != "" && limit != ph.wantLimit) {
+					t.Fatalf("phase %d: %d of %d allowed, last refused as %q; want %d, %q", i, allowed, ph.n, limit, ph.allowed, ph.wantLimit)
+				}
+			}
+		})
+	}
+}
+
+// The authors a node remembers are bounded: a flood of fresh keys pushes
+// out other new authors, never known ones; and if keys aged on purpose
+// fill the table, those idle longest go first.
+func TestBudgetAuthorsBounded(t *testing.T) {
+	t.Run("fresh keys", func(t *testing.T) {
+		clock := ratelimit.NewManualClock(time.Unix(1_700_000_000, 0))
+		b := newAuthorBudget(10, 20, clock.Now)
+		b.stored("honest")
+		clock.Add(knownAfter)
+		for i := range 3 * maxAuthors {
+			b.stored(fmt.Sprintf("fresh-%d", i))
+			if len(b.seen) > maxAuthors {
+				t.Fatalf("%d authors remembered, bound %d", len(b.seen), maxAuthors)
+			}
+		}
+		if known, _ := b.authorCounts(); known != 1 || !b.knownLocked("honest", "") {
+			t.Fatalf("after a flood of fresh keys: %d known, honest known: %v", known, b.knownLocked("honest", ""))
+		}
+	})
+	t.Run("aged keys", func(t *testing.T) {
+		clock := ratelimit.NewManualClock(time.Unix(1_700_000_000, 0))
+		b := newAuthorBudget(10, 20, clock.Now)
+		b.stored("honest")
+		for i := range maxAuthors - 1 {
+			clock.Add(time.Millisecond)
+			b.stored(fmt.Sprintf("aged-%d", i))
+		}
+		clock.Add(knownAfter)
+		if known, fresh := b.authorCounts(); known != maxAuthors || fresh != 0 {
+			t.Fatalf("%d known, %d new; want %d known", known, fresh, maxAuthors)
+		}
+		b.stored("honest") // active again
+		b.stored("one more")
+		if len(b.seen) != maxAuthors*3/4+1 || !b.knownLocked("honest", "") || b.knownLocked("aged-0", "") || !b.knownLocked(fmt.Sprintf("aged-%d", maxAuthors-2), "") {
+			t.Fatalf("%d authors remembered; honest known: %v; the idlest aged key known: %v; the latest: %v", len(b.seen),
+				b.knownLocked("honest", ""), b.knownLocked("aged-0", ""), b.knownLocked(fmt.Sprintf("aged-%d", maxAuthors-2), ""))
+		}
+	})
 }

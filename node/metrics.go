@@ -88,6 +88,10 @@ func newMetrics(n *Node) *metrics {
 			func() float64 { return float64(n.MeshPeers()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_event_subscribers", Help: "Clients following GET /events."},
 			func() float64 { return float64(n.events.subscribers()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_budget_authors", Help: "Authors this node remembers storing blocks by, by state: known (first stored long enough ago to leave the new authors' budget) or new.", ConstLabels: prometheus.Labels{"state": "known"}},
+			func() float64 { known, _ := n.budget.authorCounts(); return float64(known) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_budget_authors", Help: "Authors this node remembers storing blocks by, by state: known (first stored long enough ago to leave the new authors' budget) or new.", ConstLabels: prometheus.Labels{"state": "new"}},
+			func() float64 { _, fresh := n.budget.authorCounts(); return float64(fresh) }),
 	)
 	return m
 }

@@ -77,7 +77,7 @@ func New(c Config) (_ *Node, err error) {
 	n.gate = newBlocklist(cfg.Gater)
 	n.metrics = newMetrics(n)
 	// What follows every change to the chain, in this order (chainchange.go).
-	n.onChange = []func(change){n.traceChange, n.countChange, n.announceChange, n.syncChange, n.reappendChange, n.relayChange}
+	n.onChange = []func(change){n.budgetChange, n.traceChange, n.countChange, n.announceChange, n.syncChange, n.reappendChange, n.relayChange}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -95,6 +95,7 @@ func New(c Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.signer = ledger.NewSigner(ed25519.PrivateKey(raw))
+	n.budget.know(append([]string{n.signer.ID()}, cfg.Authors...)...)
 	if n.host, err = newHost(key, cfg, n.metrics.reg, n.gate); err != nil {
 		return nil, err
 	}

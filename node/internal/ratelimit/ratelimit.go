@@ -46,6 +46,15 @@ func (l *Limiter) Allow(key string) bool {
 	return l.bucket(key, now).AllowN(now, 1)
 }
 
+// Has reports whether key has a token left, taking none: a caller that
+// must take from several limiters, all or none, asks each first.
+func (l *Limiter) Has(key string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[key]
+	return !ok || b.lim.TokensAt(l.now()) >= 1
+}
+
 // bucket returns key's bucket, made if new, and marks it used at now.
 // l.mu is held.
 func (l *Limiter) bucket(key string, now time.Time) *rate.Limiter {

@@ -19,8 +19,14 @@ func TestRateLimiter(t *testing.T) {
 			}
 			return ok
 		}
+		if !l.Has("a") || !l.Has("a") {
+			t.Fatal("a new key has no token")
+		}
 		if got := take("a", 8); got != 5 {
-			t.Fatalf("burst: %d of 8 allowed, want 5", got)
+			t.Fatalf("burst: %d of 8 allowed, want 5 (Has took some)", got)
+		}
+		if l.Has("a") {
+			t.Fatal("Has reports a token after the burst")
 		}
 		if got := take("b", 5); got != 5 {
 			t.Fatalf("another key: %d of 5 allowed", got)
