@@ -278,3 +278,38 @@ func TestBudgetAuthorsBounded(t *testing.T) {
 		}
 	})
 }
+
+// A many-key flood cannot enter by sync either: a holds 1,000 young blocks
+// signed by 1,000 keys (it took them without a budget); b, with one, syncs
+// from a no more of them than one author's budget allows, and comes back
+// for more as it refills.
+func TestManyKeySync(t *testing.T) {
+	const rate, burst, keys = 20, 200, 1000
+	a := startNodeWith(t, Config{AuthorRate: -1})
+	var run []*ledger.Block
+	parent := a.Chain().Head()
+	for i := range keys {
+		seed := make([]byte, ed25519.SeedSize)
+		copy(seed, fmt.Sprintf("sybil %d", i))
+		blk, err := ledger.NewSigner(ed25519.NewKeyFromSeed(seed)).Sign(parent, fmt.Sprintf("sybil %d", i), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		run, parent = append(run, blk), blk
+	}
+	if _, err := a.Chain().Add(run...); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	b := startNodeWith(t, Config{AuthorRate: rate, AuthorBurst: burst}, a)
+	waitFor(t, 20*time.Second, "b to sync past its first cut", func() bool { return b.Chain().Height() > burst })
+	height := int(b.Chain().Height())
+	allowed := burst + int(float64(rate)*time.Since(start).Seconds()) + rate
+	t.Logf("b synced %d of a's %d blocks by %d keys in %v (one author's budget: %d); drops %v", height, keys, keys, time.Since(start).Round(time.Millisecond), allowed, b.Drops())
+	if height > allowed {
+		t.Errorf("b synced %d of the blocks; one author's budget allows %d", height, allowed)
+	}
+	if b.Drops()["sync_new_author_rate_limited"] == 0 {
+		t.Errorf("no sync cut counted: drops %v", b.Drops())
+	}
+}
