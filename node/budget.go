@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"gossipchain/ledger"
@@ -40,13 +41,19 @@ import (
 // counted under the budget's reason: author_rate_limited,
 // peer_rate_limited, new_author_rate_limited), and a sync stops at the
 // first young block over one and comes back later. The sender is not
-// penalised for the excess: an honest peer relays what it accepted, a
-// little out of step with this node's buckets, and a relay of a flood is
-// the first to bring it here. Only excess over an author's budget, which
-// an honest relay can exceed only by that step, counts against the
-// sender: past a tolerance (excessBurst at once, excessRate a second
-// after) it is given budgetPenalty as its application score for
-// penaltyFor (graylisted: its gossip is dropped unread).
+// penalised (its score is untouched): an honest relay of a flood is the
+// first to bring it here, and it relays what it accepted a little out of
+// step with this node's buckets. But each refused block still cost a
+// signature check, and GossipSub remembers every message for two minutes:
+// a peer whose blocks are refused faster than throttleShare authors'
+// budgets is throttled. Each refusal takes a token from its bucket; the
+// blocks it sends beyond the tokens left are dropped unread
+// (peer_throttled) and take a token too, owed if need be (up to a burst),
+// so it stays throttled for as long as it sends faster than that; and
+// discovery does not name it for a while. An honest relay sends only what its own
+// budgets let it store, which is less: the new authors' blocks it can
+// forward are newAuthorsShare authors' budgets, of which this node takes
+// one.
 //
 // The node's own lines obey its author budget too (it would be pointless
 // to make blocks peers refuse), by waiting: a piped file goes in at the
@@ -76,13 +83,13 @@ const (
 	knownAfter = 10 * time.Minute
 	// maxAuthors bounds the authors remembered (knownAfter).
 	maxAuthors = 4096
-
-	excessRate    = 100
-	excessBurst   = 1000
-	budgetPenalty = -500.0
-	penaltyFor    = time.Minute
-	// maxPenalised bounds the peers remembered as penalised.
-	maxPenalised = 4096
+	// throttleShare is the rate and burst, in authors' budgets, of a
+	// peer's refused blocks past which it is throttled.
+	throttleShare = peerShare + newAuthorsShare
+	// throttleNote is how often a peer throttled all along is logged and
+	// reported to discovery; maxThrottled bounds the peers remembered.
+	throttleNote = time.Minute
+	maxThrottled = 4096
 )
 
 // The drop reasons of the budgets (budget.go), in gossip; a sync counts
@@ -102,12 +109,12 @@ type authorBudget struct {
 	carriers *ratelimit.Limiter // per carrier, every new block
 	newBy    *ratelimit.Limiter // per carrier, blocks by new authors
 	newAll   *ratelimit.Limiter // blocks by new authors, one key ("")
-	excess   *ratelimit.Limiter
+	refused  *ratelimit.Limiter // per peer, blocks refused: throttled when empty
 
 	mu        sync.Mutex // guards the fields below; Allow takes all or none under it
 	always    map[string]bool
 	seen      map[string]*authorSeen // at most maxAuthors
-	penalised map[peer.ID]time.Time
+	throttled map[peer.ID]time.Time  // when each throttled peer was last noted
 }
 
 // authorSeen is when this node first and last stored a block by an author.
@@ -117,15 +124,13 @@ func newAuthorBudget(rate, burst int, now func() time.Time) *authorBudget {
 	if now == nil {
 		now = time.Now
 	}
-	b := &authorBudget{
-		now: now, excess: ratelimit.New(excessRate, excessBurst, now),
-		always: map[string]bool{}, seen: map[string]*authorSeen{}, penalised: map[peer.ID]time.Time{},
-	}
+	b := &authorBudget{now: now, always: map[string]bool{}, seen: map[string]*authorSeen{}, throttled: map[peer.ID]time.Time{}}
 	if rate > 0 {
 		b.authors = ratelimit.New(rate, burst, now)
 		b.carriers = ratelimit.New(peerShare*rate, peerShare*burst, now)
 		b.newBy = ratelimit.New(rate, burst, now)
 		b.newAll = ratelimit.New(newAuthorsShare*rate, newAuthorsShare*burst, now)
+		b.refused = ratelimit.New(throttleShare*rate, throttleShare*burst, now)
 	}
 	return b
 }
@@ -236,6 +241,26 @@ func (b *authorBudget) authorCounts() (known, fresh int) {
 	return known, fresh
 }
 
+// inspectRPC drops, before GossipSub reads them, the blocks in an RPC
+// beyond what its sender may still have refused (budget.go); its control
+// messages are kept, so the mesh goes on.
+func (n *Node) inspectRPC(from peer.ID, rpc *pubsub.RPC) error {
+	count := len(rpc.Publish)
+	keep := n.budget.admit(from, count)
+	if keep == count {
+		return nil
+	}
+	rpc.Publish = rpc.Publish[:keep]
+	for range count - keep {
+		n.drop("peer_throttled")
+	}
+	if n.budget.noteThrottled(from) {
+		n.log.Info("throttling a peer: it sends blocks faster than this node's budgets let it store them", "peer", from)
+		n.sync.RejectedFrom(from)
+	}
+	return nil
+}
+
 // budgetChange notes the authors of the blocks a change stored.
 func (n *Node) budgetChange(c change) {
 	for _, blk := range c.res.Added {
@@ -256,31 +281,47 @@ func (b *authorBudget) Young(blk *ledger.Block) bool {
 	return b.now().Sub(blk.Time()) < youngFor
 }
 
-// over notes that p sent a block over its author's budget; past the
-// tolerance, p is penalised.
-func (b *authorBudget) over(p peer.ID) {
-	if b.excess.Allow(string(p)) {
-		return
+// refuse notes that p sent a block this node refused over a budget.
+func (b *authorBudget) refuse(p peer.ID) {
+	if b.refused != nil {
+		b.refused.Charge(string(p), 1)
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.penalised) >= maxPenalised {
-		now := b.now()
-		for k, until := range b.penalised {
-			if now.After(until) || len(b.penalised) >= maxPenalised {
-				delete(b.penalised, k)
-			}
-		}
-	}
-	b.penalised[p] = b.now().Add(penaltyFor)
 }
 
-// penalty is p's application score for sustained excess (0 if none).
-func (b *authorBudget) penalty(p peer.ID) float64 {
+// admit returns how many of the count blocks in an RPC from p are to be
+// read: as many as p has tokens left for refusals. The rest are dropped
+// unread, and take tokens too (owed, if p has none), so a peer that goes
+// on sending faster than the tokens come back stays throttled.
+func (b *authorBudget) admit(p peer.ID, count int) int {
+	if b.refused == nil || count == 0 {
+		return count
+	}
+	keep := min(count, max(0, int(b.refused.Tokens(string(p)))))
+	if keep < count {
+		b.refused.Charge(string(p), count-keep)
+	}
+	return keep
+}
+
+// noteThrottled reports whether throttling p is news: the first time, or
+// throttleNote after it was last news.
+func (b *authorBudget) noteThrottled(p peer.ID) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if until, ok := b.penalised[p]; ok && b.now().Before(until) {
-		return budgetPenalty
+	now := b.now()
+	if at, ok := b.throttled[p]; ok && now.Sub(at) < throttleNote {
+		return false
 	}
-	return 0
+	if len(b.throttled) >= maxThrottled {
+		for k, at := range b.throttled {
+			if now.Sub(at) >= throttleNote {
+				delete(b.throttled, k)
+			}
+		}
+		if len(b.throttled) >= maxThrottled {
+			return false
+		}
+	}
+	b.throttled[p] = now
+	return true
 }

@@ -283,7 +283,7 @@ func TestBudgetAuthorsBounded(t *testing.T) {
 // signed by 1,000 keys (it took them without a budget); b, with one, syncs
 // from a no more of them than one author's budget allows, and comes back
 // for more as it refills.
-func TestManyKeySync(t *testing.T) {
+func TestManyKeySyncBudget(t *testing.T) {
 	const rate, burst, keys = 20, 200, 1000
 	a := startNodeWith(t, Config{AuthorRate: -1})
 	var run []*ledger.Block
@@ -311,5 +311,53 @@ func TestManyKeySync(t *testing.T) {
 	}
 	if b.Drops()["sync_new_author_rate_limited"] == 0 {
 		t.Errorf("no sync cut counted: drops %v", b.Drops())
+	}
+}
+
+// A peer whose blocks are refused faster than throttleShare authors'
+// budgets is throttled: what it sends beyond its tokens is dropped unread,
+// and stays dropped while it goes on; one refused less often never is.
+func TestBudgetThrottle(t *testing.T) {
+	const rate, burst = 10, 20
+	const tolerance, refill = throttleShare * burst, throttleShare * rate // 160 at once, 80 a second
+	clock := ratelimit.NewManualClock(time.Unix(1_700_000_000, 0))
+	b := newAuthorBudget(rate, burst, clock.Now)
+	steps := []struct {
+		name      string
+		wait      time.Duration
+		refused   int // blocks from p refused, then
+		sent      int // blocks in one RPC from p
+		wantKept  int
+		wantNoted bool
+	}{
+		{name: "within the tolerance", refused: tolerance - 10, sent: 20, wantKept: 10, wantNoted: true},
+		{name: "throttled", sent: 100, wantKept: 0},
+		{name: "sending on: the tokens back are taken", wait: time.Second, sent: refill + 10, wantKept: 0},
+		{name: "still owing", wait: time.Second, sent: 1, wantKept: 0},
+		{name: "quiet long enough", wait: 3 * time.Second, sent: 5, wantKept: 5},
+	}
+	for _, s := range steps {
+		clock.Add(s.wait)
+		for range s.refused {
+			b.refuse("P")
+		}
+		if kept := b.admit("P", s.sent); kept != s.wantKept {
+			t.Fatalf("%s: %d of %d blocks kept, want %d", s.name, kept, s.sent, s.wantKept)
+		}
+		if s.wantNoted && !b.noteThrottled("P") {
+			t.Fatalf("%s: throttling not news", s.name)
+		}
+	}
+	if b.noteThrottled("P") {
+		t.Fatal("throttling noted twice within throttleNote")
+	}
+	for range 60 {
+		clock.Add(time.Second)
+		for range refill / 2 {
+			b.refuse("Q")
+			if b.admit("Q", 1) != 1 {
+				t.Fatal("a peer refused at half the tolerance's rate was throttled")
+			}
+		}
 	}
 }

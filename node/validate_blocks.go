@@ -63,10 +63,8 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 	// and the budgets of the peer that brought it (budget.go).
 	if !n.chain.HasBlock(b) {
 		if limit, ok := n.budget.Allow(b, from); !ok {
-			if limit == limitAuthor {
-				n.budget.over(from)
-			}
 			n.dropBlock("ignore", limit)
+			n.budget.refuse(from)
 			return pubsub.ValidationIgnore
 		}
 	}

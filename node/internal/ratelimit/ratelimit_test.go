@@ -71,3 +71,32 @@ func TestRateLimiterBounded(t *testing.T) {
 		}
 	})
 }
+
+// Charge takes tokens a key does not have, owing at most one burst, and
+// the debt is paid back at the rate before the key has a token again.
+func TestRateLimiterCharge(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := New(10, 5, nil)
+		for _, c := range []struct {
+			charge int
+			wait   time.Duration
+			want   float64
+		}{
+			{charge: 3, want: 2},
+			{charge: 10, want: -3}, // at most a burst at once
+			{charge: 10, want: -5}, // at most a burst owed
+			{charge: 1, want: -5},
+			{wait: 500 * time.Millisecond, want: 0},
+			{wait: time.Hour, want: 5},
+		} {
+			time.Sleep(c.wait)
+			l.Charge("a", c.charge)
+			if got := l.Tokens("a"); got != c.want {
+				t.Fatalf("charged %d after %v: %v tokens, want %v", c.charge, c.wait, got, c.want)
+			}
+		}
+		if l.Tokens("b") != 5 {
+			t.Fatal("a new key has not the burst")
+		}
+	})
+}
