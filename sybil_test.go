@@ -23,20 +23,20 @@ import (
 // TestManyKeyFlood: an attacker host connected to node a of three node
 // processes a - b - c (b peers a, c peers b) publishes valid blocks, each
 // extending the one before, signed round-robin by 1,000 fresh keys, as
-// fast as it can, for GOSSIPCHAIN_FLOOD_SECONDS (default 5), while lines
+// fast as it can, for GOSSIPCHAIN_FLOOD_SECONDS (default 8), while lines
 // are typed on b and c. Each key stays far within its own author budget,
 // so only the bound on a peer's new authors (node/budget.go) holds the
 // flood: no node stores more of the attacker's blocks than one author's
 // budget allows over the flood, as if a single key had flooded; honest
-// lines land during the flood and all of them on every chain once at the
-// end; every node's memory stays under a fixed bound. The figures are
-// logged (go test -v -run TestManyKeyFlood .).
+// lines land on every chain during the flood (within landWithin), and all
+// of them once at the end; every node's memory stays under a fixed bound.
+// The figures are logged (go test -v -run TestManyKeyFlood .).
 //
 // To measure: GOSSIPCHAIN_FLOOD_KEYS sets the number of keys (1: the
 // single-author flood to compare with), GOSSIPCHAIN_FLOOD_RATE the nodes'
 // --author-rate (default a tenth of the default: see below).
 func TestManyKeyFlood(t *testing.T) {
-	seconds := floodSeconds(t, 5)
+	seconds := floodSeconds(t, 8)
 	keyCount := envInt(t, "GOSSIPCHAIN_FLOOD_KEYS", 1000)
 	// Peak memory: the bound the issue set for the default build; the race
 	// detector's shadow memory takes several times more.
@@ -155,8 +155,8 @@ func TestManyKeyFlood(t *testing.T) {
 			t.Errorf("node %c peaked at %d MiB of memory, bound %d", 'a'+i, peak>>20, rssBound>>20)
 		}
 	}
-	// Honest lines land while the flood goes on: each typed in its first
-	// half is on every chain before it ends.
+	// Honest lines land while the flood goes on: each typed landWithin or
+	// more before it ended was on every chain by then.
 	var late []string
 	var lat []time.Duration
 	for _, l := range lines {
@@ -164,7 +164,7 @@ func TestManyKeyFlood(t *testing.T) {
 		if ok {
 			lat = append(lat, at.Sub(typed[l]))
 		}
-		if typed[l].Before(start.Add(fr.took/2)) && (!ok || at.After(floodEnd)) {
+		if typed[l].Before(floodEnd.Add(-landWithin)) && (!ok || at.After(floodEnd)) {
 			late = append(late, l)
 		}
 	}
@@ -175,7 +175,7 @@ func TestManyKeyFlood(t *testing.T) {
 	}
 	t.Logf("flood: %d blocks by %d keys in %v (%.0f/s)", fr.n, len(keys), fr.took.Round(time.Millisecond), float64(fr.n)/fr.took.Seconds())
 	if len(late) > 0 {
-		t.Errorf("%d honest lines typed in the flood's first half were not on every chain before it ended: %v", len(late), late[:min(5, len(late))])
+		t.Errorf("%d honest lines typed %v or more before the flood ended were not on every chain when it did: %v", len(late), landWithin, late[:min(5, len(late))])
 	}
 	if drops := a.status(t).Drops; drops["new_author_rate_limited"]+drops["author_rate_limited"] == 0 {
 		t.Error("a limited none of the attacker's blocks: the flood did not exceed the budget")
@@ -209,8 +209,13 @@ func sybilSigners(n int) []*ledger.Signer {
 	return out
 }
 
-// landPoll is how often watchLines reads the nodes' chains.
-const landPoll = 250 * time.Millisecond
+// landPoll is how often watchLines reads the nodes' chains; landWithin is
+// how soon an honest line typed during a flood must be on every chain (a
+// race build on a busy machine took up to 2.5 s).
+const (
+	landPoll   = 250 * time.Millisecond
+	landWithin = 5 * time.Second
+)
 
 // watchLines reads every node's main chain every landPoll until the test
 // ends, noting when each line starting "honest " was first on all of
