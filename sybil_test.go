@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -34,10 +35,13 @@ import (
 //
 // To measure: GOSSIPCHAIN_FLOOD_KEYS sets the number of keys (1: the
 // single-author flood to compare with), GOSSIPCHAIN_FLOOD_RATE the nodes'
-// --author-rate (default a tenth of the default: see below).
+// --author-rate (default a tenth of the default: see below),
+// GOSSIPCHAIN_FLOOD_PACE how many blocks a second the attacker publishes
+// (default: as many as it can).
 func TestManyKeyFlood(t *testing.T) {
 	seconds := floodSeconds(t, 8)
 	keyCount := envInt(t, "GOSSIPCHAIN_FLOOD_KEYS", 1000)
+	pace := envInt(t, "GOSSIPCHAIN_FLOOD_PACE", math.MaxInt)
 	// Peak memory: the bound the issue set for the default build; the race
 	// detector's shadow memory takes several times more.
 	rssBound := int64(100 << 20)
@@ -94,6 +98,9 @@ func TestManyKeyFlood(t *testing.T) {
 	go func() {
 		n := 0
 		publish := func(data []byte) bool {
+			if pace < math.MaxInt {
+				time.Sleep(time.Until(start.Add(time.Duration(n) * time.Second / time.Duration(pace))))
+			}
 			if data == nil || topic.Publish(context.Background(), data) != nil {
 				return false
 			}

@@ -50,10 +50,9 @@ import (
 // blocks it sends beyond the tokens left are dropped unread
 // (peer_throttled) and take a token too, owed if need be (up to a burst),
 // so it stays throttled for as long as it sends faster than that; and
-// discovery does not name it for a while. An honest relay sends only what its own
-// budgets let it store, which is less: the new authors' blocks it can
-// forward are newAuthorsShare authors' budgets, of which this node takes
-// one.
+// discovery does not name it for a while. An honest relay sends only what
+// its own budgets let it store: of new authors' blocks, newAuthorsShare
+// authors' budgets, of which this node takes one, so it is refused less.
 //
 // The node's own lines obey its author budget too (it would be pointless
 // to make blocks peers refuse), by waiting: a piped file goes in at the
@@ -84,8 +83,10 @@ const (
 	// maxAuthors bounds the authors remembered (knownAfter).
 	maxAuthors = 4096
 	// throttleShare is the rate and burst, in authors' budgets, of a
-	// peer's refused blocks past which it is throttled.
-	throttleShare = peerShare + newAuthorsShare
+	// peer's refused blocks past which it is throttled: what a peer
+	// refused faster than that cost in GossipSub's memory of messages
+	// read (two minutes of them) is most of a node's memory.
+	throttleShare = newAuthorsShare
 	// throttleNote is how often a peer throttled all along is logged and
 	// reported to discovery; maxThrottled bounds the peers remembered.
 	throttleNote = time.Minute

@@ -319,7 +319,7 @@ func TestManyKeySyncBudget(t *testing.T) {
 // and stays dropped while it goes on; one refused less often never is.
 func TestBudgetThrottle(t *testing.T) {
 	const rate, burst = 10, 20
-	const tolerance, refill = throttleShare * burst, throttleShare * rate // 160 at once, 80 a second
+	const tolerance, refill = throttleShare * burst, throttleShare * rate // 80 at once, 40 a second
 	clock := ratelimit.NewManualClock(time.Unix(1_700_000_000, 0))
 	b := newAuthorBudget(rate, burst, clock.Now)
 	steps := []struct {
