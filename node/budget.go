@@ -82,10 +82,10 @@ const (
 	knownAfter = 10 * time.Minute
 	// maxAuthors bounds the authors remembered (knownAfter).
 	maxAuthors = 4096
-	// throttleShare is the rate and burst, in authors' budgets, of a
-	// peer's refused blocks past which it is throttled: what a peer
-	// refused faster than that cost in GossipSub's memory of messages
-	// read (two minutes of them) is most of a node's memory.
+	// throttleShare is the rate and burst, in authors' budgets, of the
+	// refused blocks a peer may send before it is throttled: each one read
+	// costs a signature check and two minutes in GossipSub's memory of
+	// messages, and an honest relay is refused less (above).
 	throttleShare = newAuthorsShare
 	// throttleNote is how often a peer throttled all along is logged and
 	// reported to discovery; maxThrottled bounds the peers remembered.
@@ -93,8 +93,8 @@ const (
 	maxThrottled = 4096
 )
 
-// The drop reasons of the budgets (budget.go), in gossip; a sync counts
-// them prefixed "sync_".
+// The drop reasons of the budgets, in gossip; a sync counts them prefixed
+// "sync_".
 const (
 	limitAuthor    = "author_rate_limited"
 	limitPeer      = "peer_rate_limited"
@@ -102,8 +102,8 @@ const (
 )
 
 // authorBudget holds the buckets, the authors this node has seen and the
-// peers penalised. The gossip validator and the syncer (chainsync.Budget)
-// both take from it.
+// peers it throttles. The gossip validator and the syncer
+// (chainsync.Budget) both take from it.
 type authorBudget struct {
 	now      func() time.Time
 	authors  *ratelimit.Limiter // per author; nil: no budget at all
@@ -146,8 +146,8 @@ func (b *authorBudget) know(authors ...string) {
 }
 
 // Allow takes one new block's tokens from every budget it counts against,
-// from being the peer that brought it (budget.go). If any has none left it
-// takes none and reports the budget's drop reason.
+// from being the peer that brought it. If any has none left it takes none
+// and reports the budget's drop reason.
 func (b *authorBudget) Allow(blk *ledger.Block, from peer.ID) (limit string, ok bool) {
 	if b.authors == nil {
 		return "", true
@@ -243,8 +243,8 @@ func (b *authorBudget) authorCounts() (known, fresh int) {
 }
 
 // inspectRPC drops, before GossipSub reads them, the blocks in an RPC
-// beyond what its sender may still have refused (budget.go); its control
-// messages are kept, so the mesh goes on.
+// beyond what its sender may still have refused; its control messages are
+// kept, so the mesh goes on.
 func (n *Node) inspectRPC(from peer.ID, rpc *pubsub.RPC) error {
 	count := len(rpc.Publish)
 	keep := n.budget.admit(from, count)

@@ -82,16 +82,16 @@ func newMetrics(n *Node) *metrics {
 			func() float64 { return float64(n.chain.Orphans()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_pending_lines", Help: "Lines typed here waiting to be re-appended after a reorg."},
 			func() float64 { return float64(n.chain.PendingLines()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_budget_authors", Help: "Authors this node remembers storing blocks by, by state: known (first stored long enough ago to leave the new authors' budget) or new.", ConstLabels: prometheus.Labels{"state": "known"}},
+			func() float64 { known, _ := n.budget.authorCounts(); return float64(known) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_budget_authors", Help: "Authors this node remembers storing blocks by, by state: known (first stored long enough ago to leave the new authors' budget) or new.", ConstLabels: prometheus.Labels{"state": "new"}},
+			func() float64 { _, fresh := n.budget.authorCounts(); return float64(fresh) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_peers", Help: "Connected peers."},
 			func() float64 { return float64(len(n.host.Network().Peers())) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_mesh_peers", Help: "Peers in this node's GossipSub mesh for the blocks topic."},
 			func() float64 { return float64(n.MeshPeers()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_event_subscribers", Help: "Clients following GET /events."},
 			func() float64 { return float64(n.events.subscribers()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_budget_authors", Help: "Authors this node remembers storing blocks by, by state: known (first stored long enough ago to leave the new authors' budget) or new.", ConstLabels: prometheus.Labels{"state": "known"}},
-			func() float64 { known, _ := n.budget.authorCounts(); return float64(known) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_budget_authors", Help: "Authors this node remembers storing blocks by, by state: known (first stored long enough ago to leave the new authors' budget) or new.", ConstLabels: prometheus.Labels{"state": "new"}},
-			func() float64 { _, fresh := n.budget.authorCounts(); return float64(fresh) }),
 	)
 	return m
 }
