@@ -28,9 +28,10 @@ import (
 // are typed on b and c. Each key stays far within its own author budget,
 // so only the bound on a peer's new authors (node/budget.go) holds the
 // flood: no node stores more of the attacker's blocks than one author's
-// budget allows over the flood, as if a single key had flooded; honest
-// lines land on every chain during the flood (within landWithin), and all
-// of them once at the end; every node's memory stays under a fixed bound.
+// budget allows over the flood, as if a single key had flooded; the honest
+// relays of the flood (a to b, b to c) are not throttled; honest lines
+// land on every chain during the flood (within landWithin), and all of
+// them once at the end; every node's memory stays under a fixed bound.
 // The figures are logged (go test -v -run TestManyKeyFlood .).
 //
 // To measure: GOSSIPCHAIN_FLOOD_KEYS sets the number of keys (1: the
@@ -186,6 +187,12 @@ func TestManyKeyFlood(t *testing.T) {
 	}
 	if drops := a.status(t).Drops; drops["new_author_rate_limited"]+drops["author_rate_limited"] == 0 {
 		t.Error("a limited none of the attacker's blocks: the flood did not exceed the budget")
+	}
+	// a relayed the flood it stored: b throttles it not, nor c b.
+	for i, p := range procs[1:] {
+		if n := p.status(t).Drops["peer_throttled"]; n > 0 {
+			t.Errorf("node %c throttled an honest relay of the flood (%d blocks dropped unread)", 'b'+i, n)
+		}
 	}
 }
 
