@@ -95,7 +95,6 @@ func New(c Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.signer = ledger.NewSigner(ed25519.PrivateKey(raw))
-	n.budget.know(append([]string{n.signer.ID()}, cfg.Authors...)...)
 	if n.host, err = newHost(key, cfg, n.metrics.reg, n.gate); err != nil {
 		return nil, err
 	}
@@ -115,6 +114,7 @@ func New(c Config) (_ *Node, err error) {
 		Reappend: n.wakeReappend,
 	})
 	n.sync.Start()
+	n.budget.know(append([]string{n.signer.ID()}, cfg.Authors...)...)
 	if err := n.startGossip(); err != nil {
 		return nil, err
 	}
