@@ -93,6 +93,8 @@ func TestMetrics(t *testing.T) {
 		{mb, "gossipchain_block_propagation_delay_seconds", nil, 2},
 		{mb, "gossipchain_peers", nil, 2},
 		{mb, "gossipchain_orphans", nil, 0},
+		{ma, "gossipchain_budget_authors", map[string]string{"state": "known"}, 1}, // itself
+		{mb, "gossipchain_budget_authors", map[string]string{"state": "new"}, 1},   // a, on b
 	} {
 		got, ok := value(c.families, c.name, c.labels)
 		if !ok || got != c.want {
