@@ -73,6 +73,13 @@ func newMetrics(n *Node) *metrics {
 		}, []string{"direction"}),
 	}
 	reg.MustRegister(m.blocksAdded, m.blocksDropped, m.dropped, m.reorgs, m.reorgDepth, m.syncServed, m.syncMade, m.propagation, m.gossip, m.gossipRPC)
+	registerGauges(reg, n)
+	return m
+}
+
+// registerGauges registers the Go runtime's and the process's collectors
+// and the gauges read from the node when scraped.
+func registerGauges(reg *prometheus.Registry, n *Node) {
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -107,7 +114,6 @@ func newMetrics(n *Node) *metrics {
 			return 0
 		}))
 	}
-	return m
 }
 
 // syncMetrics counts the syncer's requests (chainsync.Metrics).
