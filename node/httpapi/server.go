@@ -36,7 +36,10 @@ const (
 	// get 503.
 	MaxEventStreams = 64
 	// MaxClientRequests bounds the requests one client address has in
-	// flight at once (event streams included); more get 503.
+	// flight at once; more get 503. Event streams are not among them:
+	// they are long-lived and MaxEventStreams bounds them, so a client
+	// holding streams (dashboard tabs on one machine, a reverse proxy in
+	// front of the API) still gets its short requests answered.
 	MaxClientRequests = 32
 
 	// Server timeouts: a request's headers and body must arrive within
@@ -188,13 +191,15 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusTooManyRequests, "more than %d requests per second from %s", RequestsPerSecond, client)
 		return
 	}
-	if !g.enter(client) {
-		g.drops.CountDrop("api_client_busy")
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "more than %d requests at once from %s", MaxClientRequests, client)
-		return
+	if !isEventStream(r) {
+		if !g.enter(client) {
+			g.drops.CountDrop("api_client_busy")
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "more than %d requests at once from %s", MaxClientRequests, client)
+			return
+		}
+		defer g.leave(client)
 	}
-	defer g.leave(client)
 	if redirectCanonical(w, r) || !g.routed(w, r) {
 		return
 	}
@@ -244,6 +249,12 @@ func (g *gate) routed(w http.ResponseWriter, r *http.Request) bool {
 	}
 	writeError(w, code, "%s %s: %s", r.Method, r.URL.Path, http.StatusText(code))
 	return false
+}
+
+// isEventStream reports whether r asks for the event stream, which is
+// bounded by MaxEventStreams and not counted as a request in flight.
+func isEventStream(r *http.Request) bool {
+	return r.Method == http.MethodGet && r.URL.Path == "/events"
 }
 
 // enter counts a request from client in, unless it has MaxClientRequests
