@@ -25,7 +25,7 @@ import (
 const nodeSynopsis = `  gossipchain [--port N] [--listen IP] [--announce MULTIADDR]... [--peer MULTIADDR]...
               [--data DIR] [--api HOST:PORT] [--api-token TOKEN]
               [--psk FILE] [--authors FILE] [--finality N] [--author-rate N]
-              [--ready-file PATH]
+              [--ready-file PATH] [--version]
 `
 
 // nodeOptions are the node's flags.
@@ -41,6 +41,7 @@ type nodeOptions struct {
 	finality   int
 	authorRate int
 	readyFile  string
+	version    bool
 }
 
 func nodeFlags(args []string, stderr io.Writer) (*nodeOptions, error) {
@@ -57,8 +58,12 @@ func nodeFlags(args []string, stderr io.Writer) (*nodeOptions, error) {
 	fs.IntVar(&o.authorRate, "author-rate", node.DefaultAuthorRate, "new blocks per second this node stores and relays per author (burst: ten seconds' worth); own lines wait for it; 0: no budget")
 	fs.IntVar(&o.finality, "finality", ledger.DefaultFinality, fmt.Sprintf("deepest reorg accepted, in blocks, once blocks have been on the main chain for %s; branches forking deeper are refused", ledger.DefaultSettle))
 	fs.StringVar(&o.readyFile, "ready-file", "", `once the node listens (and its API serves), write {"id","addrs","api"} as JSON to this file, for scripts and launchers`)
+	fs.BoolVar(&o.version, "version", false, "print the version and exit (gossipchain version says more)")
 	if err := parseFlags(fs, args, usage()+"\nNode flags:\n", "--help", stderr); err != nil {
 		return nil, err
+	}
+	if o.version {
+		return &o, nil
 	}
 	switch {
 	case fs.NArg() > 0:
@@ -81,6 +86,10 @@ func nodeCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	o, err := nodeFlags(args, stderr)
 	if err != nil {
 		return err
+	}
+	if o.version {
+		printVersion(stdout)
+		return nil
 	}
 	stopProfile, err := startProfile()
 	if err != nil {

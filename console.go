@@ -182,7 +182,11 @@ func (c *console) command(line string) {
 		peers := c.node.Peers()
 		c.printf("%d peers\n", len(peers))
 		for _, p := range peers {
-			c.printf("  %s %s mesh=%v %s\n", p.ID, p.Direction, p.Mesh, strings.Join(p.Addrs, " "))
+			agent := p.Agent
+			if agent == "" {
+				agent = "agent?"
+			}
+			c.printf("  %s %s mesh=%v %s %s\n", p.ID, p.Direction, p.Mesh, agent, strings.Join(p.Addrs, " "))
 		}
 	case "/chain":
 		n := 10

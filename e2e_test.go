@@ -470,13 +470,15 @@ func TestHelp(t *testing.T) {
 		stdout bool // where the usage goes: stdout for help, stderr for --help
 		want   []string
 	}{
-		{[]string{"help"}, true, []string{"Commands:", "  chaos ", "  check ", "gossipchain id [--port N | --data DIR]"}},
+		{[]string{"help"}, true, []string{"Commands:", "  chaos ", "  check ", "  version ", "gossipchain id [--port N | --data DIR]"}},
 		{[]string{"--help"}, false, []string{"Commands:", "Node flags:", "-ready-file", "-author-rate"}},
 		{[]string{"id", "--help"}, false, []string{"usage: gossipchain id", "-data"}},
 		{[]string{"check", "--help"}, false, []string{"usage: gossipchain check", "-port"}},
 		{[]string{"trace", "--help"}, false, []string{"usage: gossipchain trace", "-api"}},
 		{[]string{"chaos", "--help"}, false, []string{"usage: gossipchain chaos", "-seed"}},
 		{[]string{"psk", "--help"}, false, []string{"usage: gossipchain psk"}},
+		{[]string{"version", "--help"}, false, []string{"usage: gossipchain version"}},
+		{[]string{"help", "version"}, true, []string{"usage: gossipchain version"}},
 		{[]string{"help", "check"}, true, []string{"usage: gossipchain check", "-port"}},
 	}
 	for _, tc := range cases {

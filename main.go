@@ -40,6 +40,7 @@ func commands() []command {
 		{"trace", "--api [NAME=]URL [--api ...] BLOCK", "draw how a block spread through a set of nodes", traceCmd},
 		{"chaos", "[--seed S] [--duration D] [--nodes N] [--rate R] [--dir DIR]", "run a local cluster under seeded faults, then check every chain", chaosCmd},
 		{"psk", "> swarm.key", "print a new pre-shared key for a private network (--psk)", pskCmd},
+		{"version", "", "print the version, the commit it was built from and the Go toolchain", versionCmd},
 		{"help", "[COMMAND]", "this overview, or a command's usage", helpCmd},
 	}
 }
@@ -61,11 +62,11 @@ func usage() string {
 	b.WriteString("gossipchain: a blockchain gossip node.\n\nUsage:\n")
 	b.WriteString(nodeSynopsis)
 	for _, c := range commands() {
-		fmt.Fprintf(&b, "  gossipchain %s %s\n", c.name, c.args)
+		fmt.Fprintf(&b, "%s\n", strings.TrimRight("  gossipchain "+c.name+" "+c.args, " "))
 	}
 	b.WriteString("\nWithout a command, gossipchain runs a node: type a line on its console to\nadd it as a block; /help lists console commands.\n\nCommands:\n")
 	for _, c := range commands() {
-		fmt.Fprintf(&b, "  %-6s %s\n", c.name, c.summary)
+		fmt.Fprintf(&b, "  %-7s %s\n", c.name, c.summary)
 	}
 	b.WriteString("\n\"gossipchain --help\" lists the node's flags, \"gossipchain COMMAND --help\" a\ncommand's.\n")
 	return b.String()

@@ -117,6 +117,7 @@ func hostLimits(key crypto.PrivKey, reg prometheus.Registerer, gater *blocklist)
 	}
 	return []libp2p.Option{
 		libp2p.Identity(key),
+		libp2p.UserAgent(UserAgent()), // peers see it in GET /peers
 		libp2p.DisableRelay(),
 		// The host's, swarm's and resource manager's own metrics, on the
 		// node's registry (GET /metrics).

@@ -73,6 +73,7 @@ func newMetrics(n *Node) *metrics {
 		}, []string{"direction"}),
 	}
 	reg.MustRegister(m.blocksAdded, m.blocksDropped, m.dropped, m.reorgs, m.reorgDepth, m.syncServed, m.syncMade, m.propagation, m.gossip, m.gossipRPC)
+	reg.MustRegister(buildInfoGauge())
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
