@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
 	"github.com/libp2p/go-libp2p/gologshim"
@@ -25,7 +26,7 @@ import (
 const nodeSynopsis = `  gossipchain [--port N] [--listen IP] [--announce MULTIADDR]... [--peer MULTIADDR]...
               [--data DIR] [--api HOST:PORT] [--api-token TOKEN]
               [--psk FILE] [--authors FILE] [--finality N] [--author-rate N]
-              [--ready-file PATH] [--version]
+              [--ready-file PATH] [--log LEVEL] [--log-format text|json] [--version]
 `
 
 // nodeOptions are the node's flags.
@@ -41,7 +42,11 @@ type nodeOptions struct {
 	finality   int
 	authorRate int
 	readyFile  string
+	logLevel   string
+	logFormat  string
 	version    bool
+	// src says which flags came from the environment.
+	src sources
 }
 
 func nodeFlags(args []string, stderr io.Writer) (*nodeOptions, error) {
@@ -52,32 +57,44 @@ func nodeFlags(args []string, stderr io.Writer) (*nodeOptions, error) {
 	fs.StringVar(&o.listen, "listen", "127.0.0.1", "IP address to listen on: 127.0.0.1 is this machine only, 0.0.0.0 every interface")
 	fs.Var(&o.announce, "announce", "address peers should dial instead of the listening ones, e.g. /ip4/203.0.113.7/tcp/3001 (behind NAT); repeat or comma-separate")
 	fs.StringVar(&o.api, "api", "", "serve the HTTP API on HOST:PORT (off by default), e.g. 127.0.0.1:8001")
-	fs.StringVar(&o.apiToken, "api-token", os.Getenv("GOSSIPCHAIN_API_TOKEN"), "require this bearer token on every API request (default $GOSSIPCHAIN_API_TOKEN); needed for a non-loopback --api")
+	fs.StringVar(&o.apiToken, "api-token", "", "require this bearer token on every API request; needed for a non-loopback --api")
 	fs.StringVar(&o.psk, "psk", "", "private network: only nodes with this pre-shared key file can connect (make one with: gossipchain psk)")
 	fs.StringVar(&o.authors, "authors", "", "file of peer IDs allowed to author blocks, one per line; blocks by others are rejected")
 	fs.IntVar(&o.authorRate, "author-rate", node.DefaultAuthorRate, "new blocks per second this node stores and relays per author (burst: ten seconds' worth); own lines wait for it; 0: no budget")
 	fs.IntVar(&o.finality, "finality", ledger.DefaultFinality, fmt.Sprintf("deepest reorg accepted, in blocks, once blocks have been on the main chain for %s; branches forking deeper are refused", ledger.DefaultSettle))
 	fs.StringVar(&o.readyFile, "ready-file", "", `once the node listens (and its API serves), write {"id","addrs","api"} as JSON to this file, for scripts and launchers`)
+	fs.StringVar(&o.logLevel, "log", "", "log level: debug, info, warn or error (default warn when the console and the log share a terminal, which already shows what info would say; info otherwise)")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format on stderr: text or json (one object a line), libp2p's own lines included")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit (gossipchain version says more)")
-	if err := parseFlags(fs, args, usage()+"\nNode flags:\n", "--help", stderr); err != nil {
+	env := envFlags(fs, "version")
+	if err := parse(fs, args, usage()+"\nNode flags:\n", "--help", stderr, env); err != nil {
 		return nil, err
 	}
 	if o.version {
 		return &o, nil
 	}
+	src, err := applyEnv(fs, env)
+	if err != nil {
+		return nil, err
+	}
+	o.src = src
 	switch {
 	case fs.NArg() > 0:
 		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
 	case o.port < 0 || o.port > 65535:
-		return nil, fmt.Errorf("--port %d is out of range 0-65535", o.port)
+		return nil, fmt.Errorf("%s %d is out of range 0-65535", src.name("port"), o.port)
 	case net.ParseIP(o.listen) == nil:
-		return nil, fmt.Errorf("--listen %q is not an IP address", o.listen)
+		return nil, fmt.Errorf("%s %q is not an IP address", src.name("listen"), o.listen)
 	case o.authorRate < 0:
-		return nil, fmt.Errorf("--author-rate %d must be 0 (no budget) or more", o.authorRate)
+		return nil, fmt.Errorf("%s %d must be 0 (no budget) or more", src.name("author-rate"), o.authorRate)
 	case o.finality < 1:
-		return nil, fmt.Errorf("--finality %d must be at least 1", o.finality)
+		return nil, fmt.Errorf("%s %d must be at least 1", src.name("finality"), o.finality)
+	case o.logLevel != "" && !validLevel(o.logLevel):
+		return nil, fmt.Errorf("%s %q: want debug, info, warn or error", src.name("log"), o.logLevel)
+	case o.logFormat != "text" && o.logFormat != "json":
+		return nil, fmt.Errorf("%s %q: want text or json", src.name("log-format"), o.logFormat)
 	}
-	return &o, o.resolve()
+	return &o, o.resolve(src)
 }
 
 // nodeCmd runs a node: its console on stdin and stdout, its log on
@@ -96,7 +113,7 @@ func nodeCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer stopProfile()
-	logger := newLogger(stderr)
+	logger := newLogger(stderr, o.logFormat, logLevel(o.logLevel, stdout, stderr))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -244,24 +261,62 @@ func startProfile() (stop func(), err error) {
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
-// newLogger is the node's logger, on stderr at $GOSSIPCHAIN_LOG's level.
-// libp2p logs through slog too. The node reports every failure itself,
-// once; libp2p's lines (one error becomes several) show only at debug.
-func newLogger(stderr io.Writer) *slog.Logger {
+// newLogger is the node's logger, on stderr in format (text or json) at
+// level. libp2p logs through slog too, into the same handler. The node
+// reports every failure itself, once; libp2p's lines (one error becomes
+// several) show only at debug.
+func newLogger(stderr io.Writer, format string, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(stderr, opts)
+	if format == "json" {
+		h = slog.NewJSONHandler(stderr, opts)
+	}
 	libp2pLevel := slog.LevelError + 4
-	if logLevel() <= slog.LevelDebug {
+	if level <= slog.LevelDebug {
 		libp2pLevel = slog.LevelDebug
 	}
-	gologshim.SetDefaultHandler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: libp2pLevel}))
-	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel()}))
+	gologshim.SetDefaultHandler(atLeast{h, libp2pLevel})
+	return slog.New(h)
 }
 
-func logLevel() slog.Level {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(os.Getenv("GOSSIPCHAIN_LOG"))); err != nil {
-		return slog.LevelInfo
+// atLeast passes on the records of h at min or above.
+type atLeast struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (a atLeast) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= a.min && a.Handler.Enabled(ctx, l)
+}
+func (a atLeast) WithAttrs(as []slog.Attr) slog.Handler {
+	return atLeast{a.Handler.WithAttrs(as), a.min}
+}
+func (a atLeast) WithGroup(g string) slog.Handler { return atLeast{a.Handler.WithGroup(g), a.min} }
+
+// validLevel reports whether s names a log level --log takes.
+func validLevel(s string) bool {
+	switch strings.ToLower(s) {
+	case "debug", "info", "warn", "error":
+		return true
 	}
-	return l
+	return false
+}
+
+// logLevel is --log's level or, without one, the default: on a terminal
+// the console speaks to the person and the log to the operator, so where
+// both go to the same terminal the log says only what the console does
+// not (warnings and errors: "node started" and "synced" would repeat the
+// console's address lines and "~ synced"); to a file, a journal or a
+// container's log, everything from info up.
+func logLevel(flag string, stdout, stderr io.Writer) slog.Level {
+	var l slog.Level
+	if flag != "" && l.UnmarshalText([]byte(flag)) == nil {
+		return l
+	}
+	if sameTerminal(stdout, stderr) {
+		return slog.LevelWarn
+	}
+	return slog.LevelInfo
 }
 
 // authorRate turns the flag's value into node.Config's: 0 there means the

@@ -471,8 +471,8 @@ func TestHelp(t *testing.T) {
 		want   []string
 	}{
 		{[]string{"help"}, true, []string{"Commands:", "  chaos ", "  check ", "  version ", "gossipchain id [--port N | --data DIR]"}},
-		{[]string{"--help"}, false, []string{"Commands:", "Node flags:", "-ready-file", "-author-rate"}},
-		{[]string{"id", "--help"}, false, []string{"usage: gossipchain id", "-data"}},
+		{[]string{"--help"}, false, []string{"Commands:", "Node flags:", "-ready-file", "-author-rate", "environment: GOSSIPCHAIN_API_TOKEN", "-log-format"}},
+		{[]string{"id", "--help"}, false, []string{"usage: gossipchain id", "-data", "environment: GOSSIPCHAIN_DATA"}},
 		{[]string{"check", "--help"}, false, []string{"usage: gossipchain check", "-port"}},
 		{[]string{"trace", "--help"}, false, []string{"usage: gossipchain trace", "-api"}},
 		{[]string{"chaos", "--help"}, false, []string{"usage: gossipchain chaos", "-seed"}},

@@ -97,12 +97,15 @@ func helpCmd(args []string, stdin io.Reader, stdout, _ io.Writer) error {
 // flags to stderr and returns flag.ErrHelp; any other error says where
 // help is (see).
 func parseFlags(fs *flag.FlagSet, args []string, usage, see string, stderr io.Writer) error {
+	return parse(fs, args, usage, see, stderr, nil)
+}
+
+func parse(fs *flag.FlagSet, args []string, usage, see string, stderr io.Writer, env map[string]string) error {
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stderr, usage)
-		fs.SetOutput(stderr)
-		fs.PrintDefaults()
+		printFlags(stderr, fs, env)
 		return err
 	}
 	if err != nil {
