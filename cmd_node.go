@@ -24,7 +24,7 @@ import (
 
 // nodeSynopsis is how to run a node, in the overview.
 const nodeSynopsis = `  gossipchain [--port N] [--listen IP] [--announce MULTIADDR]... [--peer MULTIADDR]...
-              [--data DIR] [--api HOST:PORT] [--api-token TOKEN]
+              [--data DIR] [--api HOST:PORT] [--api-token TOKEN] [--metrics HOST:PORT]
               [--psk FILE] [--authors FILE] [--finality N] [--author-rate N]
               [--ready-file PATH] [--log LEVEL] [--log-format text|json] [--version]
 `
@@ -36,6 +36,7 @@ type nodeOptions struct {
 	announce   addrList
 	api        string
 	apiToken   string
+	metrics    string
 	peers      peerList
 	psk        string
 	authors    string
@@ -58,11 +59,12 @@ func nodeFlags(args []string, stderr io.Writer) (*nodeOptions, error) {
 	fs.Var(&o.announce, "announce", "address peers should dial instead of the listening ones, e.g. /ip4/203.0.113.7/tcp/3001 (behind NAT); repeat or comma-separate")
 	fs.StringVar(&o.api, "api", "", "serve the HTTP API on HOST:PORT (off by default), e.g. 127.0.0.1:8001")
 	fs.StringVar(&o.apiToken, "api-token", "", "require this bearer token on every API request; needed for a non-loopback --api")
+	fs.StringVar(&o.metrics, "metrics", "", "serve GET /metrics alone on HOST:PORT, read-only and with no token (off by default): 127.0.0.1:9001 for this machine, 0.0.0.0:9001 for a Prometheus elsewhere")
 	fs.StringVar(&o.psk, "psk", "", "private network: only nodes with this pre-shared key file can connect (make one with: gossipchain psk)")
 	fs.StringVar(&o.authors, "authors", "", "file of peer IDs allowed to author blocks, one per line; blocks by others are rejected")
 	fs.IntVar(&o.authorRate, "author-rate", node.DefaultAuthorRate, "new blocks per second this node stores and relays per author (burst: ten seconds' worth); own lines wait for it; 0: no budget")
 	fs.IntVar(&o.finality, "finality", ledger.DefaultFinality, fmt.Sprintf("deepest reorg accepted, in blocks, once blocks have been on the main chain for %s; branches forking deeper are refused", ledger.DefaultSettle))
-	fs.StringVar(&o.readyFile, "ready-file", "", `once the node listens (and its API serves), write {"id","addrs","api"} as JSON to this file, for scripts and launchers`)
+	fs.StringVar(&o.readyFile, "ready-file", "", `once the node listens (and its API and metrics port serve), write {"id","addrs","api","metrics"} as JSON to this file, for scripts and launchers`)
 	fs.StringVar(&o.logLevel, "log", "", "log level: debug, info, warn or error (default warn when the console and the log share a terminal, which already shows what info would say; info otherwise)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format on stderr: text or json (one object a line), libp2p's own lines included")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit (gossipchain version says more)")
@@ -146,10 +148,17 @@ func nodeCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if api != nil {
 		defer api.Close()
 	}
+	metrics, err := startMetrics(o, n, logger, c)
+	if err != nil {
+		return err
+	}
+	if metrics != nil {
+		defer metrics.Close()
+	}
 	c.printf("peers can join with: --peer %s\n", n.Addr())
 	c.printf("%s\n", n.Addr())
 	if o.readyFile != "" {
-		if err := writeReady(o.readyFile, n, api); err != nil {
+		if err := writeReady(o.readyFile, n, api, metrics); err != nil {
 			return err
 		}
 	}
@@ -157,8 +166,10 @@ func nodeCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	go c.read(ctx, stdin)
 	<-ctx.Done()
 	c.printf("shutting down\n")
-	if api != nil {
-		api.Close() // before the node: no request finds it half closed
+	for _, s := range []*httpapi.Server{api, metrics} {
+		if s != nil {
+			s.Close() // before the node: no request finds it half closed
+		}
 	}
 	return n.Close()
 }
@@ -192,6 +203,11 @@ func nodeConfig(o *nodeOptions, logger *slog.Logger) (node.Config, error) {
 			return cfg, err
 		}
 	}
+	if o.metrics != "" {
+		if err := httpapi.CheckMetricsAddr(o.metrics); err != nil {
+			return cfg, fmt.Errorf("%s: %w", o.src.name("metrics"), err)
+		}
+	}
 	return cfg, nil
 }
 
@@ -210,23 +226,42 @@ func startAPI(o *nodeOptions, n *node.Node, logger *slog.Logger, c *console) (*h
 	return api, nil
 }
 
+// startMetrics serves the metrics port if --metrics asks for it (nil
+// otherwise) and says where on the console.
+func startMetrics(o *nodeOptions, n *node.Node, logger *slog.Logger, c *console) (*httpapi.Server, error) {
+	if o.metrics == "" {
+		return nil, nil
+	}
+	s, err := httpapi.StartMetrics(o.metrics, n, httpapi.Options{Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	c.printf("metrics: http://%s/metrics\n", s.Addr())
+	return s, nil
+}
+
 // ready is the file --ready-file writes: what a launcher needs to reach a
 // node, so that no script reads it off the console.
 type ready struct {
 	ID    string   `json:"id"`
 	Addrs []string `json:"addrs"`
 	API   string   `json:"api"` // "http://HOST:PORT", "" without --api
+	// Metrics is "http://HOST:PORT/metrics", "" without --metrics.
+	Metrics string `json:"metrics"`
 }
 
 // writeReady writes n's ready file at path atomically (a temporary file,
 // then a rename): a reader finds either no file or a whole one.
-func writeReady(path string, n *node.Node, api *httpapi.Server) error {
+func writeReady(path string, n *node.Node, api, metrics *httpapi.Server) error {
 	r := ready{ID: n.ID().String(), Addrs: []string{}}
 	for _, a := range n.Addrs() {
 		r.Addrs = append(r.Addrs, a.String())
 	}
 	if api != nil {
 		r.API = "http://" + api.Addr()
+	}
+	if metrics != nil {
+		r.Metrics = "http://" + metrics.Addr() + "/metrics"
 	}
 	b, err := json.Marshal(r)
 	if err != nil {

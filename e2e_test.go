@@ -442,6 +442,7 @@ func TestBadInvocations(t *testing.T) {
 		{"psk with arguments", []string{"psk", "x"}, "takes no arguments"},
 		{"bad listen address", []string{"--listen", "localhost:1"}, "not an IP address"},
 		{"bad announce address", []string{"--announce", "127.0.0.1:1"}, "not a multiaddr"},
+		{"metrics without a host", []string{"--port", "0", "--metrics", ":9001"}, `--metrics: metrics address ":9001" names no host`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -230,6 +231,7 @@ func TestBadEnvironment(t *testing.T) {
 		{"GOSSIPCHAIN_LOG=loud", nil, `GOSSIPCHAIN_LOG "loud": want debug, info, warn or error`},
 		{"GOSSIPCHAIN_LOG_FORMAT=xml", nil, `GOSSIPCHAIN_LOG_FORMAT "xml": want text or json`},
 		{"GOSSIPCHAIN_PORT=-1", []string{"id"}, "GOSSIPCHAIN_PORT -1 is out of range"},
+		{"GOSSIPCHAIN_METRICS=:9001", nil, `GOSSIPCHAIN_METRICS: metrics address ":9001" names no host`},
 	} {
 		cmd := exec.Command(harness.Binary(t), append(tc.args, "--data", filepath.Join(dir, "d"))...)
 		cmd.Env = append(os.Environ(), tc.env)
@@ -241,4 +243,33 @@ func TestBadEnvironment(t *testing.T) {
 			t.Errorf("%s %v: %v, stderr %q; want exit 1 and one line with %q", tc.env, tc.args, err, msg, tc.want)
 		}
 	}
+}
+
+// --metrics serves /metrics alone, with no token, while the API wants
+// one; the ready file says where.
+func TestMetricsPortProcess(t *testing.T) {
+	dir := t.TempDir()
+	ready := filepath.Join(dir, "ready")
+	n := startRaw(t, ready, nil, "--port", "0", "--data", filepath.Join(dir, "d"), "--ready-file", ready,
+		"--api", "127.0.0.1:0", "--api-token", "s3cret", "--metrics", "127.0.0.1:0")
+	if !strings.HasPrefix(n.ready.Metrics, "http://127.0.0.1:") || !strings.HasSuffix(n.ready.Metrics, "/metrics") {
+		t.Fatalf("ready file: metrics %q", n.ready.Metrics)
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	get := func(url string) (int, string) {
+		resp, err := client.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get(n.ready.Metrics); code != http.StatusOK || !strings.Contains(body, "gossipchain_build_info{") {
+		t.Errorf("GET %s with no token: %d\n%.300s", n.ready.Metrics, code, body)
+	}
+	if code, _ := get(n.ready.API + "/metrics"); code != http.StatusUnauthorized {
+		t.Errorf("the API's own /metrics with no token: %d, want 401", code)
+	}
+	n.stop(t)
 }

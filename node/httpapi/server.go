@@ -1,5 +1,6 @@
 // Package httpapi serves a gossipchain node's HTTP API: the JSON endpoints,
-// Server-Sent Events, Prometheus metrics and the dashboard. Each handler
+// Server-Sent Events, Prometheus metrics and the dashboard; and the
+// metrics port, GET /metrics alone (metrics.go). Each handler
 // depends on the small role of the node it uses (ChainReader, Appender,
 // PeerLister, ...; roles.go), and Node composes them but the chain reader,
 // given apart: *node.Node is a Node, and its Chain() a ChainReader. Nothing
@@ -68,7 +69,7 @@ type Options struct {
 	Clock func() time.Time
 }
 
-// Server is the API listening on an address.
+// Server is the API, or the metrics port, listening on an address.
 type Server struct {
 	srv *http.Server
 	ln  net.Listener
@@ -93,33 +94,38 @@ func Start(addr string, n Node, chain ChainReader, opts Options) (*Server, error
 	if err := CheckAddr(addr, opts.Token); err != nil {
 		return nil, err
 	}
+	return serve(addr, Handler(n, chain, opts), opts.Logger, "api")
+}
+
+// serve serves h on addr with the API's timeouts; what names the server
+// in errors and logs.
+func serve(addr string, h http.Handler, log *slog.Logger, what string) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("api listen on %s: %w", addr, err)
+		return nil, fmt.Errorf("%s listen on %s: %w", what, addr, err)
 	}
 	s := &Server{ln: ln, srv: &http.Server{
-		Handler:           Handler(n, chain, opts),
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 	}}
-	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("api server stopped", "err", err)
+			log.Error(what+" server stopped", "err", err)
 		}
 	}()
 	return s, nil
 }
 
-// Addr returns the address the API listens on.
+// Addr returns the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Close stops the API and closes its connections.
+// Close stops the server and closes its connections.
 func (s *Server) Close() error { return s.srv.Close() }
 
 // isLoopback reports whether host (an IP or "localhost") is a loopback
