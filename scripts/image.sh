@@ -33,6 +33,10 @@ trap 'rm -rf "$ctx"' EXIT
 # commit where git can tell it, whatever GOFLAGS says.
 (cd "$root" && CGO_ENABLED=0 go build -trimpath -buildvcs=auto -ldflags='-s -w' -o "$ctx/gossipchain" .)
 mkdir "$ctx/data"
-version="$("$ctx/gossipchain" version | head -n 1 | cut -d ' ' -f 2)"
+# The first line of gossipchain version, "gossipchain VERSION" (read whole:
+# a pipe closed early would kill the binary with SIGPIPE).
+version="$("$ctx/gossipchain" version)"
+version="${version%%$'\n'*}"
+version="${version#gossipchain }"
 "$runtime" build --quiet -f "$root/deploy/container/Containerfile" --build-arg "VERSION=$version" -t "$tag" "$ctx" >/dev/null
 echo "$tag gossipchain $version"
