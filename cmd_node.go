@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/libp2p/go-libp2p/gologshim"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"gossipchain/ledger"
 	"gossipchain/node"
@@ -23,7 +24,11 @@ import (
 )
 
 // nodeSynopsis is how to run a node, in the overview.
-const nodeSynopsis = `  gossipchain [--port N] [--listen IP] [--announce MULTIADDR]... [--peer MULTIADDR]...
+const nodeSynopsis = `  gossipchain [--port N] [--quic-port N] [--quic=false] [--listen IP]
+              [--announce MULTIADDR]... [--peer MULTIADDR]...
+              [--reachability public|private] [--relay-service=false] [--auto-relay=false]
+              [--hole-punching=false] [--port-map=false] [--mdns=false]
+              [--remember-peers=false]
               [--data DIR] [--api HOST:PORT] [--api-token TOKEN] [--metrics HOST:PORT]
               [--psk FILE] [--authors FILE] [--finality N] [--author-rate N]
               [--ready-file PATH] [--log LEVEL] [--log-format text|json] [--version]
@@ -33,6 +38,15 @@ const nodeSynopsis = `  gossipchain [--port N] [--listen IP] [--announce MULTIAD
 type nodeOptions struct {
 	dataDir
 	listen     string
+	quic       bool
+	quicPort   int
+	reach      string
+	relaySvc   bool
+	autoRelay  bool
+	holePunch  bool
+	portMap    bool
+	mdns       bool
+	remember   bool
 	announce   addrList
 	api        string
 	apiToken   string
@@ -53,10 +67,19 @@ type nodeOptions struct {
 func nodeFlags(args []string, stderr io.Writer) (*nodeOptions, error) {
 	var o nodeOptions
 	fs := flag.NewFlagSet("gossipchain", flag.ContinueOnError)
-	dataDirFlags(fs, &o.dataDir, "TCP port to listen on (0: any free port)")
-	fs.Var(&o.peers, "peer", "bootstrap peer /ip4/…/tcp/…/p2p/<id>: dialled, re-dialled at once while the node has fewer than 8 peers and every 1-2 min otherwise; the node finds the others through it; repeat or comma-separate")
+	dataDirFlags(fs, &o.dataDir, "TCP port to listen on (0: any free port); QUIC listens on the same number (UDP) unless --quic-port says otherwise")
+	fs.BoolVar(&o.quic, "quic", true, "listen on QUIC (quic-v1, UDP) beside TCP; a --psk node is TCP only (libp2p's private networks do not support QUIC)")
+	fs.IntVar(&o.quicPort, "quic-port", 0, "UDP port for QUIC (0: the same number as --port, or any free port with --port 0)")
+	fs.Var(&o.peers, "peer", "bootstrap peer /ip4/…/tcp/…/p2p/<id> or /ip4/…/udp/…/quic-v1/p2p/<id>: dialled, re-dialled at once while the node has fewer than 8 peers and every 1-2 min otherwise; the node finds the others through it; repeat or comma-separate")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1", "IP address to listen on: 127.0.0.1 is this machine only, 0.0.0.0 every interface")
 	fs.Var(&o.announce, "announce", "address peers should dial instead of the listening ones, e.g. /ip4/203.0.113.7/tcp/3001 (behind NAT); repeat or comma-separate")
+	fs.StringVar(&o.reach, "reachability", "", "take this node as public (dialable from the internet: its relay service starts at once) or private (behind NAT: it looks for a relay at once) instead of asking peers (AutoNAT)")
+	fs.BoolVar(&o.relaySvc, "relay-service", true, "once peers find this node dialable, relay for nodes behind NAT until they connect directly (bounded: docs/SECURITY.md)")
+	fs.BoolVar(&o.autoRelay, "auto-relay", true, "once peers find this node behind NAT, reserve a slot on a relay (a --peer, or a peer that offers one) and advertise the relayed address")
+	fs.BoolVar(&o.holePunch, "hole-punching", true, "turn connections through a relay into direct ones (DCUtR)")
+	fs.BoolVar(&o.portMap, "port-map", true, "ask the router to forward the ports (UPnP, NAT-PMP)")
+	fs.BoolVar(&o.mdns, "mdns", true, "find other nodes on the LAN (mDNS), when --listen is not loopback")
+	fs.BoolVar(&o.remember, "remember-peers", true, "keep the addresses of the last 64 nodes this one was connected to in the data dir (peers.json), and dial them at start")
 	fs.StringVar(&o.api, "api", "", "serve the HTTP API on HOST:PORT (off by default), e.g. 127.0.0.1:8001")
 	fs.StringVar(&o.apiToken, "api-token", "", "require this bearer token on every API request; needed for a non-loopback --api")
 	fs.StringVar(&o.metrics, "metrics", "", "serve GET /metrics alone on HOST:PORT, read-only and with no token (off by default): 127.0.0.1:9001 for this machine, 0.0.0.0:9001 for a Prometheus elsewhere")
@@ -85,6 +108,12 @@ func nodeFlags(args []string, stderr io.Writer) (*nodeOptions, error) {
 		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
 	case o.port < 0 || o.port > 65535:
 		return nil, fmt.Errorf("%s %d is out of range 0-65535", src.name("port"), o.port)
+	case o.quicPort < 0 || o.quicPort > 65535:
+		return nil, fmt.Errorf("%s %d is out of range 0-65535", src.name("quic-port"), o.quicPort)
+	case o.reach != "" && o.reach != node.ReachabilityPublic && o.reach != node.ReachabilityPrivate:
+		return nil, fmt.Errorf("%s %q must be public or private", src.name("reachability"), o.reach)
+	case o.psk != "" && (set(fs, "quic-port") || set(fs, "quic") && o.quic):
+		return nil, fmt.Errorf("--psk nodes are TCP only: libp2p's private networks do not support QUIC (drop --quic-port and --quic, or GOSSIPCHAIN_QUIC_PORT and GOSSIPCHAIN_QUIC)")
 	case net.ParseIP(o.listen) == nil:
 		return nil, fmt.Errorf("%s %q is not an IP address", src.name("listen"), o.listen)
 	case o.authorRate < 0:
@@ -155,7 +184,11 @@ func nodeCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if metrics != nil {
 		defer metrics.Close()
 	}
-	c.printf("peers can join with: --peer %s\n", n.Addr())
+	tcp, quic := joinAddrs(n)
+	c.printf("peers can join with: --peer %s\n", tcp)
+	if quic != nil {
+		c.printf("             or over QUIC: --peer %s\n", quic)
+	}
 	c.printf("%s\n", n.Addr())
 	if o.readyFile != "" {
 		if err := writeReady(o.readyFile, n, api, metrics); err != nil {
@@ -178,7 +211,19 @@ func nodeCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 // files they name.
 func nodeConfig(o *nodeOptions, logger *slog.Logger) (node.Config, error) {
 	cfg := node.Config{
-		Port:       o.port,
+		Port:        o.port,
+		QUICPort:    o.quicPort,
+		DisableQUIC: !o.quic,
+
+		Reachability:        o.reach,
+		DisableRelayService: !o.relaySvc,
+		DisableAutoRelay:    !o.autoRelay,
+		DisableHolePunching: !o.holePunch,
+		DisablePortMap:      !o.portMap,
+		DisableMDNS:         !o.mdns,
+
+		DisableRememberedPeers: !o.remember,
+
 		ListenHost: o.listen,
 		Announce:   o.announce,
 		DataDir:    o.data,
@@ -209,6 +254,21 @@ func nodeConfig(o *nodeOptions, logger *slog.Logger) (node.Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// joinAddrs are the node's first TCP and first QUIC address (nil if it has
+// none), for the console.
+func joinAddrs(n *node.Node) (tcp, quic ma.Multiaddr) {
+	for _, a := range n.Addrs() {
+		if _, err := a.ValueForProtocol(ma.P_QUIC_V1); err == nil {
+			if quic == nil {
+				quic = a
+			}
+		} else if tcp == nil {
+			tcp = a
+		}
+	}
+	return tcp, quic
 }
 
 // startAPI serves the HTTP API if --api asks for it (nil otherwise) and

@@ -49,7 +49,19 @@ func (c *console) follow(events <-chan node.Event) {
 			c.alone(e.Alone)
 		case "refused":
 			c.refused(*e.Refused)
+		case "reachability":
+			c.reachability(e.Reachability)
 		}
+	}
+}
+
+// reachability reports what the node's peers found out about dialling it.
+func (c *console) reachability(r string) {
+	switch r {
+	case node.ReachabilityPublic:
+		c.printf("~ reachable: peers can dial this node (it relays for nodes behind NAT)\n")
+	case node.ReachabilityPrivate:
+		c.printf("~ behind NAT: peers reach this node through a relay, then directly by hole punching\n")
 	}
 }
 
@@ -186,7 +198,15 @@ func (c *console) command(line string) {
 			if agent == "" {
 				agent = "agent?"
 			}
-			c.printf("  %s %s mesh=%v %s %s\n", p.ID, p.Direction, p.Mesh, agent, strings.Join(p.Addrs, " "))
+			var conns []string
+			for _, ci := range p.Conns {
+				kind := ci.Kind
+				if ci.HolePunched {
+					kind = "hole-punched"
+				}
+				conns = append(conns, fmt.Sprintf("%s/%s %s", kind, ci.Transport, ci.Addr))
+			}
+			c.printf("  %s %s mesh=%v %s %s\n", p.ID, p.Direction, p.Mesh, agent, strings.Join(conns, " "))
 		}
 	case "/chain":
 		n := 10

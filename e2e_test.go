@@ -430,6 +430,9 @@ func TestBadInvocations(t *testing.T) {
 		{"bad multiaddr", []string{"--peer", "127.0.0.1:3001"}, "not a multiaddr"},
 		{"peer without id", []string{"--peer", "/ip4/127.0.0.1/tcp/3001"}, "must end in /p2p/"},
 		{"bad port", []string{"--port", "70000"}, "out of range"},
+		{"bad QUIC port", []string{"--quic-port", "-1"}, "out of range"},
+		{"bad reachability", []string{"--reachability", "maybe"}, "must be public or private"},
+		{"QUIC on a private network", []string{"--port", "0", "--psk", filepath.Join(dir, "nope"), "--quic-port", "4001"}, "TCP only"},
 		{"port in use", []string{"--port", port, "--data", filepath.Join(dir, "other")}, "already in use"},
 		{"data dir in use", []string{"--port", "0", "--data", running.data}, "in use by another process"},
 		{"corrupt store", []string{"--port", "0", "--data", dir}, "corrupt store"},
@@ -519,6 +522,11 @@ func TestPrivateNetworkProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := startProc(t, filepath.Join(dir, "a"), "--psk", keyFile)
+	for _, addr := range a.n.Addrs() {
+		if strings.Contains(addr, "/quic-v1") {
+			t.Errorf("a --psk node listens on QUIC: %s", addr)
+		}
+	}
 	b := startProc(t, filepath.Join(dir, "b"), "--psk", keyFile, a.addr)
 	fmt.Fprintln(a.stdin, "private")
 	waitConverged(t, 20*time.Second, []string{"private"}, a, b)
@@ -546,6 +554,30 @@ func TestListenAndAnnounce(t *testing.T) {
 	for _, p := range []*proc{a, b, c} {
 		p.stop(t)
 	}
+}
+
+// A node listens on TCP and QUIC: its ready file lists the TCP address
+// first (scripts take the first), then the QUIC one, and a node given only
+// the QUIC address joins over QUIC.
+func TestQUICProcesses(t *testing.T) {
+	dir := t.TempDir()
+	a := startProc(t, filepath.Join(dir, "a"))
+	addrs := a.n.Addrs()
+	if len(addrs) != 2 || !strings.Contains(addrs[0], "/tcp/") || !strings.Contains(addrs[1], "/udp/") || !strings.Contains(addrs[1], "/quic-v1/p2p/") {
+		t.Fatalf("ready file addrs %q, want TCP then QUIC", addrs)
+	}
+	b := startProc(t, filepath.Join(dir, "b"), addrs[1])
+	fmt.Fprintln(b.stdin, "over QUIC")
+	waitConverged(t, 20*time.Second, []string{"over QUIC"}, a, b)
+	var peers []node.PeerInfo
+	if err := b.n.Get("/peers", &peers); err != nil {
+		t.Fatal(err)
+	}
+	if len(peers) != 1 || len(peers[0].Addrs) == 0 || !strings.Contains(peers[0].Addrs[0], "/quic-v1") {
+		t.Errorf("b's peers %+v, want a over QUIC", peers)
+	}
+	a.stop(t)
+	b.stop(t)
 }
 
 func TestIDCommand(t *testing.T) {

@@ -41,6 +41,13 @@ func (d *dataDir) resolve(src sources) error {
 	return nil
 }
 
+// set reports whether the flag name was given on the command line.
+func set(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
+}
+
 // addrList is a repeatable flag of multiaddrs, also comma-separated.
 type addrList []ma.Multiaddr
 

@@ -36,6 +36,39 @@ type Config struct {
 	Announce []ma.Multiaddr
 	// Port is the TCP port; 0 picks a free one.
 	Port int
+	// QUICPort is the UDP port of QUIC (quic-v1), which a node listens on
+	// beside TCP: 0 means Port's number (a free one of its own when Port
+	// is 0). DisableQUIC leaves QUIC off; so does a PSK (libp2p's private
+	// networks are TCP only).
+	QUICPort    int
+	DisableQUIC bool
+	// Reachability from behind NAT (reach.go). A node asks its peers
+	// whether it can be dialled (AutoNAT v1 and v2) and answers theirs.
+	// One that can be dialled offers a circuit relay v2 service with
+	// bounded resources, unless DisableRelayService; one that cannot
+	// reserves a slot on a relay it knows (its Peers, then connected
+	// peers that offer the service) and advertises the relayed address,
+	// unless DisableAutoRelay; hole punching (DCUtR) turns a relayed
+	// connection into a direct one, unless DisableHolePunching; and the
+	// node asks the router to forward its ports (UPnP, NAT-PMP), unless
+	// DisablePortMap. With Transports set, all of this is off, and mDNS
+	// too.
+	DisableRelayService bool
+	DisableAutoRelay    bool
+	DisableHolePunching bool
+	DisablePortMap      bool
+	// DisableMDNS turns off LAN discovery (mdns.go), which is on when the
+	// node listens on an address other than loopback.
+	DisableMDNS bool
+	// DisableRememberedPeers stops the node keeping the addresses of the
+	// nodes it was connected to in its data dir and dialling them when it
+	// starts (remember.go). Off with Transports set.
+	DisableRememberedPeers bool
+	// Reachability, if ReachabilityPublic or ReachabilityPrivate, is
+	// taken as known instead of found out by AutoNAT: a node on a public
+	// address offers its relay service at once, one known to be behind
+	// NAT looks for a relay at once. "" means find out.
+	Reachability string
 	// DataDir holds the identity key and the chain store.
 	DataDir string
 	// Peers are dialled at start and kept: re-dialled at once while the
@@ -65,8 +98,8 @@ type Config struct {
 	AuthorRate  int
 	AuthorBurst int
 
-	// Transports, if set, replaces the node's own transport and listen
-	// address (TCP on ListenHost:Port, which are then unused): libp2p
+	// Transports, if set, replaces the node's own transports and listen
+	// addresses (TCP and QUIC on ListenHost, which are then unused): libp2p
 	// options that choose transports and listen addresses, such as a
 	// simulated network's.
 	Transports []libp2p.Option
@@ -108,6 +141,14 @@ func (c *Config) withDefaults() (Config, error) {
 	if cfg.Port < 0 || cfg.Port > 65535 {
 		return cfg, fmt.Errorf("port %d out of range 0-65535", cfg.Port)
 	}
+	switch cfg.Reachability {
+	case "", ReachabilityPublic, ReachabilityPrivate:
+	default:
+		return cfg, fmt.Errorf("reachability %q is not %q or %q", cfg.Reachability, ReachabilityPublic, ReachabilityPrivate)
+	}
+	if cfg.QUICPort < 0 || cfg.QUICPort > 65535 {
+		return cfg, fmt.Errorf("QUIC port %d out of range 0-65535", cfg.QUICPort)
+	}
 	if cfg.Finality < 0 {
 		return cfg, fmt.Errorf("finality depth %d is negative", cfg.Finality)
 	}
@@ -139,4 +180,5 @@ func ChainFile(dataDir string) string { return filepath.Join(dataDir, chainFile)
 const (
 	identityFile = "identity.key"
 	chainFile    = "chain.db"
+	peersFile    = "peers.json" // remembered peers (remember.go)
 )

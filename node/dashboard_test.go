@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	dto "github.com/prometheus/client_model/go"
 
 	"gossipchain/ledger"
@@ -156,8 +157,11 @@ func TestGrafanaDashboardMetrics(t *testing.T) {
 	waitFor(t, 10*time.Second, "the tampered block counted", func() bool { return b.Drops()["invalid_hash"] == 1 })
 
 	// A peer opening more streams than the resource manager lets one peer
-	// have: the ones past the limit are refused, and counted.
-	flood, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics(), libp2p.ResourceManager(&network.NullResourceManager{}))
+	// have: the ones past the limit are refused, and counted. Over TCP,
+	// where opening a stream tells the other side at once (a QUIC stream
+	// is news only with its first frame).
+	flood, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.DisableMetrics(), libp2p.ResourceManager(&network.NullResourceManager{}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,36 +70,6 @@ func TestDiscoveryFromOneBootstrap(t *testing.T) {
 	waitConverged(t, 30*time.Second, lines, rest...)
 }
 
-func TestAloneAndBack(t *testing.T) {
-	a := startNode(t, "")
-	alone := collectEvents(t, a, "alone")
-	dir := t.TempDir()
-	b := startNode(t, dir, a)
-	waitFor(t, 10*time.Second, "a and b connected", func() bool { return len(a.Peers()) == 1 })
-	if a.Status().Alone {
-		t.Fatal("alone while connected")
-	}
-	b.Close()
-	waitFor(t, 10*time.Second, "a to say it is alone", func() bool { return a.Status().Alone })
-	b2 := startNode(t, dir, a) // same node back
-	waitFor(t, 10*time.Second, "a to say it has a peer again", func() bool { return !a.Status().Alone })
-	if _, err := a.Append(context.Background(), "after the return"); err != nil {
-		t.Fatal(err)
-	}
-	waitSameHead(t, 10*time.Second, 1, a, b2)
-	var calls []bool
-	waitFor(t, 5*time.Second, "two alone events", func() bool {
-		calls = nil
-		for _, e := range alone() {
-			calls = append(calls, e.Alone)
-		}
-		return len(calls) >= 2
-	})
-	if len(calls) != 2 || !calls[0] || calls[1] {
-		t.Fatalf("alone events %v, want [true false]", calls)
-	}
-}
-
 func TestChurn(t *testing.T) {
 	// Eight nodes, one bootstrap; nodes are stopped and started again at
 	// random (a bounded loop) while lines are typed on running ones. At the

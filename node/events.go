@@ -11,8 +11,8 @@ import (
 // Event is one thing that happened to the node, as its followers see it:
 // GET /events streams them to the dashboard, and the console prints them.
 type Event struct {
-	// Type is "block", "head", "peer", "sync", "reappend", "alone" or
-	// "refused".
+	// Type is "block", "head", "peer", "sync", "reappend", "alone",
+	// "refused" or "reachability".
 	Type string `json:"type"`
 	// Block, Origin (local, gossip, sync) and From (the peer that sent
 	// it, if it came from one) describe a "block" event; Block a
@@ -37,6 +37,9 @@ type Event struct {
 	// Refused describes a "refused" event: a peer's branch this node will
 	// not adopt, announced once per fork (refused.go).
 	Refused *RefusedBranch `json:"refused,omitempty"`
+	// Reachability describes a "reachability" event: public, private or
+	// unknown (Status.Reachability).
+	Reachability string `json:"reachability,omitempty"`
 }
 
 // Where a stored block came from (Event.Origin, and the origin label of

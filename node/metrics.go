@@ -97,6 +97,18 @@ func newMetrics(n *Node) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_refused_branches", Help: "Connected peers whose branch this node refuses: it would replace settled history and is not the members' (the network is split)."},
 			func() float64 { return float64(len(n.RefusedBranches())) }),
 	)
+	for _, r := range []string{ReachabilityPublic, ReachabilityPrivate, ReachabilityUnknown} {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "gossipchain_reachability",
+			Help:        "1 for this node's reachability (AutoNAT: public, private, unknown), 0 for the others.",
+			ConstLabels: prometheus.Labels{"state": r},
+		}, func() float64 {
+			if n.reach.name() == r {
+				return 1
+			}
+			return 0
+		}))
+	}
 	return m
 }
 

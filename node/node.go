@@ -48,6 +48,7 @@ type Node struct {
 	budget     *authorBudget
 	traces     *traceBook     // how recent blocks reached this node
 	gate       *blocklist     // blocked peers (and Config.Gater)
+	reach      *reach         // reachability, hole punches (reach.go)
 	onChange   []func(change) // what follows a chain change (chainchange.go)
 	refusals   refusals       // peers' branches this node will not adopt
 
@@ -97,8 +98,22 @@ func New(c Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.signer = ledger.NewSigner(ed25519.PrivateKey(raw))
-	if n.host, err = newHost(key, cfg, n.metrics.reg, n.gate); err != nil {
+	n.reach = newReach(cfg, n.usable)
+	if n.host, err = newHost(key, cfg, n.metrics.reg, n.gate, n.reach); err != nil {
 		return nil, err
+	}
+	if err := n.reach.start(n.ctx, n.host, &n.wg, n.reachabilityChanged); err != nil {
+		return nil, err
+	}
+	if mdnsOn(cfg) {
+		if err := n.startMDNS(); err != nil {
+			return nil, fmt.Errorf("mDNS: %w", err)
+		}
+	}
+	if !cfg.DisableRememberedPeers && cfg.Transports == nil {
+		if err := n.rememberPeers(loadPeerBook(cfg.DataDir, n.log)); err != nil {
+			return nil, err
+		}
 	}
 	n.peerNotify = n.watchPeers()
 	n.sync = chainsync.New(chainsync.Deps{
@@ -201,12 +216,29 @@ func (n *Node) ID() peer.ID { return n.host.ID() }
 func (n *Node) Chain() *ledger.Chain { return n.chain }
 
 // Addrs returns the node's full dialable addresses, /p2p/<id> included.
-// Announced addresses come as given; listening on every interface, the
-// addresses other machines can reach come before loopback ones.
+// Announced addresses come as given; otherwise the addresses other
+// machines can dial directly come first, then relayed ones (behind NAT),
+// then loopback ones, and within each TCP before QUIC, so that a program
+// taking the first address gets one every node can dial (a --psk node has
+// no QUIC).
 func (n *Node) Addrs() []ma.Multiaddr {
 	own := slices.Clone(n.host.Addrs())
 	if len(n.cfg.Announce) == 0 {
-		slices.SortStableFunc(own, func(a, b ma.Multiaddr) int { return cmpBool(manet.IsIPLoopback(a), manet.IsIPLoopback(b)) })
+		rank := func(a ma.Multiaddr) int {
+			switch {
+			case manet.IsIPLoopback(a):
+				return 2
+			case isRelayed(a):
+				return 1
+			}
+			return 0
+		}
+		slices.SortStableFunc(own, func(a, b ma.Multiaddr) int {
+			if c := rank(a) - rank(b); c != 0 {
+				return c
+			}
+			return cmpBool(isQUIC(a), isQUIC(b))
+		})
 	}
 	addrs, _ := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: n.host.ID(), Addrs: own})
 	return addrs
@@ -300,7 +332,8 @@ func (r *Receipt) Wait() (Published, error) {
 	return r.Published, nil
 }
 
-// Connect dials addr (a multiaddr ending in /p2p/<id>) once.
+// Connect dials addr (a multiaddr ending in /p2p/<id>) once: a direct
+// address even if a relayed connection to the peer is open.
 func (n *Node) Connect(ctx context.Context, addr ma.Multiaddr) (peer.ID, error) {
 	pi, err := peer.AddrInfoFromP2pAddr(addr)
 	if err != nil {
@@ -309,7 +342,7 @@ func (n *Node) Connect(ctx context.Context, addr ma.Multiaddr) (peer.ID, error) 
 	if pi.ID == n.ID() {
 		return "", fmt.Errorf("address %s is this node", addr)
 	}
-	if err := n.host.Connect(ctx, *pi); err != nil {
+	if err := n.host.Connect(directDial(ctx, pi.Addrs), *pi); err != nil {
 		return "", fmt.Errorf("connect to %s: %w", addr, err)
 	}
 	return pi.ID, nil
@@ -334,6 +367,25 @@ type PeerInfo struct {
 	Head *PeerHead `json:"head,omitempty"`
 	// LatencyMS is the smoothed round-trip time to the peer, once measured.
 	LatencyMS float64 `json:"latency_ms,omitempty"`
+	// Conns are the open connections to the peer (Addrs and Direction
+	// describe them too, and stay for older clients).
+	Conns []ConnInfo `json:"conns"`
+}
+
+// ConnInfo describes one connection to a peer.
+type ConnInfo struct {
+	Addr      string `json:"addr"`
+	Direction string `json:"direction"`
+	// Kind is "direct", or "relayed": through a relay, a limited
+	// connection that carries only the hole punch that replaces it
+	// (docs/PROTOCOL.md, "Connections").
+	Kind string `json:"kind"`
+	// Transport is "tcp" or "quic": of the connection, or of the hop to
+	// the relay for a relayed one.
+	Transport string `json:"transport"`
+	// HolePunched is set on a direct connection that hole punching
+	// (DCUtR) made.
+	HolePunched bool `json:"hole_punched,omitempty"`
 }
 
 // PeerHead is a peer's head as it reported it.
@@ -347,7 +399,7 @@ func (n *Node) Peers() []PeerInfo {
 	var out []PeerInfo
 	mesh := n.mesh.peers()
 	for _, p := range n.host.Network().Peers() {
-		pi := PeerInfo{ID: p.String(), Mesh: mesh[p], Addrs: []string{}}
+		pi := PeerInfo{ID: p.String(), Mesh: mesh[p], Addrs: []string{}, Conns: []ConnInfo{}}
 		if s, ok := n.scores.get(p); ok {
 			pi.Score = &s
 		}
@@ -359,8 +411,10 @@ func (n *Node) Peers() []PeerInfo {
 			pi.LatencyMS = float64(rtt.Microseconds()) / 1000
 		}
 		for _, c := range n.host.Network().ConnsToPeer(p) {
-			pi.Addrs = append(pi.Addrs, c.RemoteMultiaddr().String())
-			pi.Direction = strings.ToLower(c.Stat().Direction.String())
+			ci := n.connInfo(c)
+			pi.Addrs = append(pi.Addrs, ci.Addr)
+			pi.Direction = ci.Direction
+			pi.Conns = append(pi.Conns, ci)
 		}
 		out = append(out, pi)
 	}

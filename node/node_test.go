@@ -181,37 +181,6 @@ func line(t *testing.T, count int) []*Node {
 	return nodes
 }
 
-func TestBurstReachesEveryNode(t *testing.T) {
-	const blocks = 1000
-	hub := startNode(t, "")
-	nodes := []*Node{hub}
-	for i := 0; i < 4; i++ {
-		nodes = append(nodes, startNode(t, "", hub))
-	}
-	// A fifth node behind a leaf: it only gets blocks that are relayed twice.
-	nodes = append(nodes, startNode(t, "", nodes[4]))
-	waitMesh(t, nodes...)
-	origin := nodes[1]
-	for i := 0; i < blocks; i++ {
-		if _, err := origin.Append(context.Background(), fmt.Sprintf("burst %d", i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitSameHead(t, 60*time.Second, blocks, nodes...)
-	want, _ := origin.Chain().Range(0, blocks+1)
-	for _, n := range nodes {
-		got, err := n.Chain().Range(0, blocks+1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range want {
-			if *got[i] != *want[i] {
-				t.Fatalf("node %s block %d differs", n.ID(), i)
-			}
-		}
-	}
-}
-
 // rawPublisher is a libp2p host that speaks GossipSub on the blocks topic
 // but validates nothing: it publishes whatever bytes a test gives it.
 type rawPublisher struct {

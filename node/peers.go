@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 
@@ -50,14 +49,14 @@ func (n *Node) keepConnected(pi peer.AddrInfo) {
 		for {
 			wait := checkEvery
 			enough := len(n.host.Network().Peers()) >= chainsync.TargetPeers
-			if n.host.Network().Connectedness(pi.ID) != network.Connected && (!enough || !time.Now().Before(keptDue)) {
+			if !connectedTo(n.host.Network(), pi) && (!enough || !time.Now().Before(keptDue)) {
 				// The jitter is drawn once per try, so the next one is
 				// 1-2 min away, evenly (drawn at every check, it came
 				// soon after the first minute).
 				keptDue = time.Now().Add(keptRedial/2 + rand.N(keptRedial/2))
 				ctx, cancel := context.WithTimeout(n.ctx, dialTimeout)
 				n.dialing.Add(1)
-				err := n.host.Connect(ctx, pi)
+				err := n.host.Connect(directDial(ctx, pi.Addrs), pi)
 				n.dialing.Add(-1)
 				cancel()
 				switch {

@@ -20,8 +20,12 @@ type Status struct {
 	Pending int `json:"pending"`
 	// Alone is set when every peer this node had is gone: blocks added
 	// now reach the others when one returns.
-	Alone   bool          `json:"alone"`
-	Syncing *SyncProgress `json:"syncing,omitempty"`
+	Alone bool `json:"alone"`
+	// Reachability is whether peers can dial this node: public, private
+	// (behind NAT: peers reach it through a relay, then by hole punching)
+	// or unknown (reach.go).
+	Reachability string        `json:"reachability"`
+	Syncing      *SyncProgress `json:"syncing,omitempty"`
 	// RefusedBranches are peers' branches this node will not adopt: the
 	// network is split although connected (refused.go).
 	RefusedBranches []RefusedBranch `json:"refused_branches"`
@@ -37,16 +41,17 @@ const propagationBlocks = 100
 func (n *Node) Status() Status {
 	head := n.chain.Head()
 	s := Status{
-		ID:      n.ID().String(),
-		Height:  head.Index,
-		Head:    head.Hash,
-		Peers:   len(n.host.Network().Peers()),
-		Mesh:    n.MeshPeers(),
-		Drops:   n.Drops(),
-		Addrs:   []string{},
-		Pending: n.chain.PendingLines(),
-		Alone:   n.alone.Load(),
-		Syncing: n.sync.Progress(),
+		ID:           n.ID().String(),
+		Height:       head.Index,
+		Head:         head.Hash,
+		Peers:        len(n.host.Network().Peers()),
+		Mesh:         n.MeshPeers(),
+		Drops:        n.Drops(),
+		Addrs:        []string{},
+		Pending:      n.chain.PendingLines(),
+		Alone:        n.alone.Load(),
+		Reachability: n.reach.name(),
+		Syncing:      n.sync.Progress(),
 
 		RefusedBranches: n.RefusedBranches(),
 

@@ -12,6 +12,12 @@ import (
 // TopicBlocks is the GossipSub topic that carries blocks.
 const TopicBlocks = "blocks"
 
+// MDNSService is the DNS-SD service name under which nodes announce
+// themselves on a LAN (libp2p's mDNS discovery: TXT records of
+// "dnsaddr=<multiaddr>/p2p/<id>"). Not libp2p's default "_p2p._udp": a
+// node finds other gossipchain nodes, not every libp2p program nearby.
+const MDNSService = "_gossipchain._udp"
+
 // EncodeBlock returns the gossip message for b: its JSON object.
 func EncodeBlock(b *ledger.Block) ([]byte, error) {
 	return json.Marshal(b)

@@ -16,15 +16,17 @@ const maxPage = 1000
 // Status is the part of GET /status launchers wait on (README's "HTTP
 // API" has all of it).
 type Status struct {
-	ID      string            `json:"id"`
-	Addrs   []string          `json:"addrs"`
-	Height  uint64            `json:"height"`
-	Head    string            `json:"head"`
-	Peers   int               `json:"peers"`
-	Mesh    int               `json:"mesh"`
-	Pending int               `json:"pending"`
-	Alone   bool              `json:"alone"`
-	Drops   map[string]uint64 `json:"drops"`
+	ID      string   `json:"id"`
+	Addrs   []string `json:"addrs"`
+	Height  uint64   `json:"height"`
+	Head    string   `json:"head"`
+	Peers   int      `json:"peers"`
+	Mesh    int      `json:"mesh"`
+	Pending int      `json:"pending"`
+	Alone   bool     `json:"alone"`
+	// Reachability is public, private or unknown.
+	Reachability string            `json:"reachability"`
+	Drops        map[string]uint64 `json:"drops"`
 	// Syncing is non-empty while the node fetches blocks from a peer.
 	Syncing json.RawMessage `json:"syncing,omitempty"`
 }

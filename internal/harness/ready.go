@@ -12,7 +12,7 @@ import (
 // Ready is the JSON a node writes to its --ready-file once it listens
 // (and its API, if any, serves):
 //
-//	{"id":"12D3KooW…","addrs":["/ip4/127.0.0.1/tcp/40123/p2p/12D3KooW…"],"api":"http://127.0.0.1:40567"}
+//	{"id":"12D3KooW…","addrs":["/ip4/127.0.0.1/tcp/40123/p2p/12D3KooW…","/ip4/127.0.0.1/udp/40124/quic-v1/p2p/12D3KooW…"],"api":"http://127.0.0.1:40567"}
 //
 // The file is written atomically and left in place at exit; Start
 // deletes it before starting a node.

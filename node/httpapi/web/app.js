@@ -85,6 +85,7 @@ async function loadStatus() {
   renderPropagation(s.propagation);
   $("node-id").textContent = s.id;
   $("node-addr").textContent = (s.addrs || [])[0] || "";
+  renderReach(s.reachability);
   setHead(s.height, s.head);
   renderDrops(s.drops || {});
   renderSync(s.syncing);
@@ -98,6 +99,29 @@ function renderSplit(refused) {
   $("split-text").textContent = refused
     .map((r) => `Peer …${r.peer.slice(-6)} is on a branch at #${r.height} that forks at #${r.fork_height}; adopting it would replace ${r.replace} settled blocks here, and only ${r.members} of its ${r.blocks} blocks are by this network's members.`)
     .join(" ");
+}
+
+const REACH = {
+  public: ["public", "peers can dial this node; it relays for nodes behind NAT"],
+  private: ["behind NAT", "peers reach this node through a relay, then directly by hole punching"],
+  unknown: ["unknown", "not known yet (or no public address: loopback, LAN)"],
+};
+
+function renderReach(r) {
+  const [text, title] = REACH[r] || REACH.unknown;
+  $("reach").textContent = text;
+  $("reach").title = title;
+  $("reach").className = "reach " + (r || "unknown");
+}
+
+// link describes how a peer is connected: its best connection's
+// transport, and whether it is relayed or was hole-punched.
+function link(p) {
+  const conns = p.conns || [];
+  const c = conns.find((c) => c.kind === "direct") || conns[0];
+  if (!c) return ["", ""];
+  const how = c.kind === "relayed" ? " ·relayed" : c.hole_punched ? " ·punched" : "";
+  return [c.transport + how, conns.map((c) => `${c.kind}${c.hole_punched ? " (hole-punched)" : ""} ${c.transport} ${c.addr}`).join("\n")];
 }
 
 function renderPropagation(p) {
@@ -198,6 +222,8 @@ function renderPeers() {
     tr.dataset.peer = p.id;
     cell(tr, tail(p.id), null, p.id + "\n" + (p.addrs || []).join("\n"));
     cell(tr, (p.direction || "").slice(0, 3) + (p.mesh ? " ·mesh" : ""));
+    const [how, conns] = link(p);
+    cell(tr, how, "link", conns);
     if (p.head) {
       const d = p.head.height - state.height;
       const text = `#${p.head.height}` + (d < 0 ? ` (${-d} behind)` : d > 0 ? ` (${d} ahead)` : p.head.head === state.head ? " ✓" : " (fork)");
@@ -246,6 +272,11 @@ function onEvent(type, e) {
       break;
     case "refused":
       soon("status", loadStatus);
+      break;
+    case "reachability":
+      renderReach(e.reachability);
+      soon("status", loadStatus);
+      soon("peers", loadPeers);
       break;
     case "sync":
       renderSync(e.sync);
