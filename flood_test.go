@@ -201,12 +201,7 @@ func currentRSS(t testing.TB, pid int) int64 {
 // under a fixed bound. The figures are logged (go test -v -run
 // TestValidFlood .).
 func TestValidFlood(t *testing.T) {
-	seconds := 20
-	if v := os.Getenv("GOSSIPCHAIN_FLOOD_SECONDS"); v != "" {
-		if _, err := fmt.Sscan(v, &seconds); err != nil || seconds < 1 {
-			t.Fatalf("GOSSIPCHAIN_FLOOD_SECONDS=%q: want a number of seconds", v)
-		}
-	}
+	seconds := floodSeconds(t, 20)
 	const rssBound = 256 << 20
 	// The nodes' author budget is a quarter of the default, so that the
 	// flood exceeds it however slowly this machine signs (a race build on

@@ -47,6 +47,9 @@ func (n *Node) startGossip() error {
 		pubsub.WithRawTracer(n.mesh),
 		pubsub.WithRawTracer(gossipTracer{m: n.metrics}),
 		pubsub.WithRawTracer(n.traces),
+		// A peer throttled for blocks it could not have stored has them
+		// dropped unread (budget.go).
+		pubsub.WithAppSpecificRpcInspector(n.inspectRPC),
 		// The library logs routine events at info; keep its warnings only.
 		pubsub.WithLogger(slog.New(minLevel{n.log.Handler(), slog.LevelWarn}).With("system", "pubsub")),
 		// Room for the largest block, not the library's 1 MiB default.

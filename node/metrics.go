@@ -75,10 +75,17 @@ func newMetrics(n *Node) *metrics {
 		}, []string{"direction"}),
 	}
 	reg.MustRegister(m.blocksAdded, m.blocksDropped, m.dropped, m.reorgs, m.reorgDepth, m.syncServed, m.syncMade, m.propagation, m.gossip, m.gossipRPC)
-	reg.MustRegister(buildInfoGauge(), headPrefixGauge(n))
 	for _, o := range []string{OriginLocal, OriginGossip, OriginSync} {
 		m.blocksAdded.WithLabelValues(o) // 0 before the first: a dashboard shows 0, not "no data"
 	}
+	registerGauges(reg, n)
+	return m
+}
+
+// registerGauges registers the Go runtime's and the process's collectors
+// and the gauges read from the node when scraped.
+func registerGauges(reg *prometheus.Registry, n *Node) {
+	reg.MustRegister(buildInfoGauge(), headPrefixGauge(n))
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -88,6 +95,10 @@ func newMetrics(n *Node) *metrics {
 			func() float64 { return float64(n.chain.Orphans()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_pending_lines", Help: "Lines typed here waiting to be re-appended after a reorg."},
 			func() float64 { return float64(n.chain.PendingLines()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_budget_authors", Help: "Authors this node remembers storing blocks by, by state: known (first stored long enough ago to leave the new authors' budget) or new.", ConstLabels: prometheus.Labels{"state": "known"}},
+			func() float64 { known, _ := n.budget.authorCounts(); return float64(known) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_budget_authors", Help: "Authors this node remembers storing blocks by, by state: known (first stored long enough ago to leave the new authors' budget) or new.", ConstLabels: prometheus.Labels{"state": "new"}},
+			func() float64 { _, fresh := n.budget.authorCounts(); return float64(fresh) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_peers", Help: "Connected peers."},
 			func() float64 { return float64(len(n.host.Network().Peers())) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gossipchain_mesh_peers", Help: "Peers in this node's GossipSub mesh for the blocks topic."},
@@ -109,7 +120,6 @@ func newMetrics(n *Node) *metrics {
 			return 0
 		}))
 	}
-	return m
 }
 
 // syncMetrics counts the syncer's requests (chainsync.Metrics).

@@ -99,6 +99,8 @@ func TestMetrics(t *testing.T) {
 		{ma, "gossipchain_chain_head_prefix", nil, float64(head)},
 		{mb, "gossipchain_chain_head_prefix", nil, float64(head)},
 		{mb, "gossipchain_blocks_added_total", map[string]string{"origin": "local"}, 0}, // present before the first
+		{ma, "gossipchain_budget_authors", map[string]string{"state": "known"}, 1},      // itself
+		{mb, "gossipchain_budget_authors", map[string]string{"state": "new"}, 1},        // a, on b
 	} {
 		got, ok := value(c.families, c.name, c.labels)
 		if !ok || got != c.want {

@@ -80,7 +80,7 @@ func New(c Config) (_ *Node, err error) {
 	n.gate = newBlocklist(cfg.Gater)
 	n.metrics = newMetrics(n)
 	// What follows every change to the chain, in this order (chainchange.go).
-	n.onChange = []func(change){n.traceChange, n.countChange, n.announceChange, n.syncChange, n.reappendChange, n.relayChange}
+	n.onChange = []func(change){n.budgetChange, n.traceChange, n.countChange, n.announceChange, n.syncChange, n.reappendChange, n.relayChange}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -132,6 +132,7 @@ func New(c Config) (_ *Node, err error) {
 		Refused:  n.refusedBranch,
 	})
 	n.sync.Start()
+	n.budget.know(append([]string{n.signer.ID()}, cfg.Authors...)...)
 	if err := n.startGossip(); err != nil {
 		return nil, err
 	}

@@ -26,6 +26,10 @@ func TestRememberedPeers(t *testing.T) {
 	waitFor(t, 20*time.Second, "c connected to b", func() bool {
 		return c.host.Network().Connectedness(b.ID()) == network.Connected
 	})
+	// Identified and written down (the file is written every few seconds).
+	waitFor(t, 20*time.Second, "b in c's peers file", func() bool {
+		return hasPeer(loadPeerBook(dirC, slog.New(slog.DiscardHandler)).infos(), b.ID())
+	})
 	c.Close()
 	a.Close()
 	if got := loadPeerBook(dirC, slog.New(slog.DiscardHandler)).infos(); !hasPeer(got, b.ID()) {

@@ -34,14 +34,12 @@ const (
 )
 
 // appScore is the application-specific part of a peer's GossipSub score:
-// a peer banned from sync for bad sync data is graylisted in gossip too,
-// and one that keeps sending blocks over their authors' budget is
-// penalised (budget.go).
+// a peer banned from sync for bad sync data is graylisted in gossip too.
 func (n *Node) appScore(p peer.ID) float64 {
 	if n.sync.Faulty(p) {
 		return syncFaultPenalty
 	}
-	return n.budget.penalty(p)
+	return 0
 }
 
 // scoreOptions returns the GossipSub options that turn scoring on, with

@@ -23,7 +23,8 @@ import (
 //	bad hash, bad signature, bad author, bad index      REJECT
 //	empty or oversized data, claims to be genesis       REJECT
 //	already stored                                      IGNORE
-//	valid and new, but over its author's budget         IGNORE (budget.go)
+//	valid and new, but over a budget: its author's,     IGNORE (budget.go)
+//	  its sender's, new authors'
 //	parent unknown (held as an orphan)                  IGNORE
 //	timestamp too far ahead of this node's clock        IGNORE
 //	with --authors: author not on the list              REJECT
@@ -58,11 +59,14 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 	if _, err := run.Valid(); err != nil {
 		return n.refused(b, msg, from, arrived, err)
 	}
-	// Valid and new to this node: it counts against its author's budget.
-	if !n.chain.HasBlock(b) && !n.budget.Allow(b.Author) {
-		n.budget.over(from)
-		n.dropBlock("ignore", "author_rate_limited")
-		return pubsub.ValidationIgnore
+	// Valid and new to this node: it counts against its author's budget
+	// and the budgets of the peer that brought it (budget.go).
+	if !n.chain.HasBlock(b) {
+		if limit, ok := n.budget.Allow(b, from); !ok {
+			n.dropBlock("ignore", limit)
+			n.budget.refuse(from)
+			return pubsub.ValidationIgnore
+		}
 	}
 	// Its parent may be in the other worker's hands (pending.go).
 	n.pending.wait(n.ctx, b.PrevHash)

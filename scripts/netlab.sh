@@ -18,6 +18,11 @@
 #   scripts/netlab.sh demo            up 4, type on each, cut one off, type on
 #                                     both sides, restore, wait until they agree,
 #                                     and tear everything down (also on failure)
+#   scripts/netlab.sh long-cut-demo [SECONDS]
+#                                     up 4, cut machine 4 off for SECONDS (default
+#                                     30), 5 lines a second typed on each side, far
+#                                     past the finality depth; restore: one chain,
+#                                     every line once; tear everything down
 #
 #   scripts/netlab.sh nat-up [H] [quic]
 #                                     a public node and H homes (default 2), each
@@ -242,6 +247,39 @@ demo() {
 	api_get 1 "/blocks?from=1&limit=1000" | grep -o '"data":"[^"]*"'
 }
 
+# long_cut_demo [SECONDS]: machine 4 cut off for SECONDS (default 30: past
+# the settle time and, at 5 lines a second a side, the finality depth),
+# typing on both sides; on restore the halves become one chain, every line
+# once (the members' deep fork: docs/PROTOCOL.md).
+long_cut_demo() {
+	local secs=${1:-30}
+	[[ "$secs" =~ ^[0-9]+$ ]] || die "long-cut-demo: SECONDS must be a number, got '$secs'"
+	trap down EXIT
+	up 4
+	for k in 1 2 3 4; do send "$k" "hello from machine $k" >/dev/null; done
+	status --wait 30
+	cut 4
+	echo "machine 4 cut off for ${secs}s; typing 5 lines a second on machine 1 and on machine 4"
+	local end=$((SECONDS + secs)) i=0
+	while [ "$SECONDS" -lt "$end" ]; do
+		send 1 "side 1-3, line $i" >/dev/null
+		send 4 "side 4, line $i" >/dev/null
+		i=$((i + 1))
+		[ $((i % 25)) -eq 0 ] && echo "  $i lines a side"
+		sleep 0.2
+	done
+	status || true
+	local healed=$SECONDS
+	restore 4
+	status --wait 120
+	echo "one chain $((SECONDS - healed))s after the restore"
+	local lines dups
+	lines=$(api_get 1 "/blocks?from=1&limit=1000" | grep -o '"data":"[^"]*"')
+	dups=$(echo "$lines" | sort | uniq -d | wc -l)
+	echo "$(echo "$lines" | grep -c 'line ') of the $((2 * i)) lines typed apart are on machine 1's chain; $dups twice"
+	[ "$dups" -eq 0 ] && [ "$(echo "$lines" | grep -c 'line ')" -eq $((2 * i)) ] || die "lines lost or doubled"
+}
+
 # The NAT lab.
 
 nat_wan() { echo "11.0.0.$((10 + $1))"; }
@@ -459,6 +497,10 @@ case "$cmd" in
 up | status | send | chain | cut | restore | down | demo)
 	need_root "$cmd"
 	"$cmd" "$@"
+	;;
+long-cut-demo)
+	need_root "$cmd"
+	long_cut_demo "$@"
 	;;
 lan-up | nat-up | nat-demo | links | api | kill)
 	need_root "$cmd"

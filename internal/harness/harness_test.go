@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -78,7 +79,8 @@ func TestReadyFileWithoutAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := fmt.Sprintf(`{"id":%q,"addrs":[%q],"api":""}`+"\n", n.ID(), n.Addr())
+	addrs, _ := json.Marshal(n.Addrs())
+	want := fmt.Sprintf(`{"id":%q,"addrs":%s,"api":""}`+"\n", n.ID(), addrs)
 	if string(b) != want {
 		t.Fatalf("ready file %q, want %q", b, want)
 	}

@@ -123,7 +123,7 @@ type fetched struct {
 // whether the sync from p should go on. advanced says whether the run
 // reached past the previous one.
 func (s *Syncer) store(p peer.ID, run *ledger.Checked, advanced bool) bool {
-	limited := s.budgeted(run)
+	limit := s.budgeted(p, run)
 	res, err := s.deps.Chain.Process(run)
 	s.deps.Added(res, p)
 	if ledger.Code(err) == ledger.ErrDuplicate {
@@ -133,10 +133,11 @@ func (s *Syncer) store(p peer.ID, run *ledger.Checked, advanced bool) bool {
 		s.failed(p, err)
 		return false
 	}
-	if limited {
-		// Young blocks over their author's budget: not the peer's
-		// fault; come back once the budget has refilled.
-		s.deps.Drop("sync_author_rate_limited")
+	if limit != "" {
+		// Young blocks over a budget: not the peer's fault (it may
+		// relay what a flood brought it); come back once the budget has
+		// refilled.
+		s.deps.Drop("sync_" + limit)
 		s.mu.Lock()
 		s.banned[p] = ban{until: s.deps.Now().Add(coolOff)}
 		s.mu.Unlock()
@@ -156,21 +157,21 @@ func (s *Syncer) store(p peer.ID, run *ledger.Checked, advanced bool) bool {
 	return true
 }
 
-// budgeted applies the author budget to a fetched run: it is cut at the
-// first young block, new to this node, whose author has no budget left.
-// It reports whether it cut.
-func (s *Syncer) budgeted(run *ledger.Checked) bool {
+// budgeted applies the budget to a run fetched from p: it is cut at the
+// first young block, new to this node, over a budget (its author's, p's,
+// new authors'). It returns the budget's drop reason if it cut, else "".
+func (s *Syncer) budgeted(p peer.ID, run *ledger.Checked) string {
 	valid, _ := run.Valid()
 	for i, b := range run.Blocks()[:valid] {
 		if !s.deps.Budget.Young(b) || s.deps.Chain.HasBlock(b) {
 			continue
 		}
-		if !s.deps.Budget.Allow(b.Author) {
+		if limit, ok := s.deps.Budget.Allow(b, p); !ok {
 			run.Limit(i)
-			return true
+			return limit
 		}
 	}
-	return false
+	return ""
 }
 
 // failed handles a failed fetch: a peer that proved itself faulty is
@@ -202,9 +203,16 @@ func (s *Syncer) failed(p peer.ID, err error) {
 	}
 	s.mu.Lock()
 	delete(s.heads, p)
-	if f != nil {
+	switch {
+	case f != nil && f.reason == "sync_stall":
+		// No data within the timeout: a link that went down (a split)
+		// looks the same as a peer that stalls on purpose. The
+		// connection is closed, and the peer is not synced from until
+		// it connects again (a staller pays a new connection each time).
+		s.banned[p] = ban{until: s.deps.Now().Add(banFor), stalled: true}
+	case f != nil:
 		s.banned[p] = ban{until: s.deps.Now().Add(banFor), fault: true}
-	} else {
+	default:
 		s.banned[p] = ban{until: s.deps.Now().Add(coolOff)}
 	}
 	s.mu.Unlock()
@@ -213,6 +221,10 @@ func (s *Syncer) failed(p peer.ID, err error) {
 		return
 	}
 	s.deps.Drop(f.reason)
-	s.deps.Log.Warn("peer sent bad sync data; disconnecting", "peer", p, "reason", f.reason, "err", err)
+	if f.reason == "sync_stall" {
+		s.deps.Log.Info("peer's sync answer stalled (a dead link, or a stalling peer); disconnecting", "peer", p, "err", err)
+	} else {
+		s.deps.Log.Warn("peer sent bad sync data; disconnecting", "peer", p, "reason", f.reason, "err", err)
+	}
 	s.deps.Host.Network().ClosePeer(p)
 }

@@ -20,6 +20,9 @@ import (
 type ban struct {
 	until time.Time
 	fault bool
+	// stalled: the peer's answer stopped coming, which a dead link does
+	// too. It is not a fault, and a new connection lifts it.
+	stalled bool
 }
 
 // noteHead records what p says its head is, and wakes the sync loop if it is

@@ -91,8 +91,8 @@ func (r *syncRig) dropped(reason string) int {
 // noBudget is an author budget without limits.
 type noBudget struct{}
 
-func (noBudget) Young(*ledger.Block) bool { return false }
-func (noBudget) Allow(string) bool        { return true }
+func (noBudget) Young(*ledger.Block) bool                    { return false }
+func (noBudget) Allow(*ledger.Block, peer.ID) (string, bool) { return "", true }
 
 // bareHost is a libp2p host on a free loopback port, with nothing of
 // gossipchain on it, closed when the test ends.

@@ -136,16 +136,18 @@ type Chain interface {
 	After(locator []string, maxBlocks, maxBytes int) (raw [][]byte, found bool, err error)
 }
 
-// Budget is the author budget: how many new blocks per second each author
-// may add. A sync applies it to the young blocks it brings, so a flood
-// cannot enter by sync instead of gossip.
+// Budget is the node's budget of new blocks: per author, per peer that
+// brings them, and for authors new to the node. A sync applies it to the
+// young blocks it brings, so a flood cannot enter by sync instead of
+// gossip.
 type Budget interface {
-	// Young reports whether a block fetched by sync counts against its
-	// author's budget.
+	// Young reports whether a block fetched by sync counts against the
+	// budget.
 	Young(b *ledger.Block) bool
-	// Allow takes one block of author's budget, reporting false if none
-	// is left.
-	Allow(author string) bool
+	// Allow takes b's share of every budget it counts against, from being
+	// the peer that sent it; if any has none left it takes none and
+	// reports false with the budget's drop reason.
+	Allow(b *ledger.Block, from peer.ID) (limit string, ok bool)
 }
 
 // Metrics counts sync requests by type (protocol.RequestStatus, ...): those
@@ -185,6 +187,11 @@ func (s *Syncer) Start() {
 	h.SetStreamHandler(protocol.SyncID, s.serve)
 	s.notify = &network.NotifyBundle{
 		ConnectedF: func(nw network.Network, c network.Conn) {
+			s.mu.Lock()
+			if b, ok := s.banned[c.RemotePeer()]; ok && b.stalled {
+				delete(s.banned, c.RemotePeer()) // connected again: a fresh chance
+			}
+			s.mu.Unlock()
 			s.askStatus(c.RemotePeer())
 			if len(nw.Peers()) < TargetPeers {
 				s.discover.poke()

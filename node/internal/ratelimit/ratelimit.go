@@ -46,6 +46,34 @@ func (l *Limiter) Allow(key string) bool {
 	return l.bucket(key, now).AllowN(now, 1)
 }
 
+// Has reports whether key has a token left, taking none: a caller that
+// must take from several limiters, all or none, asks each first.
+func (l *Limiter) Has(key string) bool { return l.Tokens(key) >= 1 }
+
+// Tokens returns how many tokens key has now, taking none.
+func (l *Limiter) Tokens(key string) float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[key]
+	if !ok {
+		return float64(l.burst)
+	}
+	return b.lim.TokensAt(l.now())
+}
+
+// Charge takes n tokens from key whether it has them or not, owing what it
+// lacks (at most one burst is owed): a key charged faster than its rate
+// has no token until it slows down.
+func (l *Limiter) Charge(key string, n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	lim := l.bucket(key, now)
+	if n = min(n, l.burst, int(lim.TokensAt(now))+l.burst); n > 0 {
+		lim.ReserveN(now, n)
+	}
+}
+
 // bucket returns key's bucket, made if new, and marks it used at now.
 // l.mu is held.
 func (l *Limiter) bucket(key string, now time.Time) *rate.Limiter {

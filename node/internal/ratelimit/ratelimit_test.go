@@ -19,8 +19,14 @@ func TestRateLimiter(t *testing.T) {
 			}
 			return ok
 		}
+		if !l.Has("a") || !l.Has("a") {
+			t.Fatal("a new key has no token")
+		}
 		if got := take("a", 8); got != 5 {
-			t.Fatalf("burst: %d of 8 allowed, want 5", got)
+			t.Fatalf("burst: %d of 8 allowed, want 5 (Has took some)", got)
+		}
+		if l.Has("a") {
+			t.Fatal("Has reports a token after the burst")
 		}
 		if got := take("b", 5); got != 5 {
 			t.Fatalf("another key: %d of 5 allowed", got)
@@ -62,6 +68,35 @@ func TestRateLimiterBounded(t *testing.T) {
 		l.Allow("one more")
 		if _, kept := l.buckets["new"]; kept || len(l.buckets) != maxBuckets || l.Allow("busy") {
 			t.Fatalf("%d buckets, the idlest kept: %v; or the busy key got a fresh burst", len(l.buckets), kept)
+		}
+	})
+}
+
+// Charge takes tokens a key does not have, owing at most one burst, and
+// the debt is paid back at the rate before the key has a token again.
+func TestRateLimiterCharge(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := New(10, 5, nil)
+		for _, c := range []struct {
+			charge int
+			wait   time.Duration
+			want   float64
+		}{
+			{charge: 3, want: 2},
+			{charge: 10, want: -3}, // at most a burst at once
+			{charge: 10, want: -5}, // at most a burst owed
+			{charge: 1, want: -5},
+			{wait: 500 * time.Millisecond, want: 0},
+			{wait: time.Hour, want: 5},
+		} {
+			time.Sleep(c.wait)
+			l.Charge("a", c.charge)
+			if got := l.Tokens("a"); got != c.want {
+				t.Fatalf("charged %d after %v: %v tokens, want %v", c.charge, c.wait, got, c.want)
+			}
+		}
+		if l.Tokens("b") != 5 {
+			t.Fatal("a new key has not the burst")
 		}
 	})
 }
