@@ -69,12 +69,17 @@ func TestDashboardInBrowser(t *testing.T) {
 		ID     string   `json:"id"`
 		Index  uint64   `json:"index"`
 		SeenOn []string `json:"seenOn"`
+		Agents []string `json:"agents"`
 	}
 	if err := json.Unmarshal(out, &seen); err != nil {
 		t.Fatalf("browser output %q: %v", out, err)
 	}
 	if seen.ID != a.status(t).ID || seen.Index != 1 || len(seen.SeenOn) != 1 {
 		t.Fatalf("browser saw %+v", seen)
+	}
+	// The peers table names what b runs: the same build as a.
+	if len(seen.Agents) != 1 || seen.Agents[0] != "gossipchain/"+version(t) {
+		t.Fatalf("peers table shows agents %q, want [gossipchain/%s]", seen.Agents, version(t))
 	}
 	waitConverged(t, 10*time.Second, []string{"typed in the browser"}, a, b)
 	if fi, err := os.Stat(shot); err != nil || fi.Size() == 0 {

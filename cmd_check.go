@@ -27,13 +27,14 @@ func checkCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	var d dataDir
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	dataDirFlags(fs, &d, "the port of the node whose data dir to use (.gossipchain/node-<port>)")
-	if err := parseFlags(fs, args, checkUsage, "gossipchain check --help", stderr); err != nil {
+	src, err := parseEnvFlags(fs, args, checkUsage, "gossipchain check --help", stderr)
+	if err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (see gossipchain check --help)", fs.Arg(0))
 	}
-	if err := d.resolve(); err != nil {
+	if err := d.resolve(src); err != nil {
 		return err
 	}
 	return check(d.data, stdout, stderr)

@@ -20,13 +20,14 @@ func idCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	var d dataDir
 	fs := flag.NewFlagSet("id", flag.ContinueOnError)
 	dataDirFlags(fs, &d, "the port of the node whose data dir to use (.gossipchain/node-<port>)")
-	if err := parseFlags(fs, args, idUsage, "gossipchain id --help", stderr); err != nil {
+	src, err := parseEnvFlags(fs, args, idUsage, "gossipchain id --help", stderr)
+	if err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (see gossipchain id --help)", fs.Arg(0))
 	}
-	if err := d.resolve(); err != nil {
+	if err := d.resolve(src); err != nil {
 		return err
 	}
 	id, err := node.IdentityID(d.data)

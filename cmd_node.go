@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
 	"github.com/libp2p/go-libp2p/gologshim"
@@ -28,9 +29,9 @@ const nodeSynopsis = `  gossipchain [--port N] [--quic-port N] [--quic=false] [-
               [--reachability public|private] [--relay-service=false] [--auto-relay=false]
               [--hole-punching=false] [--port-map=false] [--mdns=false]
               [--remember-peers=false]
-              [--data DIR] [--api HOST:PORT] [--api-token TOKEN]
+              [--data DIR] [--api HOST:PORT] [--api-token TOKEN] [--metrics HOST:PORT]
               [--psk FILE] [--authors FILE] [--finality N] [--author-rate N]
-              [--ready-file PATH]
+              [--ready-file PATH] [--log LEVEL] [--log-format text|json] [--version]
 `
 
 // nodeOptions are the node's flags.
@@ -49,12 +50,18 @@ type nodeOptions struct {
 	announce   addrList
 	api        string
 	apiToken   string
+	metrics    string
 	peers      peerList
 	psk        string
 	authors    string
 	finality   int
 	authorRate int
 	readyFile  string
+	logLevel   string
+	logFormat  string
+	version    bool
+	// src says which flags came from the environment.
+	src sources
 }
 
 func nodeFlags(args []string, stderr io.Writer) (*nodeOptions, error) {
@@ -74,34 +81,51 @@ func nodeFlags(args []string, stderr io.Writer) (*nodeOptions, error) {
 	fs.BoolVar(&o.mdns, "mdns", true, "find other nodes on the LAN (mDNS), when --listen is not loopback")
 	fs.BoolVar(&o.remember, "remember-peers", true, "keep the addresses of the last 64 nodes this one was connected to in the data dir (peers.json), and dial them at start")
 	fs.StringVar(&o.api, "api", "", "serve the HTTP API on HOST:PORT (off by default), e.g. 127.0.0.1:8001")
-	fs.StringVar(&o.apiToken, "api-token", os.Getenv("GOSSIPCHAIN_API_TOKEN"), "require this bearer token on every API request (default $GOSSIPCHAIN_API_TOKEN); needed for a non-loopback --api")
+	fs.StringVar(&o.apiToken, "api-token", "", "require this bearer token on every API request; needed for a non-loopback --api")
+	fs.StringVar(&o.metrics, "metrics", "", "serve GET /metrics alone on HOST:PORT, read-only and with no token (off by default): 127.0.0.1:9001 for this machine, 0.0.0.0:9001 for a Prometheus elsewhere")
 	fs.StringVar(&o.psk, "psk", "", "private network: only nodes with this pre-shared key file can connect (make one with: gossipchain psk)")
 	fs.StringVar(&o.authors, "authors", "", "file of peer IDs allowed to author blocks, one per line; blocks by others are rejected")
 	fs.IntVar(&o.authorRate, "author-rate", node.DefaultAuthorRate, "new blocks per second this node stores and relays per author (burst: ten seconds' worth); own lines wait for it; 0: no budget")
 	fs.IntVar(&o.finality, "finality", ledger.DefaultFinality, fmt.Sprintf("deepest reorg accepted, in blocks, once blocks have been on the main chain for %s; branches forking deeper are refused", ledger.DefaultSettle))
-	fs.StringVar(&o.readyFile, "ready-file", "", `once the node listens (and its API serves), write {"id","addrs","api"} as JSON to this file, for scripts and launchers`)
-	if err := parseFlags(fs, args, usage()+"\nNode flags:\n", "--help", stderr); err != nil {
+	fs.StringVar(&o.readyFile, "ready-file", "", `once the node listens (and its API and metrics port serve), write {"id","addrs","api","metrics"} as JSON to this file, for scripts and launchers`)
+	fs.StringVar(&o.logLevel, "log", "", "log level: debug, info, warn or error (default warn when the console and the log share a terminal, which already shows what info would say; info otherwise)")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format on stderr: text or json (one object a line), libp2p's own lines included")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit (gossipchain version says more)")
+	env := envFlags(fs, "version")
+	if err := parse(fs, args, usage()+"\nNode flags:\n", "--help", stderr, env); err != nil {
 		return nil, err
 	}
+	if o.version {
+		return &o, nil
+	}
+	src, err := applyEnv(fs, env)
+	if err != nil {
+		return nil, err
+	}
+	o.src = src
 	switch {
 	case fs.NArg() > 0:
 		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
 	case o.port < 0 || o.port > 65535:
-		return nil, fmt.Errorf("--port %d is out of range 0-65535", o.port)
+		return nil, fmt.Errorf("%s %d is out of range 0-65535", src.name("port"), o.port)
 	case o.quicPort < 0 || o.quicPort > 65535:
-		return nil, fmt.Errorf("--quic-port %d is out of range 0-65535", o.quicPort)
+		return nil, fmt.Errorf("%s %d is out of range 0-65535", src.name("quic-port"), o.quicPort)
 	case o.reach != "" && o.reach != node.ReachabilityPublic && o.reach != node.ReachabilityPrivate:
-		return nil, fmt.Errorf("--reachability %q must be public or private", o.reach)
+		return nil, fmt.Errorf("%s %q must be public or private", src.name("reachability"), o.reach)
 	case o.psk != "" && (set(fs, "quic-port") || set(fs, "quic") && o.quic):
-		return nil, fmt.Errorf("--psk nodes are TCP only: libp2p's private networks do not support QUIC (drop --quic-port and --quic)")
+		return nil, fmt.Errorf("--psk nodes are TCP only: libp2p's private networks do not support QUIC (drop --quic-port and --quic, or GOSSIPCHAIN_QUIC_PORT and GOSSIPCHAIN_QUIC)")
 	case net.ParseIP(o.listen) == nil:
-		return nil, fmt.Errorf("--listen %q is not an IP address", o.listen)
+		return nil, fmt.Errorf("%s %q is not an IP address", src.name("listen"), o.listen)
 	case o.authorRate < 0:
-		return nil, fmt.Errorf("--author-rate %d must be 0 (no budget) or more", o.authorRate)
+		return nil, fmt.Errorf("%s %d must be 0 (no budget) or more", src.name("author-rate"), o.authorRate)
 	case o.finality < 1:
-		return nil, fmt.Errorf("--finality %d must be at least 1", o.finality)
+		return nil, fmt.Errorf("%s %d must be at least 1", src.name("finality"), o.finality)
+	case o.logLevel != "" && !validLevel(o.logLevel):
+		return nil, fmt.Errorf("%s %q: want debug, info, warn or error", src.name("log"), o.logLevel)
+	case o.logFormat != "text" && o.logFormat != "json":
+		return nil, fmt.Errorf("%s %q: want text or json", src.name("log-format"), o.logFormat)
 	}
-	return &o, o.resolve()
+	return &o, o.resolve(src)
 }
 
 // nodeCmd runs a node: its console on stdin and stdout, its log on
@@ -111,12 +135,16 @@ func nodeCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if o.version {
+		printVersion(stdout)
+		return nil
+	}
 	stopProfile, err := startProfile()
 	if err != nil {
 		return err
 	}
 	defer stopProfile()
-	logger := newLogger(stderr)
+	logger := newLogger(stderr, o.logFormat, logLevel(o.logLevel, stdout, stderr))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -149,6 +177,13 @@ func nodeCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if api != nil {
 		defer api.Close()
 	}
+	metrics, err := startMetrics(o, n, logger, c)
+	if err != nil {
+		return err
+	}
+	if metrics != nil {
+		defer metrics.Close()
+	}
 	tcp, quic := joinAddrs(n)
 	c.printf("peers can join with: --peer %s\n", tcp)
 	if quic != nil {
@@ -156,7 +191,7 @@ func nodeCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	c.printf("%s\n", n.Addr())
 	if o.readyFile != "" {
-		if err := writeReady(o.readyFile, n, api); err != nil {
+		if err := writeReady(o.readyFile, n, api, metrics); err != nil {
 			return err
 		}
 	}
@@ -164,8 +199,10 @@ func nodeCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	go c.read(ctx, stdin)
 	<-ctx.Done()
 	c.printf("shutting down\n")
-	if api != nil {
-		api.Close() // before the node: no request finds it half closed
+	for _, s := range []*httpapi.Server{api, metrics} {
+		if s != nil {
+			s.Close() // before the node: no request finds it half closed
+		}
 	}
 	return n.Close()
 }
@@ -211,6 +248,11 @@ func nodeConfig(o *nodeOptions, logger *slog.Logger) (node.Config, error) {
 			return cfg, err
 		}
 	}
+	if o.metrics != "" {
+		if err := httpapi.CheckMetricsAddr(o.metrics); err != nil {
+			return cfg, fmt.Errorf("%s: %w", o.src.name("metrics"), err)
+		}
+	}
 	return cfg, nil
 }
 
@@ -244,23 +286,42 @@ func startAPI(o *nodeOptions, n *node.Node, logger *slog.Logger, c *console) (*h
 	return api, nil
 }
 
+// startMetrics serves the metrics port if --metrics asks for it (nil
+// otherwise) and says where on the console.
+func startMetrics(o *nodeOptions, n *node.Node, logger *slog.Logger, c *console) (*httpapi.Server, error) {
+	if o.metrics == "" {
+		return nil, nil
+	}
+	s, err := httpapi.StartMetrics(o.metrics, n, httpapi.Options{Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	c.printf("metrics: http://%s/metrics\n", s.Addr())
+	return s, nil
+}
+
 // ready is the file --ready-file writes: what a launcher needs to reach a
 // node, so that no script reads it off the console.
 type ready struct {
 	ID    string   `json:"id"`
 	Addrs []string `json:"addrs"`
 	API   string   `json:"api"` // "http://HOST:PORT", "" without --api
+	// Metrics is "http://HOST:PORT/metrics", "" without --metrics.
+	Metrics string `json:"metrics"`
 }
 
 // writeReady writes n's ready file at path atomically (a temporary file,
 // then a rename): a reader finds either no file or a whole one.
-func writeReady(path string, n *node.Node, api *httpapi.Server) error {
+func writeReady(path string, n *node.Node, api, metrics *httpapi.Server) error {
 	r := ready{ID: n.ID().String(), Addrs: []string{}}
 	for _, a := range n.Addrs() {
 		r.Addrs = append(r.Addrs, a.String())
 	}
 	if api != nil {
 		r.API = "http://" + api.Addr()
+	}
+	if metrics != nil {
+		r.Metrics = "http://" + metrics.Addr() + "/metrics"
 	}
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -295,24 +356,62 @@ func startProfile() (stop func(), err error) {
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
-// newLogger is the node's logger, on stderr at $GOSSIPCHAIN_LOG's level.
-// libp2p logs through slog too. The node reports every failure itself,
-// once; libp2p's lines (one error becomes several) show only at debug.
-func newLogger(stderr io.Writer) *slog.Logger {
+// newLogger is the node's logger, on stderr in format (text or json) at
+// level. libp2p logs through slog too, into the same handler. The node
+// reports every failure itself, once; libp2p's lines (one error becomes
+// several) show only at debug.
+func newLogger(stderr io.Writer, format string, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(stderr, opts)
+	if format == "json" {
+		h = slog.NewJSONHandler(stderr, opts)
+	}
 	libp2pLevel := slog.LevelError + 4
-	if logLevel() <= slog.LevelDebug {
+	if level <= slog.LevelDebug {
 		libp2pLevel = slog.LevelDebug
 	}
-	gologshim.SetDefaultHandler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: libp2pLevel}))
-	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel()}))
+	gologshim.SetDefaultHandler(atLeast{h, libp2pLevel})
+	return slog.New(h)
 }
 
-func logLevel() slog.Level {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(os.Getenv("GOSSIPCHAIN_LOG"))); err != nil {
-		return slog.LevelInfo
+// atLeast passes on the records of h at min or above.
+type atLeast struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (a atLeast) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= a.min && a.Handler.Enabled(ctx, l)
+}
+func (a atLeast) WithAttrs(as []slog.Attr) slog.Handler {
+	return atLeast{a.Handler.WithAttrs(as), a.min}
+}
+func (a atLeast) WithGroup(g string) slog.Handler { return atLeast{a.Handler.WithGroup(g), a.min} }
+
+// validLevel reports whether s names a log level --log takes.
+func validLevel(s string) bool {
+	switch strings.ToLower(s) {
+	case "debug", "info", "warn", "error":
+		return true
 	}
-	return l
+	return false
+}
+
+// logLevel is --log's level or, without one, the default: on a terminal
+// the console speaks to the person and the log to the operator, so where
+// both go to the same terminal the log says only what the console does
+// not (warnings and errors: "node started" and "synced" would repeat the
+// console's address lines and "~ synced"); to a file, a journal or a
+// container's log, everything from info up.
+func logLevel(flag string, stdout, stderr io.Writer) slog.Level {
+	var l slog.Level
+	if flag != "" && l.UnmarshalText([]byte(flag)) == nil {
+		return l
+	}
+	if sameTerminal(stdout, stderr) {
+		return slog.LevelWarn
+	}
+	return slog.LevelInfo
 }
 
 // authorRate turns the flag's value into node.Config's: 0 there means the

@@ -194,6 +194,10 @@ func (c *console) command(line string) {
 		peers := c.node.Peers()
 		c.printf("%d peers\n", len(peers))
 		for _, p := range peers {
+			agent := p.Agent
+			if agent == "" {
+				agent = "agent?"
+			}
 			var conns []string
 			for _, ci := range p.Conns {
 				kind := ci.Kind
@@ -202,7 +206,7 @@ func (c *console) command(line string) {
 				}
 				conns = append(conns, fmt.Sprintf("%s/%s %s", kind, ci.Transport, ci.Addr))
 			}
-			c.printf("  %s %s mesh=%v %s\n", p.ID, p.Direction, p.Mesh, strings.Join(conns, " "))
+			c.printf("  %s %s mesh=%v %s %s\n", p.ID, p.Direction, p.Mesh, agent, strings.Join(conns, " "))
 		}
 	case "/chain":
 		n := 10

@@ -445,6 +445,7 @@ func TestBadInvocations(t *testing.T) {
 		{"psk with arguments", []string{"psk", "x"}, "takes no arguments"},
 		{"bad listen address", []string{"--listen", "localhost:1"}, "not an IP address"},
 		{"bad announce address", []string{"--announce", "127.0.0.1:1"}, "not a multiaddr"},
+		{"metrics without a host", []string{"--port", "0", "--metrics", ":9001"}, `--metrics: metrics address ":9001" names no host`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -473,13 +474,15 @@ func TestHelp(t *testing.T) {
 		stdout bool // where the usage goes: stdout for help, stderr for --help
 		want   []string
 	}{
-		{[]string{"help"}, true, []string{"Commands:", "  chaos ", "  check ", "gossipchain id [--port N | --data DIR]"}},
-		{[]string{"--help"}, false, []string{"Commands:", "Node flags:", "-ready-file", "-author-rate"}},
-		{[]string{"id", "--help"}, false, []string{"usage: gossipchain id", "-data"}},
+		{[]string{"help"}, true, []string{"Commands:", "  chaos ", "  check ", "  version ", "gossipchain id [--port N | --data DIR]"}},
+		{[]string{"--help"}, false, []string{"Commands:", "Node flags:", "-ready-file", "-author-rate", "environment: GOSSIPCHAIN_API_TOKEN", "-log-format"}},
+		{[]string{"id", "--help"}, false, []string{"usage: gossipchain id", "-data", "environment: GOSSIPCHAIN_DATA"}},
 		{[]string{"check", "--help"}, false, []string{"usage: gossipchain check", "-port"}},
 		{[]string{"trace", "--help"}, false, []string{"usage: gossipchain trace", "-api"}},
 		{[]string{"chaos", "--help"}, false, []string{"usage: gossipchain chaos", "-seed"}},
 		{[]string{"psk", "--help"}, false, []string{"usage: gossipchain psk"}},
+		{[]string{"version", "--help"}, false, []string{"usage: gossipchain version"}},
+		{[]string{"help", "version"}, true, []string{"usage: gossipchain version"}},
 		{[]string{"help", "check"}, true, []string{"usage: gossipchain check", "-port"}},
 	}
 	for _, tc := range cases {

@@ -40,6 +40,7 @@ func commands() []command {
 		{"trace", "--api [NAME=]URL [--api ...] BLOCK", "draw how a block spread through a set of nodes", traceCmd},
 		{"chaos", "[--seed S] [--duration D] [--nodes N] [--rate R] [--dir DIR]", "run a local cluster under seeded faults, then check every chain", chaosCmd},
 		{"psk", "> swarm.key", "print a new pre-shared key for a private network (--psk)", pskCmd},
+		{"version", "", "print the version, the commit it was built from and the Go toolchain", versionCmd},
 		{"help", "[COMMAND]", "this overview, or a command's usage", helpCmd},
 	}
 }
@@ -61,11 +62,11 @@ func usage() string {
 	b.WriteString("gossipchain: a blockchain gossip node.\n\nUsage:\n")
 	b.WriteString(nodeSynopsis)
 	for _, c := range commands() {
-		fmt.Fprintf(&b, "  gossipchain %s %s\n", c.name, c.args)
+		fmt.Fprintf(&b, "%s\n", strings.TrimRight("  gossipchain "+c.name+" "+c.args, " "))
 	}
 	b.WriteString("\nWithout a command, gossipchain runs a node: type a line on its console to\nadd it as a block; /help lists console commands.\n\nCommands:\n")
 	for _, c := range commands() {
-		fmt.Fprintf(&b, "  %-6s %s\n", c.name, c.summary)
+		fmt.Fprintf(&b, "  %-7s %s\n", c.name, c.summary)
 	}
 	b.WriteString("\n\"gossipchain --help\" lists the node's flags, \"gossipchain COMMAND --help\" a\ncommand's.\n")
 	return b.String()
@@ -96,12 +97,15 @@ func helpCmd(args []string, stdin io.Reader, stdout, _ io.Writer) error {
 // flags to stderr and returns flag.ErrHelp; any other error says where
 // help is (see).
 func parseFlags(fs *flag.FlagSet, args []string, usage, see string, stderr io.Writer) error {
+	return parse(fs, args, usage, see, stderr, nil)
+}
+
+func parse(fs *flag.FlagSet, args []string, usage, see string, stderr io.Writer, env map[string]string) error {
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stderr, usage)
-		fs.SetOutput(stderr)
-		fs.PrintDefaults()
+		printFlags(stderr, fs, env)
 		return err
 	}
 	if err != nil {

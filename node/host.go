@@ -340,6 +340,7 @@ func hostLimits(key crypto.PrivKey, reg prometheus.Registerer, gater *blocklist)
 	}
 	return []libp2p.Option{
 		libp2p.Identity(key),
+		libp2p.UserAgent(UserAgent()), // peers see it in GET /peers
 		// The host's, swarm's and resource manager's own metrics, on the
 		// node's registry (GET /metrics).
 		libp2p.PrometheusRegisterer(reg),

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"strconv"
+
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
@@ -73,6 +75,9 @@ func newMetrics(n *Node) *metrics {
 		}, []string{"direction"}),
 	}
 	reg.MustRegister(m.blocksAdded, m.blocksDropped, m.dropped, m.reorgs, m.reorgDepth, m.syncServed, m.syncMade, m.propagation, m.gossip, m.gossipRPC)
+	for _, o := range []string{OriginLocal, OriginGossip, OriginSync} {
+		m.blocksAdded.WithLabelValues(o) // 0 before the first: a dashboard shows 0, not "no data"
+	}
 	registerGauges(reg, n)
 	return m
 }
@@ -80,6 +85,7 @@ func newMetrics(n *Node) *metrics {
 // registerGauges registers the Go runtime's and the process's collectors
 // and the gauges read from the node when scraped.
 func registerGauges(reg *prometheus.Registry, n *Node) {
+	reg.MustRegister(buildInfoGauge(), headPrefixGauge(n))
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -151,3 +157,18 @@ func (t gossipTracer) ThrottlePeer(peer.ID)         { t.m.gossip.WithLabelValues
 func (t gossipTracer) RecvRPC(*pubsub.RPC)          { t.m.gossipRPC.WithLabelValues("received").Inc() }
 func (t gossipTracer) SendRPC(*pubsub.RPC, peer.ID) { t.m.gossipRPC.WithLabelValues("sent").Inc() }
 func (t gossipTracer) DropRPC(*pubsub.RPC, peer.ID) { t.m.gossipRPC.WithLabelValues("dropped").Inc() }
+
+// headPrefixGauge is gossipchain_chain_head_prefix: the head's hash as a
+// number, its first 48 bits (exact in a float64). Nodes on the same head
+// report the same value, so how many heads a network has is a query
+// (count(count_values("head", gossipchain_chain_head_prefix))) without a
+// label per block.
+func headPrefixGauge(n *Node) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "gossipchain_chain_head_prefix",
+		Help: "The first 48 bits of the head block's hash, as a number: equal on nodes with the same head.",
+	}, func() float64 {
+		v, _ := strconv.ParseUint(n.chain.Head().Hash[:12], 16, 64)
+		return float64(v)
+	})
+}

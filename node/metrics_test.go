@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 	"time"
 
@@ -78,6 +79,7 @@ func TestMetrics(t *testing.T) {
 	waitFor(t, 10*time.Second, "the tampered block counted", func() bool { return b.Drops()["invalid_hash"] == 1 })
 
 	ma, mb := scrape(t, a), scrape(t, b)
+	head, _ := strconv.ParseUint(b.Chain().Head().Hash[:12], 16, 64)
 	for _, c := range []struct {
 		families map[string]*dto.MetricFamily
 		name     string
@@ -93,8 +95,12 @@ func TestMetrics(t *testing.T) {
 		{mb, "gossipchain_block_propagation_delay_seconds", nil, 2},
 		{mb, "gossipchain_peers", nil, 2},
 		{mb, "gossipchain_orphans", nil, 0},
-		{ma, "gossipchain_budget_authors", map[string]string{"state": "known"}, 1}, // itself
-		{mb, "gossipchain_budget_authors", map[string]string{"state": "new"}, 1},   // a, on b
+		// The same head on both: the same number, its hash's first 48 bits.
+		{ma, "gossipchain_chain_head_prefix", nil, float64(head)},
+		{mb, "gossipchain_chain_head_prefix", nil, float64(head)},
+		{mb, "gossipchain_blocks_added_total", map[string]string{"origin": "local"}, 0}, // present before the first
+		{ma, "gossipchain_budget_authors", map[string]string{"state": "known"}, 1},      // itself
+		{mb, "gossipchain_budget_authors", map[string]string{"state": "new"}, 1},        // a, on b
 	} {
 		got, ok := value(c.families, c.name, c.labels)
 		if !ok || got != c.want {

@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -353,6 +355,9 @@ type PeerInfo struct {
 	Addrs []string `json:"addrs"`
 	// Direction is "inbound" or "outbound": who dialled.
 	Direction string `json:"direction"`
+	// Agent is the program the peer says it runs (libp2p identify), e.g.
+	// gossipchain/v1.2.0; "" until it has said.
+	Agent string `json:"agent"`
 	// Mesh reports whether the peer is in this node's GossipSub mesh for blocks.
 	Mesh bool `json:"mesh"`
 	// Score is the peer's GossipSub score, once scored: below
@@ -399,6 +404,7 @@ func (n *Node) Peers() []PeerInfo {
 		if s, ok := n.scores.get(p); ok {
 			pi.Score = &s
 		}
+		pi.Agent = n.agent(p)
 		if st, ok := n.sync.Head(p); ok {
 			pi.Head = &PeerHead{Height: st.Height, Head: st.Head}
 		}
@@ -414,6 +420,32 @@ func (n *Node) Peers() []PeerInfo {
 		out = append(out, pi)
 	}
 	return out
+}
+
+// maxAgent bounds a peer's user agent as this node shows it, in runes.
+const maxAgent = 64
+
+// agent returns the user agent p sent in libp2p's identify exchange, ""
+// if none yet. It is the peer's to choose: shown only printable, and
+// short, so that no peer writes escape codes on a console.
+func (n *Node) agent(p peer.ID) string {
+	v, err := n.host.Peerstore().Get(p, "AgentVersion")
+	if err != nil {
+		return ""
+	}
+	s, _ := v.(string)
+	var b strings.Builder
+	for i, r := range []rune(s) {
+		if i == maxAgent {
+			b.WriteString("…")
+			break
+		}
+		if !unicode.IsPrint(r) {
+			r = '?'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // MeshPeers returns how many connected peers are in the blocks mesh.

@@ -20,6 +20,9 @@ type Ready struct {
 	ID    string   `json:"id"`
 	Addrs []string `json:"addrs"`
 	API   string   `json:"api"` // "" without --api
+	// Metrics is the metrics port's URL, "http://HOST:PORT/metrics", ""
+	// without --metrics.
+	Metrics string `json:"metrics"`
 }
 
 // WriteReady writes r to path as a node does (a temporary file, then a

@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -304,9 +306,10 @@ func openStream(t *testing.T, h http.Handler, client string) (*httptest.Response
 	return rec, func() { cancel(); <-done }
 }
 
-// Event streams and requests in flight are bounded: past MaxEventStreams
-// streams, or MaxClientRequests requests from one client, the answer is a
-// 503 with a JSON error, counted; closing streams frees their places.
+// Event streams and requests in flight are bounded apart: past
+// MaxEventStreams streams, or MaxClientRequests requests in flight from one
+// client, the answer is a 503 with a JSON error, counted; closing streams
+// frees their places; a client's streams do not take its requests' places.
 func TestAPIBounds(t *testing.T) {
 	n := startNode(t, Options{})
 	h := Handler(n, n.Chain(), Options{})
@@ -338,14 +341,6 @@ func TestAPIBounds(t *testing.T) {
 	}
 	waitFor(t, "every stream gone", func() bool { return streams() == 0 })
 
-	// One client with MaxClientRequests streams open: its next request
-	// waits its turn, another client's does not.
-	stops = nil
-	for range MaxClientRequests {
-		_, stop := openStream(t, h, "127.0.3.1:1")
-		stops = append(stops, stop)
-	}
-	waitFor(t, "the client's streams subscribed", func() bool { return streams() == MaxClientRequests })
 	get := func(client string) int {
 		req := httptest.NewRequest("GET", "/status", nil)
 		req.RemoteAddr = client
@@ -353,17 +348,115 @@ func TestAPIBounds(t *testing.T) {
 		h.ServeHTTP(rec, req)
 		return rec.Code
 	}
-	if code := get("127.0.3.1:2"); code != http.StatusServiceUnavailable || n.Status().Drops["api_client_busy"] != 1 {
-		t.Fatalf("busy client: %d, drops %v", code, n.Status().Drops)
+	// One client holding every stream the node allows: its short requests
+	// are answered.
+	stops = nil
+	for range MaxEventStreams {
+		_, stop := openStream(t, h, "127.0.3.1:1")
+		stops = append(stops, stop)
 	}
-	if code := get("127.0.3.2:1"); code != http.StatusOK {
-		t.Fatalf("another client: %d", code)
+	waitFor(t, "the client's streams subscribed", func() bool { return streams() == MaxEventStreams })
+	if code := get("127.0.3.1:2"); code != http.StatusOK {
+		t.Fatalf("a client holding %d streams: /status %d, want 200", MaxEventStreams, code)
 	}
 	for _, stop := range stops {
 		stop()
 	}
-	if code := get("127.0.3.1:2"); code != http.StatusOK {
-		t.Fatalf("the client after closing its streams: %d", code)
+
+	// One client with MaxClientRequests requests in flight (posts whose
+	// bodies have not arrived): its next request waits its turn, another
+	// client's does not.
+	g := h.(*gate)
+	inFlight := func(client string) int {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return g.inFlight[client]
+	}
+	var bodies []*io.PipeWriter
+	var served sync.WaitGroup
+	for range MaxClientRequests {
+		pr, pw := io.Pipe()
+		bodies = append(bodies, pw)
+		req := httptest.NewRequest("POST", "/blocks", pr)
+		req.RemoteAddr = "127.0.4.1:1"
+		served.Go(func() { h.ServeHTTP(httptest.NewRecorder(), req) })
+	}
+	waitFor(t, "the client's requests in flight", func() bool { return inFlight("127.0.4.1") == MaxClientRequests })
+	if code := get("127.0.4.1:2"); code != http.StatusServiceUnavailable || n.Status().Drops["api_client_busy"] != 1 {
+		t.Fatalf("busy client: %d, drops %v", code, n.Status().Drops)
+	}
+	if code := get("127.0.4.2:1"); code != http.StatusOK {
+		t.Fatalf("another client: %d", code)
+	}
+	for _, pw := range bodies {
+		pw.CloseWithError(io.ErrUnexpectedEOF)
+	}
+	served.Wait()
+	if code := get("127.0.4.1:2"); code != http.StatusOK {
+		t.Fatalf("the client after its requests ended: %d", code)
+	}
+}
+
+// Many event streams from one address (the case: 300 from
+// 127.0.0.1, of which 32 were accepted and then /status got 503): the
+// node accepts MaxEventStreams, refuses the rest with 503, and /status
+// still answers the same address while they are open.
+func TestManyStreamsOneClient(t *testing.T) {
+	const count = 300
+	n := startNode(t, Options{})
+	srv := httptest.NewServer(Handler(n, n.Chain(), Options{}))
+	t.Cleanup(srv.Close)
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	var (
+		mu     sync.Mutex
+		codes  = map[int]int{}
+		bodies []io.Closer
+		wg     sync.WaitGroup
+	)
+	defer func() {
+		for _, b := range bodies {
+			b.Close()
+		}
+	}()
+	for range count {
+		wg.Go(func() {
+			req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/events", nil)
+			resp, err := client.Do(req)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				codes[-1]++
+				return
+			}
+			codes[resp.StatusCode]++
+			if resp.StatusCode == http.StatusOK {
+				bodies = append(bodies, resp.Body) // held open
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		})
+	}
+	wg.Wait()
+	if codes[http.StatusOK] != MaxEventStreams || codes[http.StatusServiceUnavailable] != count-MaxEventStreams {
+		t.Fatalf("%d streams from one address: answers %v, want %d of 200 and the rest 503", count, codes, MaxEventStreams)
+	}
+	for _, path := range []string{"/status", "/blocks?from=0", "/peers"} {
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+path, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s with %d streams open: %v", path, MaxEventStreams, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s with %d streams open from the same address: %d, want 200", path, MaxEventStreams, resp.StatusCode)
+		}
 	}
 }
 

@@ -22,6 +22,7 @@ func statusHandler(n StatusReporter) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
 		s := n.Status()
 		s.Addrs = orEmpty(s.Addrs)
+		s.RefusedBranches = orEmpty(s.RefusedBranches)
 		if s.Drops == nil {
 			s.Drops = map[string]uint64{}
 		}

@@ -66,6 +66,7 @@ func TestAPIEmptyLists(t *testing.T) {
 		path  string
 		lists []string
 	}{
+		{"/status", []string{"refused_branches"}},
 		{"/blocks?from=2", []string{""}},
 		{"/blocks?from=18446744073709551615&limit=1000", []string{""}},
 		{"/peers", []string{""}},
@@ -134,7 +135,7 @@ func TestRoleEmptyLists(t *testing.T) {
 		{"no peers", peersHandler(one), "/peers", []string{""}},
 		{"a peer with no addrs", peersHandler(withPeer), "/peers", []string{"0.addrs"}},
 		{"none blocked", blockedHandler(one), "/peers/blocked", []string{""}},
-		{"status", statusHandler(one), "/status", []string{"addrs", "drops"}},
+		{"status", statusHandler(one), "/status", []string{"addrs", "drops", "refused_branches"}},
 		{"trace, no peers", traceHandler(one, one), "/blocks/0/trace?peers=1", []string{"copies", "forwarded_to", "peers"}},
 		{"trace, a peer's", traceHandler(withPeer, withPeer), "/blocks/0/trace?peers=1", []string{"copies", "forwarded_to", "peers.0.trace.copies", "peers.0.trace.forwarded_to"}},
 	} {

@@ -1,5 +1,6 @@
 // Package httpapi serves a gossipchain node's HTTP API: the JSON endpoints,
-// Server-Sent Events, Prometheus metrics and the dashboard. Each handler
+// Server-Sent Events, Prometheus metrics and the dashboard; and the
+// metrics port, GET /metrics alone (metrics.go). Each handler
 // depends on the small role of the node it uses (ChainReader, Appender,
 // PeerLister, ...; roles.go), and Node composes them but the chain reader,
 // given apart: *node.Node is a Node, and its Chain() a ChainReader. Nothing
@@ -36,7 +37,10 @@ const (
 	// get 503.
 	MaxEventStreams = 64
 	// MaxClientRequests bounds the requests one client address has in
-	// flight at once (event streams included); more get 503.
+	// flight at once; more get 503. Event streams are not among them:
+	// they are long-lived and MaxEventStreams bounds them, so a client
+	// holding streams (dashboard tabs on one machine, a reverse proxy in
+	// front of the API) still gets its short requests answered.
 	MaxClientRequests = 32
 
 	// Server timeouts: a request's headers and body must arrive within
@@ -65,7 +69,7 @@ type Options struct {
 	Clock func() time.Time
 }
 
-// Server is the API listening on an address.
+// Server is the API, or the metrics port, listening on an address.
 type Server struct {
 	srv *http.Server
 	ln  net.Listener
@@ -90,33 +94,38 @@ func Start(addr string, n Node, chain ChainReader, opts Options) (*Server, error
 	if err := CheckAddr(addr, opts.Token); err != nil {
 		return nil, err
 	}
+	return serve(addr, Handler(n, chain, opts), opts.Logger, "api")
+}
+
+// serve serves h on addr with the API's timeouts; what names the server
+// in errors and logs.
+func serve(addr string, h http.Handler, log *slog.Logger, what string) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("api listen on %s: %w", addr, err)
+		return nil, fmt.Errorf("%s listen on %s: %w", what, addr, err)
 	}
 	s := &Server{ln: ln, srv: &http.Server{
-		Handler:           Handler(n, chain, opts),
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 	}}
-	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("api server stopped", "err", err)
+			log.Error(what+" server stopped", "err", err)
 		}
 	}()
 	return s, nil
 }
 
-// Addr returns the address the API listens on.
+// Addr returns the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Close stops the API and closes its connections.
+// Close stops the server and closes its connections.
 func (s *Server) Close() error { return s.srv.Close() }
 
 // isLoopback reports whether host (an IP or "localhost") is a loopback
@@ -188,13 +197,15 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusTooManyRequests, "more than %d requests per second from %s", RequestsPerSecond, client)
 		return
 	}
-	if !g.enter(client) {
-		g.drops.CountDrop("api_client_busy")
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "more than %d requests at once from %s", MaxClientRequests, client)
-		return
+	if !isEventStream(r) {
+		if !g.enter(client) {
+			g.drops.CountDrop("api_client_busy")
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "more than %d requests at once from %s", MaxClientRequests, client)
+			return
+		}
+		defer g.leave(client)
 	}
-	defer g.leave(client)
 	if redirectCanonical(w, r) || !g.routed(w, r) {
 		return
 	}
@@ -244,6 +255,12 @@ func (g *gate) routed(w http.ResponseWriter, r *http.Request) bool {
 	}
 	writeError(w, code, "%s %s: %s", r.Method, r.URL.Path, http.StatusText(code))
 	return false
+}
+
+// isEventStream reports whether r asks for the event stream, which is
+// bounded by MaxEventStreams and not counted as a request in flight.
+func isEventStream(r *http.Request) bool {
+	return r.Method == http.MethodGet && r.URL.Path == "/events"
 }
 
 // enter counts a request from client in, unless it has MaxClientRequests

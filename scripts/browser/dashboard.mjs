@@ -7,7 +7,7 @@
 // the node's event stream, not reloaded), then, for each OTHER_URL (another
 // node's dashboard), waits until that page shows the block too. It saves a
 // screenshot of the first page to SCREENSHOT and prints one JSON line of
-// what it saw. Exit status 1 on any failure.
+// what it saw (the peers' agents as the peers table shows them included). Exit status 1 on any failure.
 //
 // Chromium is Debian's (/usr/bin/chromium, or $CHROMIUM); playwright-core
 // drives it (npm ci --prefix scripts/browser).
@@ -52,7 +52,9 @@ try {
   await page.waitForTimeout(1500);
   await page.screenshot({ path: shot, fullPage: true });
   if (errors.length) throw new Error("page errors: " + errors.join("; "));
-  console.log(JSON.stringify({ id, before, index, text, seenOn, screenshot: shot }));
+  // What the peers table says each peer runs.
+  const agents = await page.locator("#peers .agent").allTextContents();
+  console.log(JSON.stringify({ id, before, index, text, seenOn, agents, screenshot: shot }));
 } catch (err) {
   console.error("dashboard test:", err.message);
   process.exitCode = 1;

@@ -233,6 +233,8 @@ function renderPeers() {
     }
     cell(tr, p.latency_ms ? p.latency_ms.toFixed(1) + " ms" : "", "num");
     cell(tr, p.score === undefined ? "" : p.score.toFixed(1), "num" + (p.score < 0 ? " neg" : ""));
+    // Under the peer's ID, the program and version it runs.
+    if (p.agent) tr.firstChild.append(Object.assign(document.createElement("small"), { className: "agent", textContent: p.agent }));
     return tr;
   }));
 }
