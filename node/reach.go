@@ -79,6 +79,7 @@ type reach struct {
 	reachable   []ma.Multiaddr // confirmed by AutoNAT v2
 	unreachable []ma.Multiaddr
 	punches     map[peer.ID]punch // the last successful hole punch with each peer
+	retries     map[peer.ID]int   // punches retried with each peer (retryPunches)
 	onChange    func(string)      // told the new reachability
 
 	// relayOpts configure the relay service (nil: none); relay runs
@@ -92,7 +93,7 @@ type reach struct {
 type punch struct{ start, end time.Time }
 
 func newReach(cfg Config, usable func(peer.ID) bool) *reach {
-	return &reach{static: cfg.Peers, forced: cfg.Reachability, usable: usable, punches: map[peer.ID]punch{}, log: cfg.Logger}
+	return &reach{static: cfg.Peers, forced: cfg.Reachability, usable: usable, punches: map[peer.ID]punch{}, retries: map[peer.ID]int{}, log: cfg.Logger}
 }
 
 // start follows h's reachability events until ctx ends, calling onChange
@@ -112,12 +113,16 @@ func (r *reach) start(ctx context.Context, h host.Host, wg *sync.WaitGroup, onCh
 		defer sub.Close()
 		defer r.serveRelay(h, false)
 		r.serveRelay(h, r.name() == ReachabilityPublic) // taken as public (Config.Reachability)
+		retry := time.NewTicker(punchRetryEvery)
+		defer retry.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case e := <-sub.Out():
 				r.note(h, e)
+			case <-retry.C:
+				r.retryPunches(h)
 			}
 		}
 	}()
@@ -206,6 +211,57 @@ func (r *reach) Trace(e *holepunch.Event) {
 		}
 	}
 	r.punches[e.Remote] = punch{start: at.Add(-end.EllapsedTime), end: at}
+}
+
+// Hole punch retries. DCUtR runs when a relayed connection opens, and
+// gives up after three attempts a few seconds apart; one that failed (a
+// busy machine missed the synchronised start, a router's mapping came
+// late) would leave the two peers relayed for good, and relayed
+// connections carry neither gossip nor sync. A peer reached only through
+// relays for punchRetryAfter is disconnected, so that the next connection
+// to it (discovery finds it again through the relay) opens relayed and
+// punches again, at most punchRetries times per peer: behind a NAT that
+// maps every destination to a new port no punch works, and the peers stay
+// relayed.
+const (
+	punchRetryEvery = 5 * time.Second
+	punchRetryAfter = 15 * time.Second
+	punchRetries    = 3
+)
+
+// retryPunches disconnects the peers reached only through relays for
+// punchRetryAfter whose punches have not been retried punchRetries times.
+func (r *reach) retryPunches(h host.Host) {
+	nw := h.Network()
+	for _, p := range nw.Peers() {
+		oldest, relayedOnly := time.Now(), true
+		for _, c := range nw.ConnsToPeer(p) {
+			if !isRelayed(c.RemoteMultiaddr()) {
+				relayedOnly = false
+				break
+			}
+			if o := c.Stat().Opened; o.Before(oldest) {
+				oldest = o
+			}
+		}
+		if !relayedOnly || time.Since(oldest) < punchRetryAfter {
+			continue
+		}
+		r.mu.Lock()
+		tries := r.retries[p]
+		if tries < punchRetries {
+			if len(r.retries) >= punchRemembered {
+				clear(r.retries)
+			}
+			r.retries[p] = tries + 1
+		}
+		r.mu.Unlock()
+		if tries >= punchRetries {
+			continue
+		}
+		r.log.Info("no direct connection to a peer reached through a relay; reconnecting to punch again", "peer", p, "try", tries+1)
+		nw.ClosePeer(p)
+	}
 }
 
 // punched reports whether a direct connection to p opened at opened was
