@@ -48,8 +48,11 @@ func TestContainers(t *testing.T) {
 	// cgroups it can use, rlimits it may not set) is a skip, not a failure.
 	if out, err := rt.command(rt.name, "run", "--rm", image, "version").CombinedOutput(); err != nil {
 		t.Skipf("%s cannot run a container here, so the image is not tested: %v\n%s", rt.name, err, lastLines(out, 5))
-	} else if want := "gossipchain " + version(t) + "\n"; !strings.HasPrefix(string(out), want) {
-		t.Fatalf("gossipchain version in the image: %q, want %q first", out, want)
+	} else if first, _, _ := strings.Cut(string(out), "\n"); !strings.HasPrefix(first, "gossipchain ") || len(first) <= len("gossipchain ") {
+		// scripts/image.sh stamps the revision where the checkout has one
+		// (-buildvcs=auto), so the image may name a version where a test
+		// build says devel.
+		t.Fatalf("gossipchain version in the image: %q, want a first line \"gossipchain <version>\"", out)
 	}
 
 	network := "gossipchain-test-" + suffix

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -36,6 +37,7 @@ func TestNodeLifecycle(t *testing.T) {
 		t.Fatalf("status %+v, %v; want id %s", st, err, n.ID())
 	}
 	fmt.Fprintln(n.Stdin(), "typed")
+	waitHeight(t, n, 1) // the console's line first: stdin and the API are two paths
 	if _, err := n.Append("posted"); err != nil {
 		t.Fatal(err)
 	}
@@ -79,10 +81,14 @@ func TestReadyFileWithoutAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addrs, _ := json.Marshal(n.Addrs())
-	want := fmt.Sprintf(`{"id":%q,"addrs":%s,"api":""}`+"\n", n.ID(), addrs)
-	if string(b) != want {
-		t.Fatalf("ready file %q, want %q", b, want)
+	var r struct {
+		ID    string   `json:"id"`
+		Addrs []string `json:"addrs"`
+		API   *string  `json:"api"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil || r.ID != n.ID() || !slices.Equal(r.Addrs, n.Addrs()) || r.API == nil || *r.API != "" ||
+		strings.Count(string(b), "\n") != 1 || !strings.HasSuffix(string(b), "\n") {
+		t.Fatalf("ready file %q (%v), want one line of JSON: id %s, addrs %v, api \"\"", b, err, n.ID(), n.Addrs())
 	}
 }
 
