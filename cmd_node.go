@@ -370,23 +370,9 @@ func newLogger(stderr io.Writer, format string, level slog.Level) *slog.Logger {
 	if level <= slog.LevelDebug {
 		libp2pLevel = slog.LevelDebug
 	}
-	gologshim.SetDefaultHandler(atLeast{h, libp2pLevel})
+	gologshim.SetDefaultHandler(node.AtLeast(h, libp2pLevel))
 	return slog.New(h)
 }
-
-// atLeast passes on the records of h at min or above.
-type atLeast struct {
-	slog.Handler
-	min slog.Level
-}
-
-func (a atLeast) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= a.min && a.Handler.Enabled(ctx, l)
-}
-func (a atLeast) WithAttrs(as []slog.Attr) slog.Handler {
-	return atLeast{a.Handler.WithAttrs(as), a.min}
-}
-func (a atLeast) WithGroup(g string) slog.Handler { return atLeast{a.Handler.WithGroup(g), a.min} }
 
 // validLevel reports whether s names a log level --log takes.
 func validLevel(s string) bool {

@@ -245,21 +245,7 @@ func TestValidFlood(t *testing.T) {
 		}
 		sent <- floodResult{n, time.Since(start)}
 	}()
-	var lines []string
-	for i := 0; time.Now().Before(end); i++ {
-		line := fmt.Sprintf("honest %d", i)
-		p := []*proc{b, c}[i%2]
-		resp, err := http.Post(p.api+"/blocks", "application/json", strings.NewReader(fmt.Sprintf(`{"data":%q}`, line)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusCreated {
-			t.Fatalf("POST %q: %s", line, resp.Status)
-		}
-		lines = append(lines, line)
-		time.Sleep(100 * time.Millisecond) // a person typing, not a deadline
-	}
+	lines := typeHonest(t, []*proc{b, c}, end, func(string) {})
 	fr := <-sent
 	published := fr.n
 	elapsed := time.Since(start)
@@ -293,6 +279,30 @@ func TestValidFlood(t *testing.T) {
 	if a.status(t).Drops["author_rate_limited"] == 0 {
 		t.Error("a limited none of the attacker's blocks: the flood did not exceed the budget")
 	}
+}
+
+// typeHonest posts lines "honest 0", "honest 1", ... to procs in turn, ten
+// a second, until end, tells acked of each acknowledged one, and returns
+// them.
+func typeHonest(t *testing.T, procs []*proc, end time.Time, acked func(line string)) []string {
+	t.Helper()
+	var lines []string
+	for i := 0; time.Now().Before(end); i++ {
+		line := fmt.Sprintf("honest %d", i)
+		p := procs[i%len(procs)]
+		resp, err := http.Post(p.api+"/blocks", "application/json", strings.NewReader(fmt.Sprintf(`{"data":%q}`, line)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("POST %q: %s", line, resp.Status)
+		}
+		acked(line)
+		lines = append(lines, line)
+		time.Sleep(100 * time.Millisecond) // a person typing, not a deadline
+	}
+	return lines
 }
 
 // honestConverged is converged for a chain that may hold other blocks

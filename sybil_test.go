@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"math"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -118,22 +117,7 @@ func TestManyKeyFlood(t *testing.T) {
 		sent <- floodResult{n, time.Since(start)}
 	}()
 	typed := map[string]time.Time{}
-	var lines []string
-	for i := 0; time.Now().Before(end); i++ {
-		line := fmt.Sprintf("honest %d", i)
-		p := []*proc{b, c}[i%2]
-		resp, err := http.Post(p.api+"/blocks", "application/json", strings.NewReader(fmt.Sprintf(`{"data":%q}`, line)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusCreated {
-			t.Fatalf("POST %q: %s", line, resp.Status)
-		}
-		typed[line] = time.Now()
-		lines = append(lines, line)
-		time.Sleep(100 * time.Millisecond) // a person typing, not a deadline
-	}
+	lines := typeHonest(t, []*proc{b, c}, end, func(line string) { typed[line] = time.Now() })
 	fr := <-sent
 	floodEnd := start.Add(fr.took)
 	var why string

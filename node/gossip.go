@@ -120,6 +120,11 @@ func (d *dropCounter) snapshot() map[string]uint64 {
 	return out
 }
 
+// AtLeast returns a handler that passes h the records at level or above:
+// a quieter view of one log, for a library that logs routine events
+// loudly (GossipSub here, libp2p in the command).
+func AtLeast(h slog.Handler, level slog.Level) slog.Handler { return minLevel{h, level} }
+
 // minLevel drops records below level.
 type minLevel struct {
 	slog.Handler
