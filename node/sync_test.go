@@ -18,6 +18,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"gossipchain/ledger"
+	"gossipchain/ledger/ledgertest"
 	"gossipchain/protocol"
 )
 
@@ -25,30 +26,11 @@ import (
 // transaction per thousand, and returns them.
 func fill(t testing.TB, n *Node, count int) []*ledger.Block {
 	t.Helper()
-	out := signRun(t, n.Chain().Head(), count)
+	out := ledgertest.SignRun(t, n.Chain().Head(), count)
 	for i := 0; i < count; i += 1000 {
 		if _, err := n.Chain().Add(out[i:min(count, i+1000)]...); err != nil {
 			t.Fatal(err)
 		}
-	}
-	return out
-}
-
-// signRun returns count blocks by a test author on top of parent. Their
-// timestamps end two minutes ago: older than youngFor, so history, not a
-// flood against the author budget.
-func signRun(t testing.TB, parent *ledger.Block, count int) []*ledger.Block {
-	t.Helper()
-	s := ledger.NewSigner(ed25519.NewKeyFromSeed(make([]byte, 32)))
-	start := time.Now().Add(-2*time.Minute - time.Duration(count)*time.Millisecond)
-	var out []*ledger.Block
-	for i := 0; i < count; i++ {
-		b, err := s.Sign(parent, fmt.Sprintf("filled %d", i), start.Add(time.Duration(i)*time.Millisecond))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, b)
-		parent = b
 	}
 	return out
 }

@@ -2,8 +2,6 @@ package chainsync
 
 import (
 	"context"
-	"crypto/ed25519"
-	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -116,22 +114,4 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// signRun returns count blocks by a test author on top of parent. Their
-// timestamps end two minutes ago: history, not a flood.
-func signRun(t testing.TB, parent *ledger.Block, count int) []*ledger.Block {
-	t.Helper()
-	s := ledger.NewSigner(ed25519.NewKeyFromSeed(make([]byte, 32)))
-	start := time.Now().Add(-2*time.Minute - time.Duration(count)*time.Millisecond)
-	var out []*ledger.Block
-	for i := 0; i < count; i++ {
-		b, err := s.Sign(parent, fmt.Sprintf("filled %d", i), start.Add(time.Duration(i)*time.Millisecond))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, b)
-		parent = b
-	}
-	return out
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"gossipchain/ledger"
+	"gossipchain/ledger/ledgertest"
 )
 
 // BenchmarkStatusExchange measures one head exchange between two connected
@@ -16,7 +17,7 @@ import (
 //	go test -run '^$' -bench StatusExchange -benchtime 90x ./node/chainsync
 func BenchmarkStatusExchange(b *testing.B) {
 	a, n := newSyncRig(b), newSyncRig(b)
-	if _, err := a.chain.Add(signRun(b, ledger.Genesis(), 10)...); err != nil {
+	if _, err := a.chain.Add(ledgertest.SignRun(b, ledger.Genesis(), 10)...); err != nil {
 		b.Fatal(err)
 	}
 	n.connect(b, a.host)

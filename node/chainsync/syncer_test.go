@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 
 	"gossipchain/ledger"
+	"gossipchain/ledger/ledgertest"
 	"gossipchain/protocol"
 )
 
@@ -19,7 +20,7 @@ import (
 func TestSyncComponent(t *testing.T) {
 	const count = 2*protocol.MaxBlocksPerResponse + 300
 	a, b := newSyncRig(t), newSyncRig(t)
-	run := signRun(t, ledger.Genesis(), count)
+	run := ledgertest.SignRun(t, ledger.Genesis(), count)
 	if _, err := a.chain.Add(run...); err != nil {
 		t.Fatal(err)
 	}
