@@ -62,9 +62,13 @@ next:
 	return 0, false
 }
 
-func TestMetrics(t *testing.T) {
+// metricsScene is what the metrics tests count: a line of two nodes, two
+// lines typed on a and gossiped to b, and a tampered block published to b
+// and rejected there.
+func metricsScene(t *testing.T) (a, b *Node) {
+	t.Helper()
 	nodes := line(t, 2)
-	a, b := nodes[0], nodes[1]
+	a, b = nodes[0], nodes[1]
 	for _, line := range []string{"one", "two"} {
 		if _, err := a.Append(context.Background(), line); err != nil {
 			t.Fatal(err)
@@ -77,6 +81,11 @@ func TestMetrics(t *testing.T) {
 	bad.Data = "tampered"
 	attacker.publish(t, mustJSON(t, bad))
 	waitFor(t, 10*time.Second, "the tampered block counted", func() bool { return b.Drops()["invalid_hash"] == 1 })
+	return a, b
+}
+
+func TestMetrics(t *testing.T) {
+	a, b := metricsScene(t)
 
 	ma, mb := scrape(t, a), scrape(t, b)
 	head, _ := strconv.ParseUint(b.Chain().Head().Hash[:12], 16, 64)
