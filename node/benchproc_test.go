@@ -3,12 +3,14 @@ package node
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +23,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"gossipchain/internal/harness"
+	"gossipchain/protocol"
 )
 
 // The process mode of the benchmark suite (scripts/bench.sh --processes):
@@ -60,52 +63,81 @@ func TestBenchProcesses(t *testing.T) {
 	if s := envCounts(t, "GOSSIPCHAIN_BENCH_SIZES", 2); s != nil {
 		sizes = s
 	}
+	wirings := []int{denseWiring, sparseWiring}
+	if w := envCounts(t, "GOSSIPCHAIN_BENCH_WIRING", 1); w != nil {
+		wirings = w
+	}
 	bin := harness.Binary(t)
 	run, systems, _ := benchChoice("gossipchain", "gossipsub-tuned", "gossipsub-bare")
-	for _, n := range sizes {
-		if !run("propagation") {
-			break
-		}
-		wires := wiring(n, rand.New(rand.NewPCG(1, uint64(n))))
-		for _, name := range systems {
-			arr := newArrivals()
-			sys := startProcSystem(t, bin, name, n, arr, wires)
-			cpu0 := sys.cpu(t)
-			stop := sys.poll(arr)
-			propagate(t, sys, arr, n, blocks, 100)
-			stop()
-			syncs := sys.catchUp(arr, blocks)
-			r := arr.result("propagation", name, n, blocks)
-			r.CPUmsPerBlock = round2(float64((sys.cpu(t) - cpu0).Microseconds()) / 1000 / float64(blocks))
-			r.Mode = "processes"
-			sys.close()
-			report(t, r)
-			if syncs > 0 {
-				progress("propagation: %s at %d nodes: %d chain reads (syncs, lagging)", name, n, syncs)
+	for _, k := range wirings {
+		for _, n := range sizes {
+			if !run("propagation") {
+				break
+			}
+			wires := wiringEach(n, k, rand.New(rand.NewPCG(1, uint64(n))))
+			for _, name := range systems {
+				procPropagation(t, bin, name, n, k, blocks, wires)
 			}
 		}
-	}
-	wires := wiring(burstNodes, rand.New(rand.NewPCG(2, uint64(burstNodes))))
-	for _, name := range systems {
-		if !run("burst") {
-			break
+		wires := wiringEach(burstNodes, k, rand.New(rand.NewPCG(2, uint64(burstNodes))))
+		for _, name := range systems {
+			if !run("burst") {
+				break
+			}
+			procBurst(t, bin, name, burstNodes, k, burstBlocks, wires)
 		}
-		arr := newArrivals()
-		sys := startProcSystem(t, bin, name, burstNodes, arr, wires)
-		cpu0 := sys.cpu(t)
-		stop := sys.poll(arr)
-		took := burst(t, sys, arr, burstNodes, burstBlocks)
-		stop()
-		cpu := round2(float64((sys.cpu(t) - cpu0).Microseconds()) / 1000 / float64(burstBlocks))
-		if syncs := sys.catchUp(arr, burstBlocks); syncs > 0 {
-			progress("burst: %s: %d chain reads (syncs, lagging)", name, syncs)
-		}
-		r := arr.result("burst", name, burstNodes, burstBlocks)
-		r.CPUmsPerBlock, r.Mode = cpu, "processes"
-		r.BlocksPerS = round2(float64(burstBlocks) * *r.DeliveredPct / 100 / took.Seconds())
-		sys.close()
-		report(t, r)
 	}
+}
+
+// procPropagation runs the propagation scenario on n processes of system
+// name wired by wires (k earlier nodes each): blocks lines at 100/s.
+func procPropagation(t *testing.T, bin, name string, n, k, blocks int, wires [][]int) {
+	arr := newArrivals()
+	sys := startProcSystem(t, bin, name, n, arr, wires)
+	idle := sys.idleCPU(t, 3*time.Second)
+	cpu0 := sys.cpu(t)
+	stop := sys.poll(arr)
+	rate := 100
+	if r := envCounts(t, "GOSSIPCHAIN_BENCH_RATE", 1); r != nil {
+		rate = r[0]
+	}
+	propagate(t, sys, arr, n, blocks, rate)
+	stop()
+	syncs := sys.catchUp(arr, blocks)
+	r := arr.result("propagation", name, n, blocks)
+	r.CPUmsPerBlock = round2(float64((sys.cpu(t) - cpu0).Microseconds()) / 1000 / float64(blocks))
+	r.Mode, r.PeersEach, r.IdleCPUPct = "processes", k, idle
+	if name == "gossipchain" {
+		r.Stages = sys.stagesOf()
+	}
+	sys.close()
+	report(t, r)
+	if syncs > 0 {
+		progress("propagation: %s at %d nodes, %d peers each: %d chain reads (syncs, lagging)", name, n, k, syncs)
+	}
+}
+
+// procBurst runs the burst scenario: blocks lines as fast as the origin
+// takes them.
+func procBurst(t *testing.T, bin, name string, n, k, blocks int, wires [][]int) {
+	arr := newArrivals()
+	sys := startProcSystem(t, bin, name, n, arr, wires)
+	cpu0 := sys.cpu(t)
+	stop := sys.poll(arr)
+	took := burst(t, sys, arr, n, blocks)
+	stop()
+	cpu := round2(float64((sys.cpu(t) - cpu0).Microseconds()) / 1000 / float64(blocks))
+	if syncs := sys.catchUp(arr, blocks); syncs > 0 {
+		progress("burst: %s, %d peers each: %d chain reads (syncs, lagging)", name, k, syncs)
+	}
+	r := arr.result("burst", name, n, blocks)
+	r.CPUmsPerBlock, r.Mode, r.PeersEach = cpu, "processes", k
+	r.BlocksPerS = round2(float64(blocks) * *r.DeliveredPct / 100 / took.Seconds())
+	if name == "gossipchain" {
+		r.Stages = sys.stagesOf()
+	}
+	sys.close()
+	report(t, r)
 }
 
 // procSystem is a network of node processes.
@@ -277,6 +309,14 @@ func (s *procSystem) catchUp(arr *arrivals, blocks int) int64 {
 	return reads
 }
 
+// idleCPU is the share of one core each process used, on average, over d
+// with nothing published: heartbeats, keep-alives, timers.
+func (s *procSystem) idleCPU(t *testing.T, d time.Duration) float64 {
+	cpu0 := s.cpu(t)
+	time.Sleep(d)
+	return round2(100 * float64(s.cpu(t)-cpu0) / float64(d) / float64(len(s.procs)))
+}
+
 // cpu is the CPU time (user and system) every process has used so far.
 func (s *procSystem) cpu(t *testing.T) time.Duration {
 	var total time.Duration
@@ -424,4 +464,107 @@ func TestBenchPeerProcess(t *testing.T) {
 		}
 	}()
 	<-ctx.Done()
+}
+
+// benchStages is where gossipchain's blocks spent their time on the way,
+// from every node's traces (GET /blocks/{index}/trace) after a scenario:
+// the p50 and p99, in ms, of each stage of a block's validation on the
+// nodes it reached by gossip (protocol.Trace), of a hop (from a block's
+// first arrival at the peer it came from to its first arrival here:
+// the peer's stages, its relay and the wire), and the hops from the
+// origin; and how many copies came by sync, or by gossip but before their
+// parent (held as orphans, then stored when the parent connected them).
+type benchStages struct {
+	Traced   int        `json:"traced"`
+	BySync   int        `json:"by_sync"`
+	Orphaned int        `json:"orphaned"`
+	Queue    [2]float64 `json:"queue_ms"`
+	Check    [2]float64 `json:"check_ms"`
+	Parent   [2]float64 `json:"parent_ms"`
+	Store    [2]float64 `json:"store_ms"`
+	Relay    [2]float64 `json:"relay_ms"`
+	Hop      [2]float64 `json:"hop_ms"`
+	Hops     [2]float64 `json:"hops"`
+}
+
+// stagesOf reads every node's traces of the chain's blocks and sums them
+// up (nil if a trace could not be read).
+func (s *procSystem) stagesOf() *benchStages {
+	traces := make([]map[uint64]protocol.Trace, len(s.procs))
+	byID := map[string]int{}
+	for i, p := range s.procs {
+		byID[p.n.ID()] = i
+		st, err := p.n.Status()
+		if err != nil {
+			return nil
+		}
+		traces[i] = map[uint64]protocol.Trace{}
+		for idx := uint64(1); idx <= st.Height; idx++ {
+			var tr protocol.Trace
+			if err := p.n.Get(fmt.Sprintf("/blocks/%d/trace", idx), &tr); err == nil {
+				traces[i][idx] = tr
+			}
+		}
+	}
+	progress("reading %d nodes' traces", len(s.procs))
+	var out benchStages
+	var queue, check, parent, store, relay, hop, hops []float64
+	ms := func(us int64) float64 { return float64(us) / 1000 }
+	for i := 1; i < len(s.procs); i++ {
+		for idx, tr := range traces[i] {
+			out.Traced++
+			switch {
+			case tr.Via == OriginSync:
+				out.BySync++
+				continue
+			case tr.Via != OriginGossip:
+				continue
+			case tr.HandleUS == 0:
+				out.Orphaned++
+			default:
+				queue, check, parent, store = append(queue, ms(tr.QueueUS)), append(check, ms(tr.CheckUS)), append(parent, ms(tr.ParentUS)), append(store, ms(tr.StoreUS))
+				if tr.RelayUS > 0 {
+					relay = append(relay, ms(tr.RelayUS))
+				}
+			}
+			if j, ok := byID[tr.From]; ok {
+				if up, ok := traces[j][idx]; ok {
+					hop = append(hop, float64(tr.FirstSeenMS-up.FirstSeenMS))
+				}
+			}
+			if h := hopsTo(traces, byID, i, idx); h > 0 {
+				hops = append(hops, float64(h))
+			}
+		}
+	}
+	out.Queue, out.Check, out.Parent, out.Store, out.Relay, out.Hop, out.Hops = p50p99(queue), p50p99(check), p50p99(parent), p50p99(store), p50p99(relay), p50p99(hop), p50p99(hops)
+	line, _ := json.Marshal(out)
+	progress("stages (p50, p99): %s", line)
+	return &out
+}
+
+// hopsTo follows block idx's first arrivals from node i back to the node
+// that made it: the hops it took (0: the path is not known).
+func hopsTo(traces []map[uint64]protocol.Trace, byID map[string]int, i int, idx uint64) int {
+	for h := 0; h < len(traces); h++ {
+		tr, ok := traces[i][idx]
+		if !ok {
+			return 0
+		}
+		if tr.From == "" {
+			return h
+		}
+		if i, ok = byID[tr.From]; !ok {
+			return 0
+		}
+	}
+	return 0
+}
+
+func p50p99(v []float64) [2]float64 {
+	if len(v) == 0 {
+		return [2]float64{}
+	}
+	slices.Sort(v)
+	return [2]float64{round2(v[len(v)/2]), round2(v[min(len(v)-1, len(v)*99/100)])}
 }

@@ -60,8 +60,11 @@ type benchResult struct {
 	System   string `json:"system"`
 	// Mode is "processes" for scripts/bench.sh --processes (every node
 	// its own process), empty for the in-process suite.
-	Mode         string   `json:"mode,omitempty"`
-	Nodes        int      `json:"nodes"`
+	Mode  string `json:"mode,omitempty"`
+	Nodes int    `json:"nodes"`
+	// PeersEach is how many earlier nodes each node was given to dial
+	// (process mode; the in-process suite gives 8).
+	PeersEach    int      `json:"peers_each,omitempty"`
 	Blocks       int      `json:"blocks,omitempty"`
 	DeliveredPct *float64 `json:"delivered_pct,omitempty"` // nil: not a delivery scenario
 	P50ms        float64  `json:"p50_ms,omitempty"`
@@ -77,11 +80,16 @@ type benchResult struct {
 	// the harness) spent per block while the scenario ran: on a shared
 	// machine, what the latencies above are paid with.
 	CPUmsPerBlock float64 `json:"cpu_ms_per_block,omitempty"`
+	// IdleCPUPct is the share of a core each node process used with
+	// nothing published (process mode's propagation).
+	IdleCPUPct float64 `json:"idle_cpu_pct,omitempty"`
 	// chainlen: start to ready file on an existing store, the store's
 	// bytes per block, GET /blocks?from=<head-100>&limit=100.
 	RestartMs     float64 `json:"restart_ms,omitempty"`
 	BytesPerBlock float64 `json:"bytes_per_block,omitempty"`
 	APIms         float64 `json:"api_ms,omitempty"`
+	// Stages: where gossipchain's blocks waited (process mode).
+	Stages *benchStages `json:"stages,omitempty"`
 }
 
 // cpuTime is the CPU time (user and system) this process has used.
@@ -237,11 +245,22 @@ const benchData = "a line typed on a console, about as long as people type"
 
 // wiring gives each node i > 0 up to 8 random earlier nodes to connect to,
 // the same for every system that has a network (a connected graph).
-func wiring(n int, rng *rand.Rand) [][]int {
+func wiring(n int, rng *rand.Rand) [][]int { return wiringEach(n, denseWiring, rng) }
+
+// denseWiring and sparseWiring are how many earlier nodes each new node is
+// given: the suite's own wiring, and a network grown from a few bootstrap
+// addresses (the process mode runs both).
+const (
+	denseWiring  = 8
+	sparseWiring = 3
+)
+
+// wiringEach gives node i up to k random earlier nodes to dial.
+func wiringEach(n, k int, rng *rand.Rand) [][]int {
 	out := make([][]int, n)
 	for i := 1; i < n; i++ {
 		perm := rng.Perm(i)
-		out[i] = perm[:min(i, 8)]
+		out[i] = perm[:min(i, k)]
 	}
 	return out
 }
@@ -796,6 +815,7 @@ var reported []benchResult
 type benchRatio struct {
 	Scenario   string   `json:"scenario"`
 	Nodes      int      `json:"nodes"`
+	PeersEach  int      `json:"peers_each,omitempty"`
 	P50        *float64 `json:"p50_x,omitempty"`
 	P99        *float64 `json:"p99_x,omitempty"`
 	BlocksPerS *float64 `json:"blocks_per_s_x,omitempty"`
@@ -818,10 +838,10 @@ func reportRatios() {
 			continue
 		}
 		for _, o := range reported {
-			if o.System != "gossipsub-tuned" || o.Scenario != g.Scenario || o.Nodes != g.Nodes {
+			if o.System != "gossipsub-tuned" || o.Scenario != g.Scenario || o.Nodes != g.Nodes || o.PeersEach != g.PeersEach {
 				continue
 			}
-			r := benchRatio{Scenario: g.Scenario, Nodes: g.Nodes, P50: ratio(g.P50ms, o.P50ms), P99: ratio(g.P99ms, o.P99ms),
+			r := benchRatio{Scenario: g.Scenario, Nodes: g.Nodes, PeersEach: g.PeersEach, P50: ratio(g.P50ms, o.P50ms), P99: ratio(g.P99ms, o.P99ms),
 				BlocksPerS: ratio(g.BlocksPerS, o.BlocksPerS), CPU: ratio(g.CPUmsPerBlock, o.CPUmsPerBlock), Origin: ratio(g.OriginBytesPerBlock, o.OriginBytesPerBlock)}
 			line, _ := json.Marshal(r)
 			fmt.Printf("RATIO %s\n", line)

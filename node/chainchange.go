@@ -1,8 +1,6 @@
 package node
 
 import (
-	"time"
-
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -20,11 +18,11 @@ type change struct {
 	origin string
 	// from is the peer that sent the blocks; "" for blocks made here.
 	from peer.ID
-	// msg and arrived are the gossip message that carried res.Added[0],
-	// and when it arrived (gossip only): the trace ties the message's sends
-	// to the block.
-	msg     *pubsub.Message
-	arrived time.Time
+	// msg and stages are the gossip message that carried res.Added[0],
+	// and when it reached each stage of its validation (gossip only): the
+	// trace ties the message's sends to the block.
+	msg    *pubsub.Message
+	stages *stages
 }
 
 // changed tells every subscriber of a chain change about it, in order.
@@ -42,7 +40,7 @@ func (n *Node) changed(c change) {
 // traceChange records how the blocks reached this node (propagation.go).
 func (n *Node) traceChange(c change) {
 	if c.origin == OriginGossip {
-		n.traces.gossiped(c.res.Added[0], c.msg, c.from, c.arrived, time.Since(c.arrived))
+		n.traces.gossiped(c.res.Added[0], c.msg, c.from, c.stages)
 		return
 	}
 	n.traces.added(c.res.Added, c.from, c.origin)

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"slices"
 	"sync"
+	"time"
 
 	"gossipchain/ledger"
 	"gossipchain/protocol"
@@ -51,6 +52,7 @@ type named struct {
 	block   *ledger.Block
 	end     func()
 	checked chan struct{}
+	at      time.Time // when GossipSub named it: the message had arrived
 }
 
 // decodedKeep and decodedBytes bound the decoded blocks waiting for the
@@ -120,7 +122,7 @@ func (m *messageIDs) id(data []byte) string {
 	id, b := protocol.DecodeMessage(data)
 	m.remember(key, id)
 	if b != nil {
-		end := m.pending.begin(b.Hash)
+		end, at := m.pending.begin(b.Hash), time.Now()
 		m.mu.Lock()
 		if len(m.decoded) >= decodedKeep || m.data+len(b.Data) > decodedBytes {
 			for _, d := range m.decoded {
@@ -133,7 +135,7 @@ func (m *messageIDs) id(data []byte) string {
 			old.end()
 			m.data -= len(old.block.Data)
 		}
-		m.decoded[id] = named{block: b, end: end}
+		m.decoded[id] = named{block: b, end: end, at: at}
 		if len(m.fresh) >= 2*decodedKeep { // mostly taken by validators since
 			m.fresh = slices.DeleteFunc(m.fresh, func(id string) bool { d, ok := m.decoded[id]; return !ok || d.checked != nil })
 		}

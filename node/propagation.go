@@ -63,6 +63,9 @@ type traceEntry struct {
 	fwd    []peer.ID
 	msgID  string
 	msgs   []*pb.Message
+	// verdict is when the block was stored and its message accepted
+	// (gossip; zero otherwise), for RelayUS.
+	verdict time.Time
 }
 
 type traceCopy struct {
@@ -123,15 +126,15 @@ func (tb *traceBook) added(bs []*ledger.Block, from peer.ID, via string) {
 	}
 }
 
-// gossiped records a block that came in msg from p, checked and stored in
-// took (0: held as an orphan, or this node's own message), and ties the
-// message to it so its sends are traced.
-func (tb *traceBook) gossiped(b *ledger.Block, msg *pubsub.Message, from peer.ID, at time.Time, took time.Duration) {
+// gossiped records a block that came in msg from p, and when it reached
+// each stage of its validation (only named: held as an orphan, or this
+// node's own message), and ties the message to it so its sends are traced.
+func (tb *traceBook) gossiped(b *ledger.Block, msg *pubsub.Message, from peer.ID, st *stages) {
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
-	e := tb.seen(b, from, OriginGossip, at)
-	if e.t.Via == OriginGossip && e.t.HandleUS == 0 && took > 0 {
-		e.t.HandleUS = max(1, took.Microseconds())
+	e := tb.seen(b, from, OriginGossip, st.named)
+	if e.t.Via == OriginGossip && e.t.HandleUS == 0 && !st.stored.IsZero() {
+		e.staged(st)
 	}
 	if e.msgID == "" && msg.ID != "" {
 		e.msgID = msg.ID
@@ -176,6 +179,17 @@ func (tb *traceBook) duplicate(hash string, from peer.ID) {
 	}
 }
 
+// staged fills in the trace's stages from st, a stored block's.
+func (e *traceEntry) staged(st *stages) {
+	us := func(from, to time.Time) int64 { return max(1, to.Sub(from).Microseconds()) }
+	e.t.HandleUS = us(st.named, st.stored)
+	e.t.QueueUS = us(st.named, st.start)
+	e.t.CheckUS = us(st.start, st.checked)
+	e.t.ParentUS = us(st.checked, st.parent)
+	e.t.StoreUS = us(st.parent, st.stored)
+	e.verdict = st.stored
+}
+
 func (e *traceEntry) copy(from peer.ID, at time.Time) {
 	if at.Before(e.first) {
 		at = e.first // came while the first was being checked
@@ -191,11 +205,18 @@ func (tb *traceBook) SendRPC(rpc *pubsub.RPC, p peer.ID) {
 	if len(rpc.Publish) == 0 {
 		return
 	}
+	now := tb.now()
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
 	for _, m := range rpc.Publish {
 		e, ok := tb.byPtr[m]
-		if !ok || len(e.fwd) >= protocol.MaxTraceForwards || slices.Contains(e.fwd, p) {
+		if !ok {
+			continue
+		}
+		if e.t.RelayUS == 0 && !e.verdict.IsZero() {
+			e.t.RelayUS = max(1, now.Sub(e.verdict).Microseconds())
+		}
+		if len(e.fwd) >= protocol.MaxTraceForwards || slices.Contains(e.fwd, p) {
 			continue
 		}
 		e.fwd = append(e.fwd, p)

@@ -68,8 +68,10 @@ func TestTraceAlongALine(t *testing.T) {
 	switch {
 	case ta.Via != OriginLocal || ta.From != "" || !slices.Contains(ta.ForwardedTo, b.ID().String()):
 		t.Errorf("a's trace %+v: want typed here, sent to b", ta)
-	case tb.Via != OriginGossip || tb.From != a.ID().String() || tb.HandleUS <= 0:
-		t.Errorf("b's trace %+v: want from a by gossip, with its handling time", tb)
+	case tb.Via != OriginGossip || tb.From != a.ID().String() || tb.HandleUS <= 0 || tb.RelayUS <= 0:
+		t.Errorf("b's trace %+v: want from a by gossip, with its handling and relay times", tb)
+	case tb.QueueUS <= 0 || tb.CheckUS <= 0 || tb.ParentUS <= 0 || tb.StoreUS <= 0 || tb.QueueUS+tb.CheckUS+tb.ParentUS+tb.StoreUS > tb.HandleUS+4:
+		t.Errorf("b's trace %+v: want its stages, adding up to its handling time", tb)
 	case !ok || tc.Via != OriginGossip || tc.From != b.ID().String():
 		t.Errorf("c's trace %+v: want from b by gossip", tc)
 	case tc.Index != 1 || tc.Author != a.ID().String() || tc.FirstSeenMS < ta.FirstSeenMS || tc.DelayMS < 0:
@@ -157,7 +159,8 @@ func TestTraceBookBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 		msg := &pubsub.Message{Message: &pb.Message{Data: []byte(b.Hash)}, ID: "id-" + b.Hash}
-		tb.gossiped(b, msg, peer.ID(fmt.Sprintf("p%d", i)), time.Now(), time.Millisecond)
+		now := time.Now()
+		tb.gossiped(b, msg, peer.ID(fmt.Sprintf("p%d", i)), &stages{named: now, start: now, checked: now, parent: now, stored: now.Add(time.Millisecond)})
 		if first == nil {
 			first = b
 			for j := range 3 * protocol.MaxTraceCopies {

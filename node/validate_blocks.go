@@ -41,24 +41,27 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 	if from == n.host.ID() {
 		return n.validateOwn(msg)
 	}
-	arrived := time.Now()
-	b, checked, end, err := n.decodeBlock(msg)
+	st := &stages{start: time.Now()}
+	nb, err := n.decodeBlock(msg, st.start)
 	if err != nil {
 		n.dropBlock("reject", "malformed")
 		n.log.Debug("rejected gossip message", "from", from, "err", err)
 		return pubsub.ValidationReject
 	}
-	defer end()
-	n.checkAhead(b, checked == nil)
-	if checked != nil {
-		<-checked // in another validator's batch
+	defer nb.end()
+	b := nb.block
+	st.named = nb.at
+	n.checkAhead(b, nb.checked == nil)
+	if nb.checked != nil {
+		<-nb.checked // in another validator's batch
 	}
 	// One check of the block on its own (a copy of one checked moments
 	// ago costs a hash; a tampered copy of a stored block fails here).
 	run := n.chain.Check(b)
 	if _, err := run.Valid(); err != nil {
-		return n.refused(b, msg, from, arrived, err)
+		return n.refused(b, msg, from, st, err)
 	}
+	st.checked = time.Now()
 	// Valid and new to this node: it counts against its author's budget
 	// and the budgets of the peer that brought it (budget.go).
 	if !n.chain.HasBlock(b) {
@@ -70,12 +73,14 @@ func (n *Node) validateBlock(_ context.Context, from peer.ID, msg *pubsub.Messag
 	}
 	// Its parent may be in the other worker's hands (pending.go).
 	n.pending.wait(n.ctx, b.PrevHash)
+	st.parent = time.Now()
 	res, err := n.chain.Process(run)
 	if err != nil {
-		return n.refused(b, msg, from, arrived, err)
+		return n.refused(b, msg, from, st, err)
 	}
+	st.stored = time.Now()
 	msg.ValidatorData = b
-	n.changed(change{res: res, origin: OriginGossip, from: from, msg: msg, arrived: arrived})
+	n.changed(change{res: res, origin: OriginGossip, from: from, msg: msg, stages: st})
 	return pubsub.ValidationAccept
 }
 
@@ -97,7 +102,7 @@ func (n *Node) recoverVerdict(from peer.ID, verdict *pubsub.ValidationResult) {
 // loop or the relay (publish.go) stored its block already.
 func (n *Node) validateOwn(msg *pubsub.Message) pubsub.ValidationResult {
 	if b, ok := msg.ValidatorData.(*ledger.Block); ok && n.chain.HasBlock(b) {
-		n.traces.gossiped(b, msg, "", time.Now(), 0) // so its sends are traced
+		n.traces.gossiped(b, msg, "", &stages{named: time.Now()}) // so its sends are traced
 		return pubsub.ValidationAccept
 	}
 	return pubsub.ValidationReject
@@ -105,22 +110,32 @@ func (n *Node) validateOwn(msg *pubsub.Message) pubsub.ValidationResult {
 
 // decodeBlock returns msg's block, decoded when GossipSub named the message
 // (msgcache.go) or now, with the channel closed once a batch has checked
-// its signature (nil: none has) and the func that ends its pending state
-// (pending.go).
-func (n *Node) decodeBlock(msg *pubsub.Message) (b *ledger.Block, checked chan struct{}, end func(), err error) {
+// its signature (nil: none has), the func that ends its pending state
+// (pending.go) and when it arrived (named then, or now).
+func (n *Node) decodeBlock(msg *pubsub.Message, now time.Time) (named, error) {
 	if nb, ok := n.msgIDs.take(msg.ID); ok {
-		return nb.block, nb.checked, nb.end, nil
+		return nb, nil
 	}
-	if b, err = protocol.DecodeBlock(msg.Data); err != nil {
-		return nil, nil, nil, err
+	b, err := protocol.DecodeBlock(msg.Data)
+	if err != nil {
+		return named{}, err
 	}
-	return b, nil, n.pending.begin(b.Hash), nil
+	return named{block: b, end: n.pending.begin(b.Hash), at: now}, nil
+}
+
+// stages are the times a gossiped block reached each stage of its
+// validation, for its trace (protocol.Trace's stages): named when
+// GossipSub read it, start when a validator took it, checked, parent
+// once its parent was no longer being checked, stored. A zero time is a
+// stage not reached.
+type stages struct {
+	named, start, checked, parent, stored time.Time
 }
 
 // refused handles a block the ledger refused with err: it is counted under
 // its rule's code, and its verdict is the code's (verdictOf). A block held
 // as an orphan is traced, and its sender asked for its ancestors.
-func (n *Node) refused(b *ledger.Block, msg *pubsub.Message, from peer.ID, arrived time.Time, err error) pubsub.ValidationResult {
+func (n *Node) refused(b *ledger.Block, msg *pubsub.Message, from peer.ID, st *stages, err error) pubsub.ValidationResult {
 	code := ledger.Code(err)
 	if code == 0 { // the store failed: not the sender's fault
 		n.log.Error("store block", "index", b.Index, "err", err)
@@ -133,7 +148,7 @@ func (n *Node) refused(b *ledger.Block, msg *pubsub.Message, from peer.ID, arriv
 		n.refusedBranch(from, err)
 	case ledger.ErrUnknownParent:
 		// Held as an orphan; the sender has its ancestors.
-		n.traces.gossiped(b, msg, from, arrived, 0)
+		n.traces.gossiped(b, msg, from, &stages{named: st.named})
 		n.sync.Hint(from, b)
 	case ledger.ErrDuplicate:
 		n.traces.duplicate(b.Hash, from)

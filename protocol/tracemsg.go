@@ -19,9 +19,21 @@ type Trace struct {
 	// DelayMS is FirstSeenMS minus the block's timestamp (the author's
 	// clock: across machines, their clocks' offset is in it).
 	DelayMS float64 `json:"delay_ms"`
-	// HandleUS is how long checking and storing it took before it was
-	// relayed (gossip only).
+	// HandleUS is how long it took from arriving to its verdict (gossip
+	// only): what it waited for and what checking and storing it cost
+	// before it could be relayed. The stages break it down: QueueUS from
+	// arriving (GossipSub read and named the message) to a validator
+	// taking it, CheckUS checking it (its hash and signature, or waiting
+	// for the batch that checks it), ParentUS waiting for its parent,
+	// which another validator was checking, StoreUS adding it to the
+	// chain. RelayUS is from the verdict to its first send to a peer (0:
+	// not sent).
 	HandleUS int64 `json:"handle_us,omitempty"`
+	QueueUS  int64 `json:"queue_us,omitempty"`
+	CheckUS  int64 `json:"check_us,omitempty"`
+	ParentUS int64 `json:"parent_us,omitempty"`
+	StoreUS  int64 `json:"store_us,omitempty"`
+	RelayUS  int64 `json:"relay_us,omitempty"`
 	// Duplicates counts the copies that arrived after the first; Copies
 	// names the senders of the first MaxTraceCopies of them.
 	Duplicates int         `json:"duplicates"`

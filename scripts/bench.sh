@@ -75,23 +75,23 @@ if [ "$json" = 1 ]; then
 	[ -z "$ratios" ] || echo "$ratios" | sed 's/^{/{"ratio":"gossipchain\/gossipsub-tuned",/'
 	exit 0
 fi
-fmt='%-12s %-15s %5s %7s %7s %8s %8s %8s %9s %12s %11s %8s %9s %10s %7s %7s\n'
-printf "$fmt" SCENARIO SYSTEM NODES BLOCKS DELIV% P50_MS P99_MS MAX_MS BLOCKS/S ORIGIN_B/BLK CPU_MS/BLK RSS_MIB HEAP/HOST RESTART_MS B/BLOCK API_MS
+fmt='%-12s %-15s %5s %5s %7s %7s %8s %8s %8s %9s %12s %11s %8s %9s %10s %7s %7s\n'
+printf "$fmt" SCENARIO SYSTEM NODES PEERS BLOCKS DELIV% P50_MS P99_MS MAX_MS BLOCKS/S ORIGIN_B/BLK CPU_MS/BLK RSS_MIB HEAP/HOST RESTART_MS B/BLOCK API_MS
 echo "$lines" | while IFS= read -r l; do
 	f() {
 		local v
 		v=$(echo "$l" | sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p")
 		echo "${v:--}"
 	}
-	printf "$fmt" "$(f scenario)" "$(f system)" "$(f nodes)" "$(f blocks)" "$(f delivered_pct)" "$(f p50_ms)" "$(f p99_ms)" "$(f max_ms)" \
+	printf "$fmt" "$(f scenario)" "$(f system)" "$(f nodes)" "$(f peers_each)" "$(f blocks)" "$(f delivered_pct)" "$(f p50_ms)" "$(f p99_ms)" "$(f max_ms)" \
 		"$(f blocks_per_s)" "$(f origin_bytes_per_block)" "$(f cpu_ms_per_block)" "$(f rss_mib)" "$(f heap_mib_per_host)" \
 		"$(f restart_ms)" "$(f bytes_per_block)" "$(f api_ms)"
 done
 if [ -n "$ratios" ]; then
 	echo
 	echo "gossipchain / gossipsub-tuned (lower is better but for BLOCKS/S):"
-	rfmt='%-12s %5s %7s %7s %9s %8s %9s\n'
-	printf "$rfmt" SCENARIO NODES P50 P99 BLOCKS/S CPU ORIGIN_B
+	rfmt='%-12s %5s %5s %7s %7s %9s %8s %9s\n'
+	printf "$rfmt" SCENARIO NODES PEERS P50 P99 BLOCKS/S CPU ORIGIN_B
 	echo "$ratios" | while IFS= read -r l; do
 		f() {
 			local v
@@ -99,6 +99,7 @@ if [ -n "$ratios" ]; then
 			echo "${v:+${v}x}"
 		}
 		printf "$rfmt" "$(echo "$l" | sed -n 's/.*"scenario":"\([^"]*\)".*/\1/p')" "$(echo "$l" | sed -n 's/.*"nodes":\([0-9]*\).*/\1/p')" \
+			"$(echo "$l" | sed -n 's/.*"peers_each":\([0-9]*\).*/\1/p')" \
 			"$(f p50_x)" "$(f p99_x)" "$(f blocks_per_s_x)" "$(f cpu_x)" "$(f origin_bytes_x)"
 	done
 fi
