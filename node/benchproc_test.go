@@ -472,19 +472,23 @@ func TestBenchPeerProcess(t *testing.T) {
 // nodes it reached by gossip (protocol.Trace), of a hop (from a block's
 // first arrival at the peer it came from to its first arrival here:
 // the peer's stages, its relay and the wire), and the hops from the
-// origin; and how many copies came by sync, or by gossip but before their
-// parent (held as orphans, then stored when the parent connected them).
+// origin; how many copies came by sync, or by gossip but before their
+// parent (held as orphans, then stored when the parent connected them);
+// and the duplicate copies a node received.
 type benchStages struct {
-	Traced   int        `json:"traced"`
-	BySync   int        `json:"by_sync"`
-	Orphaned int        `json:"orphaned"`
-	Queue    [2]float64 `json:"queue_ms"`
-	Check    [2]float64 `json:"check_ms"`
-	Parent   [2]float64 `json:"parent_ms"`
-	Store    [2]float64 `json:"store_ms"`
-	Relay    [2]float64 `json:"relay_ms"`
-	Hop      [2]float64 `json:"hop_ms"`
-	Hops     [2]float64 `json:"hops"`
+	Traced   int `json:"traced"`
+	BySync   int `json:"by_sync"`
+	Orphaned int `json:"orphaned"`
+	// Duplicates is the mean of the copies a node received of a block
+	// after its first (the traces' duplicates).
+	Duplicates float64    `json:"duplicates"`
+	Queue      [2]float64 `json:"queue_ms"`
+	Check      [2]float64 `json:"check_ms"`
+	Parent     [2]float64 `json:"parent_ms"`
+	Store      [2]float64 `json:"store_ms"`
+	Relay      [2]float64 `json:"relay_ms"`
+	Hop        [2]float64 `json:"hop_ms"`
+	Hops       [2]float64 `json:"hops"`
 }
 
 // stagesOf reads every node's traces of the chain's blocks and sums them
@@ -509,10 +513,12 @@ func (s *procSystem) stagesOf() *benchStages {
 	progress("reading %d nodes' traces", len(s.procs))
 	var out benchStages
 	var queue, check, parent, store, relay, hop, hops []float64
+	dups := 0
 	ms := func(us int64) float64 { return float64(us) / 1000 }
 	for i := 1; i < len(s.procs); i++ {
 		for idx, tr := range traces[i] {
 			out.Traced++
+			dups += tr.Duplicates
 			switch {
 			case tr.Via == OriginSync:
 				out.BySync++
@@ -538,6 +544,9 @@ func (s *procSystem) stagesOf() *benchStages {
 		}
 	}
 	out.Queue, out.Check, out.Parent, out.Store, out.Relay, out.Hop, out.Hops = p50p99(queue), p50p99(check), p50p99(parent), p50p99(store), p50p99(relay), p50p99(hop), p50p99(hops)
+	if out.Traced > 0 {
+		out.Duplicates = round2(float64(dups) / float64(out.Traced))
+	}
 	line, _ := json.Marshal(out)
 	progress("stages (p50, p99): %s", line)
 	return &out
