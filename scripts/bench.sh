@@ -12,7 +12,14 @@
 # --processes: the propagation and burst scenarios with every node its own
 # process (the built binary, lines on the origin's stdin, arrivals read
 # from every console; gossipsub-tuned as processes too), gossipchain and
-# gossipsub-tuned side by side (node/benchproc_test.go, TestBenchProcesses).
+# gossipsub-tuned side by side (node/benchproc_test.go, TestBenchProcesses),
+# on two wirings: each node given 8 random earlier nodes, and 3 (a network
+# grown from a few bootstrap addresses; the PEERS column). After each
+# gossipchain run it reads every node's traces and prints where blocks
+# spent their time (a "stages" progress line; in --json, the result's
+# "stages"). GOSSIPCHAIN_BENCH_WIRING=3 (or 8) runs one wiring,
+# GOSSIPCHAIN_BENCH_SIZES=25 one size, GOSSIPCHAIN_BENCH_RATE=N paces
+# propagation at N blocks/s instead of 100.
 # --quick: fewer nodes and blocks (well under 2 minutes); --json: one JSON
 # object per line instead of the table; --only: just these scenarios
 # (propagation, burst, sync, scale, footprint, chainlen) and/or systems
