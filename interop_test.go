@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"gossipchain/ledger"
+	"gossipchain/protocol"
 )
 
 // jsPeer is the interop peer (scripts/interop/peer.mjs, a second
@@ -39,6 +43,7 @@ type jsEvent struct {
 	Checked int    `json:"checked"`
 	Reason  string `json:"reason"`
 	Message string `json:"message"`
+	MsgID   string `json:"msgId"` // hex of the bytes of a message's ID
 }
 
 func startJSPeer(t *testing.T, addrs ...string) *jsPeer {
@@ -196,6 +201,26 @@ func TestJSInterop(t *testing.T) {
 	for _, blk := range chain[len(chain)-3:] {
 		if blk.Author != ready.ID {
 			t.Fatalf("block %d %q: author %s, want the JS peer %s", blk.Index, blk.Data, blk.Author, ready.ID)
+		}
+	}
+	// Both implementations give a block one message ID, byte for byte:
+	// IHAVE, IWANT and IDONTWANT name blocks by it.
+	byHash := map[string]ledger.Block{}
+	for _, blk := range chain {
+		byHash[blk.Hash] = blk
+	}
+	named := js.find("named")
+	if len(named) == 0 {
+		t.Fatal("the JS peer named no gossip message")
+	}
+	for _, e := range named {
+		blk, ok := byHash[e.Hash]
+		if !ok {
+			continue
+		}
+		want, _ := protocol.BlockID(&blk)
+		if e.MsgID != hex.EncodeToString([]byte(want)) {
+			t.Fatalf("block %d: the JS peer's message ID %s, gossipchain's %x", blk.Index, e.MsgID, want)
 		}
 	}
 

@@ -2,9 +2,14 @@ package node
 
 import (
 	"context"
+	"crypto/ed25519"
 	"testing"
+	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+
+	"gossipchain/ledger"
+	"gossipchain/protocol"
 )
 
 // TestMeshParams: the library's own D gives its defaults, and every mesh
@@ -22,5 +27,26 @@ func TestMeshParams(t *testing.T) {
 			t.Errorf("D=%d: %v", d, err)
 		}
 		cancel()
+	}
+}
+
+// TestGossipParams: GossipSub accepts the node's own parameters, and
+// IDONTWANT fires for the smallest block there is (one byte of data).
+func TestGossipParams(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := pubsub.NewGossipSub(ctx, bareHost(t), pubsub.WithGossipSubParams(gossipParams())); err != nil {
+		t.Fatal(err)
+	}
+	b, err := ledger.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))).Sign(ledger.Genesis(), "x", time.UnixMilli(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := protocol.EncodeBlock(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := gossipParams(); len(data) < p.IDontWantMessageThreshold {
+		t.Errorf("the smallest block is %d bytes, below the IDONTWANT threshold %d", len(data), p.IDontWantMessageThreshold)
 	}
 }

@@ -103,19 +103,55 @@ type simParams struct {
 	meshDegree    int
 	flood         bool
 	out           string
+	// Further GossipSub parameters under comparison, over gossipParams
+	// (0: the node's own): the mesh's bounds (Dlo, Dhi; with meshDegree
+	// alone they are D-1 and 2D), the peers gossiped to (Dlazy, and the
+	// gossip factor in per cent), the heartbeat, the heartbeats a message
+	// is gossiped for, and the size from which a node sends IDONTWANT
+	// (idontwant: bytes+1, so that 1 means 0 bytes, every message).
+	dlo, dhi, dlazy, gossipPct, historyGossip, idontwant int
+	heartbeat                                            time.Duration
 }
 
 // gossipOptions are the GossipSub options of a simulated node: the mesh
 // degree and flood publishing under comparison, and the check cost.
 func (p simParams) gossipOptions() []pubsub.Option {
-	opts := []pubsub.Option{pubsub.WithFloodPublish(p.flood)}
-	if p.meshDegree > 0 {
-		opts = append(opts, pubsub.WithGossipSubParams(meshParams(p.meshDegree)))
-	}
+	opts := []pubsub.Option{pubsub.WithFloodPublish(p.flood), pubsub.WithGossipSubParams(p.gossipParams())}
 	if p.checkCost > 0 {
 		opts = append(opts, pubsub.WithRawTracer(checkCost{cost: p.checkCost}))
 	}
 	return opts
+}
+
+// gossipParams are the node's own (gossipParams) with the parameters
+// under comparison.
+func (p simParams) gossipParams() pubsub.GossipSubParams {
+	g := gossipParams()
+	if p.meshDegree > 0 || p.dlo > 0 || p.dhi > 0 {
+		d := orDefault(p.meshDegree, g.D)
+		lo, hi := g.Dlo, g.Dhi
+		if p.meshDegree > 0 {
+			m := meshParams(d)
+			lo, hi = m.Dlo, m.Dhi
+		}
+		g = withMesh(g, d, orDefault(p.dlo, lo), orDefault(p.dhi, hi))
+	}
+	if p.dlazy > 0 {
+		g.Dlazy = p.dlazy
+	}
+	if p.gossipPct > 0 {
+		g.GossipFactor = float64(p.gossipPct) / 100
+	}
+	if p.heartbeat > 0 {
+		g.HeartbeatInterval = p.heartbeat
+	}
+	if p.historyGossip > 0 {
+		g.HistoryGossip = p.historyGossip
+	}
+	if p.idontwant > 0 {
+		g.IDontWantMessageThreshold = p.idontwant - 1
+	}
+	return g
 }
 
 // checkCost models the CPU a node spends checking and storing a block. On
@@ -149,9 +185,15 @@ func simParamsFromEnv(t *testing.T) simParams {
 		checkCost:  time.Duration(num("CHECK_US", 100)) * time.Microsecond,
 		meshDegree: num("D", 0), flood: num("FLOOD", 1) != 0,
 		latency: "regions", out: os.Getenv("GOSSIPCHAIN_SIM_OUT"),
+		dlo: num("DLO", 0), dhi: num("DHI", 0), dlazy: num("DLAZY", 0), gossipPct: num("GOSSIP_PCT", 0),
+		heartbeat:     time.Duration(num("HEARTBEAT_MS", 0)) * time.Millisecond,
+		historyGossip: num("HISTORY_GOSSIP", 0),
 	}
 	if p.meshDegree == 1 {
 		t.Fatal("GOSSIPCHAIN_SIM_D=1: GossipSub needs a mesh degree of 2 or more")
+	}
+	if v := os.Getenv("GOSSIPCHAIN_SIM_IDONTWANT"); v != "" {
+		p.idontwant = num("IDONTWANT", 0) + 1
 	}
 	if v := os.Getenv("GOSSIPCHAIN_SIM_LOSS"); v != "" {
 		f, err := strconv.ParseFloat(v, 64)
@@ -215,11 +257,18 @@ type simResult struct {
 	// measure).
 	Digest string `json:"digest"`
 
-	Latency    string  `json:"latency"`
-	LossPct    float64 `json:"loss_pct"`
-	MeshDegree int     `json:"mesh_degree"`
-	Flood      bool    `json:"flood_publish"`
-	CheckUS    int64   `json:"check_us"`
+	Latency       string  `json:"latency"`
+	LossPct       float64 `json:"loss_pct"`
+	MeshDegree    int     `json:"mesh_degree"`
+	Dlo           int     `json:"dlo"`
+	Dhi           int     `json:"dhi"`
+	Dlazy         int     `json:"dlazy"`
+	GossipFactor  float64 `json:"gossip_factor"`
+	HeartbeatMS   int64   `json:"heartbeat_ms"`
+	HistoryGossip int     `json:"history_gossip"`
+	IDontWant     int     `json:"idontwant_bytes"`
+	Flood         bool    `json:"flood_publish"`
+	CheckUS       int64   `json:"check_us"`
 
 	arrivals []time.Duration // for the CDF
 }
@@ -502,9 +551,12 @@ func (s *simNet) measure(scenario string, lines []*simLine, sentBefore int64, ac
 	}
 	r := simResult{
 		Scenario: scenario, Nodes: len(s.nodes), Seed: s.p.seed, Lines: len(lines),
-		Latency: s.p.latency, LossPct: s.p.loss * 100, MeshDegree: orDefault(s.p.meshDegree, 6), Flood: s.p.flood,
+		Latency: s.p.latency, LossPct: s.p.loss * 100, Flood: s.p.flood,
 		CheckUS: s.p.checkCost.Microseconds(), ConvergeMS: ms(converge),
 	}
+	g := s.p.gossipParams()
+	r.MeshDegree, r.Dlo, r.Dhi, r.Dlazy, r.GossipFactor = g.D, g.Dlo, g.Dhi, g.Dlazy, g.GossipFactor
+	r.HeartbeatMS, r.HistoryGossip, r.IDontWant = g.HeartbeatInterval.Milliseconds(), g.HistoryGossip, g.IDontWantMessageThreshold
 	digest := sha256.New()
 	fmt.Fprintf(digest, "%s %d %d\n", scenario, len(s.nodes), s.p.seed)
 	for _, l := range lines {
@@ -739,8 +791,9 @@ func runSim(t *testing.T, p simParams) []simResult {
 	synctest.Test(t, func(t *testing.T) {
 		s := newSimNet(t, p)
 		defer s.close()
-		simProgress("%d nodes, latency %s, loss %.1f%%, mesh degree %d, flood publishing %v, seed %d, %v modelled per block checked and stored; starting",
-			p.nodes, p.latency, p.loss*100, orDefault(p.meshDegree, 6), p.flood, p.seed, p.checkCost)
+		g := p.gossipParams()
+		simProgress("%d nodes, latency %s, loss %.1f%%, mesh degree %d (%d..%d), Dlazy %d, gossip factor %.2f, heartbeat %v, gossip for %d heartbeats, IDONTWANT from %d bytes, flood publishing %v, seed %d, %v modelled per block checked and stored; starting",
+			p.nodes, p.latency, p.loss*100, g.D, g.Dlo, g.Dhi, g.Dlazy, g.GossipFactor, g.HeartbeatInterval, g.HistoryGossip, g.IDontWantMessageThreshold, p.flood, p.seed, p.checkCost)
 		for i := range p.nodes {
 			s.add(2)
 			if (i+1)%100 == 0 {

@@ -40,10 +40,12 @@ func DecodeBlock(data []byte) (*ledger.Block, error) {
 	return &b, nil
 }
 
-// MessageID names a gossip message by its block: the hex SHA-256 of the
+// MessageID names a gossip message by its block: the SHA-256 of the
 // block's 32-byte hash, computed from its contents (not the hash field, which
 // a tampered copy would keep), followed by its 64-byte signature. A block is then one
 // message however many nodes publish it and however its JSON is spaced.
+// The ID is the digest's 32 bytes, not their hex text: IHAVE, IWANT and
+// IDONTWANT carry IDs, half as many bytes each.
 //
 // The signature is part of the ID because it is not covered by the hash: were
 // the ID the block hash alone, a peer could send a copy of a fresh block with
@@ -58,8 +60,9 @@ func DecodeBlock(data []byte) (*ledger.Block, error) {
 // one as seen. One ID is then one block, field for field.
 //
 // A message that is not a well-formed block, or whose hash field is not
-// its contents' hash, is named "raw:" plus the SHA-256 of its bytes; it is
-// rejected by validation anyway.
+// its contents' hash, is named "raw:" plus the 32-byte SHA-256 of its
+// bytes (36 bytes: never a block's ID); it is rejected by validation
+// anyway.
 func MessageID(data []byte) string {
 	id, _ := DecodeMessage(data)
 	return id
@@ -74,7 +77,7 @@ func DecodeMessage(data []byte) (string, *ledger.Block) {
 		}
 	}
 	sum := sha256.Sum256(data)
-	return "raw:" + hex.EncodeToString(sum[:]), nil
+	return "raw:" + string(sum[:]), nil
 }
 
 // BlockID returns the message ID of b (see MessageID); ok is false when
@@ -91,5 +94,5 @@ func BlockID(b *ledger.Block) (id string, ok bool) {
 		return "", false
 	}
 	sum := sha256.Sum256(append(h, sig...))
-	return hex.EncodeToString(sum[:]), true
+	return string(sum[:]), true
 }

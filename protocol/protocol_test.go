@@ -44,7 +44,7 @@ func TestMessageID(t *testing.T) {
 	b := testBlock(t)
 	enc, _ := EncodeBlock(b)
 	id := MessageID(enc)
-	if len(id) != 64 || strings.HasPrefix(id, "raw:") {
+	if len(id) != 32 || strings.HasPrefix(id, "raw:") {
 		t.Fatalf("id %q", id)
 	}
 	// The same block spaced differently is the same message.
@@ -75,7 +75,7 @@ func TestMessageID(t *testing.T) {
 	if got, blk := DecodeMessage(enc); got != id || blk == nil || *blk != *b {
 		t.Errorf("DecodeMessage: %q %+v", got, blk)
 	}
-	if got := MessageID([]byte("garbage")); !strings.HasPrefix(got, "raw:") {
+	if got := MessageID([]byte("garbage")); !strings.HasPrefix(got, "raw:") || len(got) != 36 {
 		t.Errorf("garbage id %q", got)
 	}
 }

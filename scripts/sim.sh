@@ -9,14 +9,17 @@
 #   scripts/sim.sh [--nodes N] [--seed S] [--scenario all|NAME[,NAME...]]
 #                  [--latency regions|flat:MS] [--loss PCT] [--blocks B]
 #                  [--interval-ms MS] [--cut S] [--check-us US] [--d D]
-#                  [--flood on|off] [--out DIR] [--quick]
+#                  [--dlo N] [--dhi N] [--dlazy N] [--gossip-factor PCT]
+#                  [--heartbeat-ms MS] [--history-gossip N]
+#                  [--idontwant BYTES] [--flood on|off] [--out DIR] [--quick]
 #
 # Defaults: 1,000 nodes, seed 1, all scenarios, the eight-region latency
 # table, no loss, 10 blocks 500 ms apart, a 30 s partition, 100 us
-# modelled per block checked and stored, GossipSub's mesh degree 6, flood
-# publishing on, results in .sim/. --quick is 100 nodes (well under a
-# minute; CI runs it). A 1,000-node run takes about 4.5 minutes and 3.3 GB
-# (GOMEMLIMIT is set to 3400MiB unless already set).
+# modelled per block checked and stored, the node's own GossipSub
+# parameters (node/gossip.go gossipParams; --d D alone gives Dlo D-1 and
+# Dhi 2D), flood publishing on, results in .sim/. --quick is 100 nodes
+# (well under a minute; CI runs it). A 1,000-node run takes about 4.5
+# minutes and 3.3 GB (GOMEMLIMIT is set to 3400MiB unless already set).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 nodes=1000 out="$root/.sim"
@@ -38,12 +41,19 @@ while [ $# -gt 0 ]; do
 	--cut) need "$@"; number "$1" "$2"; envs+=("GOSSIPCHAIN_SIM_CUT_S=$2") ;;
 	--check-us) need "$@"; number "$1" "$2"; envs+=("GOSSIPCHAIN_SIM_CHECK_US=$2") ;;
 	--d) need "$@"; number "$1" "$2"; envs+=("GOSSIPCHAIN_SIM_D=$2") ;;
+	--dlo) need "$@"; number "$1" "$2"; envs+=("GOSSIPCHAIN_SIM_DLO=$2") ;;
+	--dhi) need "$@"; number "$1" "$2"; envs+=("GOSSIPCHAIN_SIM_DHI=$2") ;;
+	--dlazy) need "$@"; number "$1" "$2"; envs+=("GOSSIPCHAIN_SIM_DLAZY=$2") ;;
+	--gossip-factor) need "$@"; number "$1" "$2"; envs+=("GOSSIPCHAIN_SIM_GOSSIP_PCT=$2") ;;
+	--heartbeat-ms) need "$@"; number "$1" "$2"; envs+=("GOSSIPCHAIN_SIM_HEARTBEAT_MS=$2") ;;
+	--history-gossip) need "$@"; number "$1" "$2"; envs+=("GOSSIPCHAIN_SIM_HISTORY_GOSSIP=$2") ;;
+	--idontwant) need "$@"; number "$1" "$2"; envs+=("GOSSIPCHAIN_SIM_IDONTWANT=$2") ;;
 	--flood)
 		need "$@"
 		case "$2" in on) envs+=("GOSSIPCHAIN_SIM_FLOOD=1") ;; off) envs+=("GOSSIPCHAIN_SIM_FLOOD=0") ;;
 		*) echo "sim: --flood is on or off, not '$2'" >&2; exit 2 ;; esac ;;
 	--out) need "$@"; out=$2 ;;
-	-h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "sim: unknown argument '$1' (see scripts/sim.sh --help)" >&2; exit 2 ;;
 	esac
 	shift 2

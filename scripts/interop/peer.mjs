@@ -118,7 +118,7 @@ const node = await createLibp2p({
     identify: identify(),
     pubsub: gossipsub({
       globalSignaturePolicy: StrictNoSign,
-      msgIdFn: (msg) => new TextEncoder().encode(P.messageID(msg.data)),
+      msgIdFn: (msg) => new Uint8Array(P.messageID(msg.data)),
       floodPublish: true,
       allowPublishToZeroTopicPeers: true,
       emitSelf: false
@@ -139,6 +139,9 @@ pubsub.topicValidators.set(P.TOPIC, (from, msg) => {
     emit('rejected', { from: from.toString(), reason: err.message })
     return TopicValidatorResult.Reject
   }
+  // The ID this peer gives the message, for the test to compare with the
+  // Go nodes' (hex here; on the wire it is the bytes).
+  emit('named', { hash: b.hash, msgId: P.messageID(msg.data).toString('hex') })
   switch (add(b, 'gossip')) {
     case '': return TopicValidatorResult.Accept
     case 'bad_index': return TopicValidatorResult.Reject

@@ -145,11 +145,11 @@ export function signBlock (parent, data, privateKey, publicKey, now = Date.now()
   return b
 }
 
-// messageID names a gossip message: the SHA-256 of the hash computed from
-// the block's contents and its signature bytes, as lowercase hex, if the
-// hash field is that hash; anything else is "raw:" and the SHA-256 of its
-// bytes. On the wire (IHAVE, IWANT)
-// an ID is its text's bytes.
+// messageID names a gossip message: the 32 bytes of the SHA-256 of the
+// hash computed from the block's contents and its signature bytes, if the
+// hash field is that hash; anything else is the 4 bytes "raw:" and the 32
+// bytes of the SHA-256 of its bytes. On the wire (IHAVE, IWANT,
+// IDONTWANT) an ID is these bytes.
 export function messageID (data) {
   try {
     const b = JSON.parse(Buffer.from(data).toString('utf8'))
@@ -158,11 +158,11 @@ export function messageID (data) {
       typeof b.author === 'string' && Number.isSafeInteger(b.index) && Number.isSafeInteger(b.timestamp)) {
       const computed = computeHash(b)
       if (computed === b.hash) {
-        return createHash('sha256').update(Buffer.from(computed, 'hex')).update(Buffer.from(b.signature, 'hex')).digest('hex')
+        return createHash('sha256').update(Buffer.from(computed, 'hex')).update(Buffer.from(b.signature, 'hex')).digest()
       }
     }
   } catch {}
-  return 'raw:' + createHash('sha256').update(data).digest('hex')
+  return Buffer.concat([Buffer.from('raw:', 'ascii'), createHash('sha256').update(data).digest()])
 }
 
 // The deep-fork rule (docs/PROTOCOL.md, "Deep forks"): a better branch
