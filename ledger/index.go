@@ -115,7 +115,7 @@ func (c *Chain) loadUnindexed(tx *bolt.Tx) (uint64, error) {
 		}
 		c.unindexed.add(b)
 	}
-	return max(mark, c.top), nil
+	return mark, nil
 }
 
 // writeIndex writes the waiting entries, with those of deferred (blocks
