@@ -142,6 +142,9 @@ func (r *reader) meta(hash string) (meta, bool, error) {
 	if m, ok := r.c.recent.get(hash); ok {
 		return m, true, nil
 	}
+	if m, ok := r.c.unindexed.get(hash); ok {
+		return m, true, nil
+	}
 	if len(hash) != 64 {
 		return meta{}, false, nil
 	}

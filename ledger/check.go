@@ -61,7 +61,7 @@ func checkTx(tx *bolt.Tx, rep *CheckReport, progress func(CheckProgress)) error 
 	c := &storeCheck{
 		tx: tx, rep: rep, progress: progress,
 		bodies: tx.Bucket(bucketBodies), index: tx.Bucket(bucketIndex), main: tx.Bucket(bucketMain),
-		sigs: checkQueue{keys: newKeyCache()},
+		sigs: checkQueue{keys: newKeyCache()}, mark: readIndexMark(tx),
 	}
 	for _, stage := range []func() error{c.mainChain, c.storedBlocks, c.indexCount, c.lineRecords, c.pendingLines} {
 		if err := stage(); err != nil {
@@ -99,8 +99,11 @@ func checkLayout(tx *bolt.Tx) error {
 
 // storeCheck is one CheckStore run over a store whose layout is sound.
 type storeCheck struct {
-	tx                  *bolt.Tx
-	rep                 *CheckReport
+	tx  *bolt.Tx
+	rep *CheckReport
+	// mark: blocks above it may have no index entry yet (index.go);
+	// waiting counts those that have none.
+	mark, waiting       uint64
 	progress            func(CheckProgress)
 	bodies, index, main *bolt.Bucket
 	// sigs is shared by the main chain and the side blocks, so its key
@@ -153,7 +156,7 @@ func (c *storeCheck) mainEntry(h uint64, k, v []byte, prev *Block) (*Block, erro
 	if len(v) != 32 {
 		return nil, corrupt("height %d: main chain entry has %d bytes", h, len(v))
 	}
-	b, err := checkBody(c.bodies, c.index, h, hex.EncodeToString(v))
+	b, err := checkBody(c.bodies, c.index, h, hex.EncodeToString(v), h > c.mark)
 	if err != nil {
 		return nil, corrupt("height %d: %v", h, err)
 	}
@@ -173,6 +176,9 @@ func (c *storeCheck) storedBlocks() error {
 	n := uint64(0)
 	err := c.bodies.ForEach(func(k, _ []byte) error {
 		c.rep.Blocks++
+		if len(k) == 40 && binary.BigEndian.Uint64(k) > c.mark && c.index.Get(k[8:]) == nil {
+			c.waiting++
+		}
 		b, err := c.sideBlock(k)
 		if err != nil || b == nil {
 			return err
@@ -203,20 +209,21 @@ func (c *storeCheck) sideBlock(k []byte) (*Block, error) {
 	if height <= c.rep.Height && bytes.Equal(c.main.Get(k[:8]), k[8:]) {
 		return nil, nil
 	}
-	b, err := checkBody(c.bodies, c.index, height, hash)
+	b, err := checkBody(c.bodies, c.index, height, hash, height > c.mark)
 	if err != nil {
 		return nil, corrupt("height %d (side branch): %v", height, err)
 	}
-	if m, ok, err := getMeta(c.tx, b.PrevHash); err != nil || !ok || m.height+1 != height {
+	if height == 0 || c.bodies.Get(bodyKey(height-1, b.PrevHash)) == nil {
 		return nil, corrupt("height %d (side branch): block %s has no stored parent at height %d", height, b.Short(), height-1)
 	}
 	return b, nil
 }
 
 // indexCount checks that the index names no block beyond the stored ones
-// (each stored block's own entry was checked with the block).
+// (each stored block's own entry was checked with the block, and those
+// still waiting to be written are counted).
 func (c *storeCheck) indexCount() error {
-	if in := uint64(c.index.Stats().KeyN); in != c.rep.Blocks {
+	if in := uint64(c.index.Stats().KeyN); in != c.rep.Blocks-c.waiting {
 		return corrupt("the index has %d entries for %d stored blocks", in, c.rep.Blocks)
 	}
 	return nil
@@ -276,8 +283,9 @@ func (q *checkQueue) verify() error {
 }
 
 // checkBody reads the block hash at height and checks that it is whole, has
-// that hash and index, and is indexed there.
-func checkBody(bodies, index *bolt.Bucket, height uint64, hash string) (*Block, error) {
+// that hash and index, and is indexed there: if its entry may wait (above
+// the store's index mark, index.go), only if it has one.
+func checkBody(bodies, index *bolt.Bucket, height uint64, hash string, mayWait bool) (*Block, error) {
 	v := bodies.Get(bodyKey(height, hash))
 	if v == nil {
 		return nil, fmt.Errorf("block %s missing", short(hash))
@@ -293,6 +301,9 @@ func checkBody(bodies, index *bolt.Bucket, height uint64, hash string) (*Block, 
 		return nil, fmt.Errorf("block %s does not match its hash", short(hash))
 	}
 	iv := index.Get(hashKey(hash))
+	if iv == nil && mayWait {
+		return b, nil
+	}
 	if len(iv) != 40 || binary.BigEndian.Uint64(iv) != height || hex.EncodeToString(iv[8:]) != b.PrevHash {
 		return nil, fmt.Errorf("block %s has no index entry, or a wrong one", short(hash))
 	}

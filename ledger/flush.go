@@ -57,6 +57,7 @@ func lazyWait() time.Duration {
 
 type flusher struct {
 	c     *Chain
+	mark  indexMark // the store's index mark (index.go); only run uses it
 	wake  chan struct{}
 	hurry chan struct{} // someone waits: write now
 	quit  chan struct{}
@@ -69,7 +70,7 @@ type flusher struct {
 }
 
 func startFlusher(c *Chain) *flusher {
-	f := &flusher{c: c, wake: make(chan struct{}, 1), hurry: make(chan struct{}, 1), quit: make(chan struct{})}
+	f := &flusher{c: c, mark: indexMark{to: c.indexedTo, top: c.top}, wake: make(chan struct{}, 1), hurry: make(chan struct{}, 1), quit: make(chan struct{})}
 	f.wg.Add(1)
 	go f.run()
 	return f
@@ -115,7 +116,7 @@ func (f *flusher) run() {
 		case <-f.wake:
 		case <-f.hurry:
 		case <-f.quit:
-			f.flush()
+			f.flush(true)
 			return
 		}
 		f.mu.Lock()
@@ -132,33 +133,42 @@ func (f *flusher) run() {
 		case <-lazy.C:
 		case <-f.quit:
 			lazy.Stop()
-			f.flush()
+			f.flush(true)
 			return
 		}
 		lazy.Stop()
-		f.flush()
+		f.flush(false)
 	}
 }
 
-// flush writes every queued commit in one transaction.
-func (f *flusher) flush() {
+// flush writes every queued commit in one transaction, and the waiting
+// index entries if there are enough of them, or all of them if final
+// (Close).
+func (f *flusher) flush(final bool) {
 	f.mu.Lock()
 	batch := f.queue
 	f.queue = nil
 	failed := f.err
 	f.mu.Unlock()
-	if len(batch) == 0 {
+	if len(batch) == 0 && !(final && len(f.c.unindexed) > 0) {
 		return
 	}
 	err := failed
+	var deferred []*Block
+	var indexed bool
+	mark := f.mark
 	if err == nil {
 		err = f.c.db.Update(func(tx *bolt.Tx) error {
+			deferred, mark = nil, f.mark
 			for _, w := range batch {
-				if err := w.apply(tx); err != nil {
+				var err error
+				if deferred, err = w.apply(tx, &mark, deferred); err != nil {
 					return err
 				}
 			}
-			return nil
+			var err error
+			indexed, err = f.c.writeIndex(tx, deferred, mark.top, final)
+			return err
 		})
 		if err != nil {
 			err = fmt.Errorf("store blocks: %w", err)
@@ -168,8 +178,12 @@ func (f *flusher) flush() {
 		}
 	}
 	if err == nil {
+		if indexed {
+			mark.to = mark.top
+		}
+		f.mark = mark
 		f.c.mu.Lock()
-		f.c.flushed(batch)
+		f.c.flushed(batch, deferred, indexed)
 		f.c.mu.Unlock()
 	}
 	for _, w := range batch {
@@ -177,17 +191,31 @@ func (f *flusher) flush() {
 	}
 }
 
-func (w *write) apply(tx *bolt.Tx) error {
+// apply writes one commit: its blocks' bodies, their index entries (those
+// above mark.to wait: appended to deferred, which it returns), line
+// records, main-chain entries and head. A nil mark indexes every block at
+// once. mark.top follows the highest block written.
+func (w *write) apply(tx *bolt.Tx, mark *indexMark, deferred []*Block) ([]*Block, error) {
 	for _, b := range w.blocks {
-		if err := putBlock(tx, b); err != nil {
-			return err
+		if err := putBody(tx, b); err != nil {
+			return nil, err
+		}
+		if mark != nil {
+			mark.top = max(mark.top, b.Index)
+			if b.Index > mark.to {
+				deferred = append(deferred, b)
+				continue
+			}
+		}
+		if err := putIndex(tx, b); err != nil {
+			return nil, err
 		}
 	}
 	if err := putLines(tx, w.local, w.pending); err != nil {
-		return err
+		return nil, err
 	}
 	if w.branch == nil {
-		return nil
+		return deferred, nil
 	}
 	// The main chain never gets shorter (fork choice prefers the longer
 	// chain), so a reorg only overwrites heights.
@@ -195,8 +223,8 @@ func (w *write) apply(tx *bolt.Tx) error {
 	mb.FillPercent = 0.95 // appended in height order
 	for i, hash := range w.branch {
 		if err := mb.Put(heightKey(w.fork+1+uint64(i)), hashKey(hash)); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return tx.Bucket(bucketMeta).Put(keyHead, hashKey(w.head))
+	return deferred, tx.Bucket(bucketMeta).Put(keyHead, hashKey(w.head))
 }

@@ -3,6 +3,7 @@ package ledger
 import (
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -337,4 +338,35 @@ func TestHasBlock(t *testing.T) {
 	}
 	defer c2.Close()
 	check(c2, "reopened")
+}
+
+// TestAppendTimestamps: lines appended faster than one a millisecond keep
+// the clock's time (so peers do not find them in the future), and a clock
+// that steps back never makes a block older than its parent.
+func TestAppendTimestamps(t *testing.T) {
+	now := testNow
+	path := filepath.Join(t.TempDir(), "chain.db")
+	c, err := Open(path, WithClock(func() time.Time { return now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := signer(1)
+	const lines = 3000
+	for i := range lines {
+		if _, err := c.Append(s, fmt.Sprintf("line %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if head := c.Head(); head.Timestamp != now.UnixMilli() {
+		t.Fatalf("after %d lines in one millisecond the head's timestamp is %d ms ahead of the clock", lines, head.Timestamp-now.UnixMilli())
+	}
+	now = now.Add(-time.Hour) // the clock steps back
+	res, err := c.Append(s, "after the step")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := res.Added[0].Timestamp, testNow.UnixMilli(); got != want {
+		t.Fatalf("a block made after the clock stepped back: timestamp %d, want its parent's %d", got, want)
+	}
 }

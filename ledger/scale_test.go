@@ -58,7 +58,13 @@ func writeStore(t testing.TB, path string, n int, signed int, keep func(int) boo
 			w.branch = append(w.branch, b.Hash)
 		}
 		w.head = parent.Hash
-		if err := db.Update(w.apply); err != nil {
+		err := db.Update(func(tx *bolt.Tx) error {
+			if _, err := w.apply(tx, nil, nil); err != nil {
+				return err
+			}
+			return markAllIndexed(tx)
+		})
+		if err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -28,6 +28,9 @@ import (
 //	meta    "head", "genesis"            -> 32-byte hash
 //	        "format"                     -> 8-byte format version
 //	        "seq"                        -> 8-byte last line sequence
+//	        "indexed"                    -> 8-byte height: blocks above it
+//	                                        may have no index entry yet
+//	                                        (index.go; none: all have)
 //
 // A body is the block's canonical encoding (Block.Encode) without its
 // domain prefix, followed by the 64-byte signature (none for genesis); the
@@ -45,14 +48,18 @@ var (
 	keyGenesis    = []byte("genesis")
 	keyFormat     = []byte("format")
 	keySeq        = []byte("seq")
+	keyIndexed    = []byte("indexed")
 
 	// bucketOldBlocks is format 1's hash -> block JSON; Open upgrades it.
 	bucketOldBlocks = []byte("blocks")
 )
 
 // storeFormat is the layout above; format 1 kept block JSON by hash and
-// rebuilt the whole index in memory at every open.
-const storeFormat = 2
+// rebuilt the whole index in memory at every open; format 2 indexed every
+// block as it was written (no "indexed" mark). A format-2 store opens as
+// is (every block indexed) and is marked format 3, which an older
+// gossipchain refuses: it would not know that entries may wait.
+const storeFormat = 3
 
 // ErrInUse is returned by Open when another process holds the store.
 var ErrInUse = errors.New("data dir is in use by another process")
@@ -148,16 +155,27 @@ func decodeBody(hash string, v []byte) (*Block, error) {
 	return b, nil
 }
 
+// putBlock writes b's body and its index entry.
 func putBlock(tx *bolt.Tx, b *Block) error {
+	if err := putBody(tx, b); err != nil {
+		return err
+	}
+	return putIndex(tx, b)
+}
+
+// putBody writes b's body (its index entry may wait: index.go).
+func putBody(tx *bolt.Tx, b *Block) error {
 	body, err := encodeBody(b)
 	if err != nil {
 		return err
 	}
 	bodies := tx.Bucket(bucketBodies)
 	bodies.FillPercent = 0.95 // appended in height order, mostly
-	if err := bodies.Put(bodyKey(b.Index, b.Hash), body); err != nil {
-		return err
-	}
+	return bodies.Put(bodyKey(b.Index, b.Hash), body)
+}
+
+// putIndex writes b's index entry.
+func putIndex(tx *bolt.Tx, b *Block) error {
 	return tx.Bucket(bucketIndex).Put(hashKey(b.Hash), append(heightKey(b.Index), hashKey(b.PrevHash)...))
 }
 
@@ -235,7 +253,16 @@ func upgrade(tx *bolt.Tx) error {
 	if err := mb.Put(keySeq, heightKey(last)); err != nil {
 		return err
 	}
-	return mb.Put(keyFormat, heightKey(storeFormat))
+	return upgradeFormat2(tx)
+}
+
+// upgradeFormat2 marks a format-2 store, every block of which is indexed,
+// as the current format.
+func upgradeFormat2(tx *bolt.Tx) error {
+	if err := markAllIndexed(tx); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketMeta).Put(keyFormat, heightKey(storeFormat))
 }
 
 // upgradeBlocks moves every format-1 block, its hash checked, into the

@@ -291,10 +291,11 @@ func TestLazyFlushWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	onDisk := func(hash string) bool {
+	// On disk: its body (its index entry may wait in memory: index.go).
+	onDisk := func(b *Block) bool {
 		found := false
 		c.db.View(func(tx *bolt.Tx) error {
-			found = tx.Bucket(bucketIndex).Get(hashKey(hash)) != nil
+			found = tx.Bucket(bucketBodies).Get(bodyKey(b.Index, b.Hash)) != nil
 			return nil
 		})
 		return found
@@ -314,7 +315,7 @@ func TestLazyFlushWrites(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	for _, b := range run {
-		if !onDisk(b.Hash) {
+		if !onDisk(b) {
 			t.Fatalf("block %d left memory but is not on disk", b.Index)
 		}
 	}
@@ -322,7 +323,7 @@ func TestLazyFlushWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := res.Wait(); err != nil || !onDisk(res.Added[0].Hash) {
+	if err := res.Wait(); err != nil || !onDisk(res.Added[0]) {
 		t.Fatalf("Wait returned (%v) before the block was on disk", err)
 	}
 }

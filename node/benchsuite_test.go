@@ -983,8 +983,18 @@ func TestBenchSuite(t *testing.T) {
 		if l := envCounts(t, "GOSSIPCHAIN_BENCH_CHAINLEN", 1000); l != nil { // profiling one length
 			lengths = l
 		}
+		histories := []history{backDated, recent}
+		switch h := history(os.Getenv("GOSSIPCHAIN_BENCH_CHAINLEN_HISTORY")); h {
+		case backDated, recent:
+			histories = []history{h}
+		case "", "both":
+		default:
+			t.Fatalf("GOSSIPCHAIN_BENCH_CHAINLEN_HISTORY=%q: want old, now or both", h)
+		}
 		for _, n := range lengths {
-			report(t, chainLength(t, bin, n))
+			for _, h := range histories {
+				report(t, chainLength(t, bin, n, h))
+			}
 		}
 	}
 }

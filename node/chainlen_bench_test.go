@@ -23,16 +23,42 @@ import (
 // measures, with real node processes on loopback: the time from starting a
 // node on that store to its ready file, its idle RSS, a late joiner's
 // blocks/s syncing the whole chain from it, the store's bytes per block,
-// and GET /blocks near the head.
+// and GET /blocks near the head. It does so for two histories side by
+// side: back-dated, and stamped with the time each block is made.
 
 // progress prints a line that scripts/bench.sh shows while the suite runs.
 func progress(format string, args ...any) {
 	fmt.Printf("PROGRESS "+format+"\n", args...)
 }
 
-// buildChain writes a chain of n blocks into a new data dir: hashed in
-// order, signed on every core, added 1,000 at a time.
-func buildChain(t *testing.T, dir string, n int) {
+// History is how a chainlen store's timestamps are made.
+type history string
+
+const (
+	// backDated: one millisecond apart, ending two minutes before the
+	// build, as the scenario made them first.
+	backDated history = "old"
+	// recent: appended line by line through the ledger, stamped when
+	// each is made as a node stamps a line typed or piped in (many
+	// blocks share a millisecond): the whole chain is
+	// younger than the author budget's window and, near its head, than
+	// the finality settle time.
+	recent history = "now"
+)
+
+// scenario is the result's scenario name for a history.
+func (h history) scenario() string {
+	if h == recent {
+		return "chainlen-now"
+	}
+	return "chainlen"
+}
+
+// buildChain writes a chain of n blocks into a new data dir. Back-dated,
+// they are hashed in order, signed on every core and added 1,000 at a
+// time; recent, they are appended one by one as a node appends the lines
+// typed or piped into it (appendLines).
+func buildChain(t *testing.T, dir string, n int, h history) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -43,9 +69,11 @@ func buildChain(t *testing.T, dir string, n int) {
 	}
 	defer c.Close()
 	s := ledger.NewSigner(ed25519.NewKeyFromSeed(make([]byte, 32)))
+	if h == recent {
+		appendLines(t, c, s, n)
+		return
+	}
 	parent := c.Head()
-	// History: timestamps end two minutes ago, so the author budget
-	// (for young blocks) does not apply.
 	start := time.Now().Add(-2*time.Minute - time.Duration(n)*time.Millisecond)
 	last := time.Now()
 	const batch = 1000
@@ -86,20 +114,66 @@ func buildChain(t *testing.T, dir string, n int) {
 	}
 }
 
-// chainLength runs the chainlen scenario at n blocks.
-func chainLength(t *testing.T, bin string, n int) benchResult {
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src")
+// appendLines appends n lines to c as a node's console or POST /blocks
+// does (Chain.Append: stamped by the clock, signed one at a time), at
+// full speed: the way a file piped into a node without an author budget
+// makes its history.
+func appendLines(t *testing.T, c *ledger.Chain, s *ledger.Signer, n int) {
+	last := time.Now()
+	for i := range n {
+		res, err := c.Append(s, fmt.Sprintf("line %d piped into a node, padded to a typical line: %s", i, strings.Repeat("x", 40)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == n-1 || time.Since(last) > 2*time.Second {
+			if err := res.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			last = time.Now()
+			progress("chainlen: appending %d lines: %d stored", n, i+1)
+		}
+	}
+}
+
+// chainStore returns a data dir holding a chain of n blocks stamped by h:
+// built in a temporary dir, or, for back-dated history with
+// GOSSIPCHAIN_BENCH_CHAINLEN_STORE set, built there once and reused by
+// later runs (a million blocks take about 40 s to build). A recent chain
+// is built for each run: it must be young when it is synced.
+func chainStore(t *testing.T, n int, h history) string {
+	src := filepath.Join(t.TempDir(), "src")
+	if keep := os.Getenv("GOSSIPCHAIN_BENCH_CHAINLEN_STORE"); keep != "" && h == backDated {
+		src = filepath.Join(keep, fmt.Sprintf("%s-%d", h, n))
+		if _, err := os.Stat(ChainFile(src)); err == nil {
+			progress("chainlen: reusing the %d-block store in %s", n, src)
+			return src
+		}
+		// A store left half built by an interrupted run is no store.
+		if err := os.RemoveAll(src); err != nil {
+			t.Fatal(err)
+		}
+	}
 	buildStart := time.Now()
-	buildChain(t, src, n)
-	progress("chainlen: %d blocks built in %.1f s; restarting a node on them", n, time.Since(buildStart).Seconds())
+	buildChain(t, src, n, h)
+	progress("chainlen: %d blocks (%s history) built in %.1f s; restarting a node on them", n, h, time.Since(buildStart).Seconds())
+	return src
+}
+
+// chainLength runs the chainlen scenario at n blocks of history h. Both
+// nodes run without an author budget (--author-rate 0): one author made
+// the whole chain, faster than a budget lets anyone, and the budget
+// counts a synced block only while it is young, which a recent chain is.
+func chainLength(t *testing.T, bin string, n int, h history) benchResult {
+	dir := t.TempDir()
+	src := chainStore(t, n, h)
 	fi, err := os.Stat(ChainFile(src))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := benchResult{Scenario: "chainlen", System: "gossipchain", Nodes: 2, Blocks: n, BytesPerBlock: round2(float64(fi.Size()) / float64(n))}
+	r := benchResult{Scenario: h.scenario(), System: "gossipchain", Nodes: 2, Blocks: n, BytesPerBlock: round2(float64(fi.Size()) / float64(n))}
+	args := []string{"--author-rate", "0"}
 
-	p := harness.StartTB(t, harness.Config{Bin: bin, Data: src})
+	p := harness.StartTB(t, harness.Config{Bin: bin, Args: args, Data: src})
 	r.RestartMs = round2(float64(p.ReadyAfter().Microseconds()) / 1000)
 	time.Sleep(2 * time.Second) // idle: running a while with nothing to do
 	r.RSSMiB = rssMiB(t, p.Pid())
@@ -126,7 +200,7 @@ func chainLength(t *testing.T, bin string, n int) benchResult {
 	// A late joiner: from its start until it holds the whole chain.
 	progress("chainlen: a late joiner syncing %d blocks", n)
 	start := time.Now()
-	j := harness.StartTB(t, harness.Config{Bin: bin, Data: filepath.Join(dir, "joiner"), Peers: []string{p.Addr()}})
+	j := harness.StartTB(t, harness.Config{Bin: bin, Args: args, Data: filepath.Join(dir, "joiner"), Peers: []string{p.Addr()}})
 	last := time.Now()
 	for {
 		st, err := j.Status()

@@ -1,6 +1,7 @@
 package chainsync
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -11,8 +12,9 @@ import (
 )
 
 // syncFrom fetches blocks from p until this node's head is as good as p's.
-// The next batch is fetched and its signatures checked while the current
-// one is stored, so the network, the CPUs and the disk overlap.
+// The next batch is fetched while the last one's signatures are checked
+// (on every core), and the store's flusher writes earlier ones meanwhile,
+// so the network, the CPUs and the disk overlap.
 func (s *Syncer) syncFrom(p peer.ID, target protocol.Status) {
 	chain := s.deps.Chain
 	start, startHead := time.Now(), chain.Head().Hash
@@ -35,12 +37,11 @@ func (s *Syncer) syncFrom(p peer.ID, target protocol.Status) {
 	lastReport := time.Now()
 	next := s.fetchNext(p, cur)
 	for {
-		var f fetched
-		select {
-		case <-s.ctx.Done():
+		f, ok := next.received(s.ctx)
+		if !ok {
 			return
-		case f = <-next:
 		}
+		ahead := next
 		next = nil
 		if f.err != nil {
 			s.failed(p, f.err)
@@ -57,7 +58,8 @@ func (s *Syncer) syncFrom(p peer.ID, target protocol.Status) {
 		if target.Better(cur.index, cur.hash) {
 			next = s.fetchNext(p, cur)
 		}
-		if !s.store(p, f.checked, advanced) {
+		run, ok := ahead.verdict(s.ctx)
+		if !ok || !s.store(p, run, advanced) {
 			return
 		}
 		prog.Height, prog.Target = chain.Height(), target.Height
@@ -91,32 +93,61 @@ func (c *cursor) moveTo(b *ledger.Block) bool {
 }
 
 // fetchNext fetches and checks, in the background, the blocks p has after
-// this node's locator (with the cursor first, once there is one).
-func (s *Syncer) fetchNext(p peer.ID, cur cursor) <-chan fetched {
+// this node's locator (with the cursor first, once there is one). The
+// answer is received before it is checked, so the next fetch can start
+// while this one's signatures are checked.
+func (s *Syncer) fetchNext(p peer.ID, cur cursor) *inflight {
 	locator := s.deps.Chain.Locator()
 	if cur.hash != "" {
 		locator = append([]string{cur.hash}, locator[:min(len(locator), ledger.MaxLocator-1)]...)
 	}
-	ch := make(chan fetched, 1)
+	in := &inflight{answer: make(chan fetched, 1), checked: make(chan *ledger.Checked, 1)}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		blocks, st, err := s.fetch(p, locator)
-		var checked *ledger.Checked
-		if err == nil {
-			checked = s.deps.Chain.Check(blocks...)
+		in.answer <- fetched{blocks, st, err}
+		if err == nil && s.ctx.Err() == nil {
+			in.checked <- s.deps.Chain.Check(blocks...)
 		}
-		ch <- fetched{blocks, checked, st, err}
 	}()
-	return ch
+	return in
+}
+
+// inflight is one blocks request under way: its answer, then its blocks
+// checked. Both channels are buffered, so the goroutine behind them never
+// waits for a reader that has gone.
+type inflight struct {
+	answer  chan fetched
+	checked chan *ledger.Checked
+}
+
+// received waits for the answer; false if the syncer stopped first.
+func (in *inflight) received(ctx context.Context) (fetched, bool) {
+	select {
+	case <-ctx.Done():
+		return fetched{}, false
+	case f := <-in.answer:
+		return f, true
+	}
+}
+
+// verdict waits for the answer's blocks to be checked; false if the
+// syncer stopped first.
+func (in *inflight) verdict(ctx context.Context) (*ledger.Checked, bool) {
+	select {
+	case <-ctx.Done():
+		return nil, false
+	case run := <-in.checked:
+		return run, true
+	}
 }
 
 // fetched is the outcome of one blocks request.
 type fetched struct {
-	blocks  []*ledger.Block
-	checked *ledger.Checked
-	status  protocol.Status
-	err     error
+	blocks []*ledger.Block
+	status protocol.Status
+	err    error
 }
 
 // store adds one fetched, checked run from p to the chain, and reports

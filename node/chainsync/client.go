@@ -139,10 +139,12 @@ func (s *Syncer) callCtx(ctx context.Context, p peer.ID, req *protocol.Request, 
 		st.Reset()
 		return err
 	}
-	if err := st.CloseWrite(); err != nil {
-		st.Reset()
-		return err
-	}
+	// A peer may read the request, answer and close the stream before
+	// this side closes its write direction (more often while this node's
+	// cores check the previous answer): over QUIC its close cancels this
+	// side's writing, and CloseWrite fails although the answer is there
+	// to read. A stream that is broken fails the read below instead.
+	_ = st.CloseWrite()
 	r := bufReaders.Get().(*bufio.Reader)
 	r.Reset(st)
 	defer putReader(r)
