@@ -49,7 +49,11 @@ import (
 // _CUT_S (the partition, 30), _CHECK_US (the modelled cost of one block,
 // 100: a signature check, a decode and an in-memory commit measured on this
 // project's machine, rounded up), _D (GossipSub's mesh degree: the
-// library's 6), _FLOOD (1: flood publishing on), _OUT (a directory for
+// node's 6; alone it sets Dlo D-1 and Dhi 2D), _DLO, _DHI, _DLAZY,
+// _GOSSIP_PCT (the gossip factor in per cent), _HEARTBEAT_MS,
+// _HISTORY_GOSSIP, _IDONTWANT (the message size from which IDONTWANT is
+// sent, bytes); all of them default to the node's own (gossipParams),
+// _FLOOD (1: flood publishing on), _OUT (a directory for
 // results.jsonl and cdf.png), _HEAPPROFILE (a file for a heap profile
 // taken before the nodes close).
 
