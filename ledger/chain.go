@@ -215,45 +215,8 @@ func (c *Chain) load() error {
 		if last, _ := tx.Bucket(bucketMain).Cursor().Last(); !bytes.Equal(last, heightKey(m.height)) || getMain(tx, m.height) != headHash {
 			return fmt.Errorf("%w: head pointer (block %d %s) does not match the main chain's last entry", ErrCorrupt, m.height, short(headHash))
 		}
-		// The tail: main-chain hashes from the head down, each entry present.
-		n := min(m.height+1, tailKeep)
-		c.tailBase = m.height + 1 - n
-		c.tail = make([]string, n)
-		cur := tx.Bucket(bucketMain).Cursor()
-		k, v := cur.Seek(heightKey(c.tailBase))
-		for i := range n {
-			if !bytes.Equal(k, heightKey(c.tailBase+i)) || len(v) != 32 {
-				return fmt.Errorf("%w: main chain has a gap at height %d", ErrCorrupt, c.tailBase+i)
-			}
-			c.tail[i] = hex.EncodeToString(v)
-			k, v = cur.Next()
-		}
-		// The blocks down to the finality depth: whole, linked, signed.
-		var child *Block
-		for h := m.height; ; h-- {
-			b, err := getBody(tx, h, c.tail[h-c.tailBase])
-			if err != nil {
-				return err
-			}
-			if h > 0 {
-				if err := b.checkSanity(c.keys); err != nil {
-					return fmt.Errorf("%w: block %d %s: %v", ErrCorrupt, h, b.Short(), err)
-				}
-			}
-			if child != nil && child.PrevHash != b.Hash {
-				return fmt.Errorf("%w: block %d does not link to block %d", ErrCorrupt, child.Index, h)
-			}
-			if child == nil {
-				c.head = b
-			}
-			c.recent.add(b.Hash, meta{b.Index, b.PrevHash})
-			child = b
-			if h == 0 || h == c.tailBase || m.height-h >= uint64(c.finality) {
-				break
-			}
-		}
-		if child.Index == 0 && child.Hash != g.Hash {
-			return fmt.Errorf("%w: main chain does not start at genesis", ErrCorrupt)
+		if err := c.loadTail(tx, m.height); err != nil {
+			return err
 		}
 		from := uint64(0)
 		if m.height > uint64(c.finality) {
@@ -261,6 +224,52 @@ func (c *Chain) load() error {
 		}
 		return c.lines.load(tx, from)
 	})
+}
+
+// loadTail reads the main chain's last hashes below height, the head's,
+// each entry present, and checks the blocks down to the finality depth:
+// whole, linked, signed.
+func (c *Chain) loadTail(tx *bolt.Tx, height uint64) error {
+	n := min(height+1, tailKeep)
+	c.tailBase = height + 1 - n
+	c.tail = make([]string, n)
+	cur := tx.Bucket(bucketMain).Cursor()
+	k, v := cur.Seek(heightKey(c.tailBase))
+	for i := range n {
+		if !bytes.Equal(k, heightKey(c.tailBase+i)) || len(v) != 32 {
+			return fmt.Errorf("%w: main chain has a gap at height %d", ErrCorrupt, c.tailBase+i)
+		}
+		c.tail[i] = hex.EncodeToString(v)
+		k, v = cur.Next()
+	}
+	// The blocks down to the finality depth: whole, linked, signed.
+	var child *Block
+	for h := height; ; h-- {
+		b, err := getBody(tx, h, c.tail[h-c.tailBase])
+		if err != nil {
+			return err
+		}
+		if h > 0 {
+			if err := b.checkSanity(c.keys); err != nil {
+				return fmt.Errorf("%w: block %d %s: %v", ErrCorrupt, h, b.Short(), err)
+			}
+		}
+		if child != nil && child.PrevHash != b.Hash {
+			return fmt.Errorf("%w: block %d does not link to block %d", ErrCorrupt, child.Index, h)
+		}
+		if child == nil {
+			c.head = b
+		}
+		c.recent.add(b.Hash, meta{b.Index, b.PrevHash})
+		child = b
+		if h == 0 || h == c.tailBase || height-h >= uint64(c.finality) {
+			break
+		}
+	}
+	if child.Index == 0 && child.Hash != Genesis().Hash {
+		return fmt.Errorf("%w: main chain does not start at genesis", ErrCorrupt)
+	}
+	return nil
 }
 
 // Close writes what is not on disk yet and closes the store. Every change
