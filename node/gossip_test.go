@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/ed25519"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,14 +32,15 @@ func TestMeshParams(t *testing.T) {
 }
 
 // TestGossipParams: GossipSub accepts the node's own parameters, and
-// IDONTWANT fires for the smallest block there is (one byte of data).
+// IDONTWANT stays off for a block of a typical line (node/gossip.go
+// gossipParams: it cost more than the copies it spared).
 func TestGossipParams(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if _, err := pubsub.NewGossipSub(ctx, bareHost(t), pubsub.WithGossipSubParams(gossipParams())); err != nil {
 		t.Fatal(err)
 	}
-	b, err := ledger.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))).Sign(ledger.Genesis(), "x", time.UnixMilli(1))
+	b, err := ledger.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))).Sign(ledger.Genesis(), strings.Repeat("x", 200), time.UnixMilli(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +48,7 @@ func TestGossipParams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := gossipParams(); len(data) < p.IDontWantMessageThreshold {
-		t.Errorf("the smallest block is %d bytes, below the IDONTWANT threshold %d", len(data), p.IDontWantMessageThreshold)
+	if p := gossipParams(); len(data) >= p.IDontWantMessageThreshold {
+		t.Errorf("a block of a 200-byte line is %d bytes, at or above the IDONTWANT threshold %d", len(data), p.IDontWantMessageThreshold)
 	}
 }
