@@ -63,13 +63,17 @@ func (u unindexed) get(hash string) (meta, bool) {
 
 // add records b's entry.
 func (u unindexed) add(b *Block) {
-	var k [32]byte
-	var e indexEntry
+	k, e := entryOf(b)
+	u[k] = e
+}
+
+// entryOf returns b's index key (its hash) and entry.
+func entryOf(b *Block) (k [32]byte, e indexEntry) {
 	// Stored blocks' hashes are well-formed: Check saw to it.
 	hex.Decode(k[:], []byte(b.Hash))
 	hex.Decode(e.parent[:], []byte(b.PrevHash))
 	e.height = b.Index
-	u[k] = e
+	return k, e
 }
 
 // indexMark is the flusher's view of the store's mark: blocks above to
@@ -135,11 +139,8 @@ func (c *Chain) writeIndex(tx *bolt.Tx, deferred []*Block, top uint64, all bool)
 	for k, e := range c.unindexed {
 		entries = append(entries, kv{k, e})
 	}
-	pending := unindexed{}
 	for _, b := range deferred {
-		pending.add(b)
-	}
-	for k, e := range pending {
+		k, e := entryOf(b)
 		entries = append(entries, kv{k, e})
 	}
 	slices.SortFunc(entries, func(a, b kv) int { return bytes.Compare(a.k[:], b.k[:]) })
