@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/libp2p/go-libp2p/gologshim"
@@ -339,21 +340,65 @@ func writeReady(path string, n *node.Node, api, metrics *httpapi.Server) error {
 
 // startProfile writes a CPU profile if $GOSSIPCHAIN_CPUPROFILE names a
 // file (docs/BENCHMARKS.md's profiling recipes: one file per process,
-// PATH.PID); the returned func stops it.
+// PATH.PID); the returned func stops it. SIGUSR1 ends the file being
+// written and starts the next (PATH.PID.1, .2, ...), so a profile can
+// cover one stretch of a run: the process benchmark's burst signals before
+// and after it.
 func startProfile() (stop func(), err error) {
 	path := os.Getenv("GOSSIPCHAIN_CPUPROFILE")
 	if path == "" {
 		return func() {}, nil
 	}
-	f, err := os.Create(fmt.Sprintf("%s.%d", path, os.Getpid()))
-	if err != nil {
-		return nil, fmt.Errorf("GOSSIPCHAIN_CPUPROFILE: %w", err)
+	var mu sync.Mutex
+	var f *os.File
+	start := func(name string) error {
+		var err error
+		if f, err = os.Create(name); err != nil {
+			return fmt.Errorf("GOSSIPCHAIN_CPUPROFILE: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			f = nil
+			return fmt.Errorf("GOSSIPCHAIN_CPUPROFILE: %w", err)
+		}
+		return nil
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("GOSSIPCHAIN_CPUPROFILE: %w", err)
+	end := func() {
+		if f != nil {
+			pprof.StopCPUProfile()
+			f.Close()
+			f = nil
+		}
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	base := fmt.Sprintf("%s.%d", path, os.Getpid())
+	if err := start(base); err != nil {
+		return nil, err
+	}
+	next := make(chan os.Signal, 1)
+	signal.Notify(next, syscall.SIGUSR1)
+	done := make(chan struct{})
+	go func() {
+		for n := 1; ; n++ {
+			select {
+			case <-done:
+				return
+			case <-next:
+			}
+			mu.Lock()
+			end()
+			if err := start(fmt.Sprintf("%s.%d", base, n)); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+			}
+			mu.Unlock()
+		}
+	}()
+	return func() {
+		signal.Stop(next)
+		close(done)
+		mu.Lock()
+		defer mu.Unlock()
+		end()
+	}, nil
 }
 
 // newLogger is the node's logger, on stderr in format (text or json) at

@@ -4,6 +4,8 @@ import (
 	"crypto/ed25519"
 	"crypto/sha512"
 	"encoding/hex"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -117,6 +119,31 @@ func TestBatchNamesTheBadSignature(t *testing.T) {
 	res, err := c.Add(run...)
 	if Code(err) != ErrBadSignature || len(res.Added) != 100 || c.Height() != 100 {
 		t.Fatalf("Add: %d added, height %d, %v; want the 100 before the bad one", len(res.Added), c.Height(), err)
+	}
+}
+
+// Runs too short for a batch are checked one signature at a time, by the
+// same rule: a bad signature anywhere in a run of 1 to batchFrom+1 blocks
+// is named, and only it.
+func TestShortRunsNameTheBadSignature(t *testing.T) {
+	good := build(t, signer(1), Genesis(), batchFrom+1, "s")
+	for n := 1; n <= batchFrom+1; n++ {
+		for badAt := range n {
+			run := slices.Clone(good[:n])
+			bad := *run[badAt]
+			bad.Signature = strings.Repeat("00", 64)
+			run[badAt] = &bad
+			for i, err := range checkRun(run, nil, nil, nil) {
+				if (i == badAt) != (err != nil) || (i == badAt && Code(err) != ErrBadSignature) {
+					t.Fatalf("run of %d, bad at %d: block %d: %v", n, badAt, i, err)
+				}
+			}
+		}
+		for i, err := range checkRun(good[:n], nil, nil, nil) {
+			if err != nil {
+				t.Fatalf("run of %d good blocks: block %d: %v", n, i, err)
+			}
+		}
 	}
 }
 

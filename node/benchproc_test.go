@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -123,9 +124,11 @@ func procBurst(t *testing.T, bin, name string, n, k, blocks int, wires [][]int) 
 	arr := newArrivals()
 	sys := startProcSystem(t, bin, name, n, arr, wires)
 	cpu0 := sys.cpu(t)
+	sys.nextProfile()
 	stop := sys.poll(arr)
 	took := burst(t, sys, arr, n, blocks)
 	stop()
+	sys.nextProfile()
 	cpu := round2(float64((sys.cpu(t) - cpu0).Microseconds()) / 1000 / float64(blocks))
 	if syncs := sys.catchUp(arr, blocks); syncs > 0 {
 		progress("burst: %s, %d peers each: %d chain reads (syncs, lagging)", name, k, syncs)
@@ -324,6 +327,18 @@ func (s *procSystem) cpu(t *testing.T) time.Duration {
 		total += procCPU(t, p.n.Pid())
 	}
 	return total
+}
+
+// nextProfile has gossipchain's processes, when GOSSIPCHAIN_CPUPROFILE is
+// set, end their CPU profile and start the next (PATH.PID.1 is the burst
+// alone). The library's peers profile their whole run.
+func (s *procSystem) nextProfile() {
+	if s.name != "gossipchain" || os.Getenv("GOSSIPCHAIN_CPUPROFILE") == "" {
+		return
+	}
+	for _, p := range s.procs {
+		p.n.Signal(syscall.SIGUSR1)
+	}
 }
 
 // procCPU reads a process's user and system time from /proc/PID/stat.

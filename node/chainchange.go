@@ -1,6 +1,8 @@
 package node
 
 import (
+	"sync"
+
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -67,8 +69,9 @@ func (n *Node) countChange(c change) {
 // progress), not block by block.
 func (n *Node) announceChange(c change) {
 	if c.origin != OriginSync || len(c.res.Added) <= maxSyncBlockEvents {
+		from := n.peerNames.of(c.from)
 		for _, b := range c.res.Added {
-			n.events.publish(Event{Type: "block", Block: b, Origin: c.origin, From: peerString(c.from)})
+			n.events.publish(Event{Type: "block", Block: b, Origin: c.origin, From: from})
 		}
 	}
 	if c.res.HeadChanged {
@@ -117,10 +120,30 @@ func (n *Node) relayChange(c change) {
 	}
 }
 
-// peerString is p's text, "" for none.
-func peerString(p peer.ID) string {
+// peerNames remembers peers' text (base58, a few microseconds to make)
+// for the block events: one per block on every node, from a handful of
+// peers. It forgets them all at maxPeerNames.
+type peerNames struct {
+	mu    sync.Mutex
+	names map[peer.ID]string
+}
+
+const maxPeerNames = 1024
+
+// of is p's text, "" for none.
+func (pn *peerNames) of(p peer.ID) string {
 	if p == "" {
 		return ""
 	}
-	return p.String()
+	pn.mu.Lock()
+	defer pn.mu.Unlock()
+	if s, ok := pn.names[p]; ok {
+		return s
+	}
+	if pn.names == nil || len(pn.names) >= maxPeerNames {
+		pn.names = map[peer.ID]string{}
+	}
+	s := p.String()
+	pn.names[p] = s
+	return s
 }

@@ -45,7 +45,7 @@ func (n *Node) startGossip() error {
 		// gossip with for every block; a hostile peer could name anyone.
 		// Discovery (node/chainsync) keeps chainsync.TargetPeers instead.
 		pubsub.WithRawTracer(n.mesh),
-		pubsub.WithRawTracer(gossipTracer{m: n.metrics}),
+		pubsub.WithRawTracer(newGossipTracer(n.metrics)),
 		pubsub.WithRawTracer(n.traces),
 		// A peer throttled for blocks it could not have stored has them
 		// dropped unread (budget.go).

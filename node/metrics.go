@@ -137,26 +137,31 @@ func (m *metrics) reorged(dropped int) {
 }
 
 // gossipTracer counts GossipSub events into the metrics; go-libp2p-pubsub
-// has no Prometheus metrics of its own.
+// has no Prometheus metrics of its own. Its counters are looked up once:
+// it runs on GossipSub's event loop, several times per copy of a block.
 type gossipTracer struct {
 	noTrace
-	m *metrics
+	delivered, duplicate, rejected, undeliverable, throttled prometheus.Counter
+	received, sent, dropped                                  prometheus.Counter
 }
 
-func (t gossipTracer) DeliverMessage(*pubsub.Message) { t.m.gossip.WithLabelValues("delivered").Inc() }
-func (t gossipTracer) DuplicateMessage(*pubsub.Message) {
-	t.m.gossip.WithLabelValues("duplicate").Inc()
+func newGossipTracer(m *metrics) gossipTracer {
+	ev, rpc := m.gossip.WithLabelValues, m.gossipRPC.WithLabelValues
+	return gossipTracer{
+		delivered: ev("delivered"), duplicate: ev("duplicate"), rejected: ev("rejected"),
+		undeliverable: ev("undeliverable"), throttled: ev("throttled"),
+		received: rpc("received"), sent: rpc("sent"), dropped: rpc("dropped"),
+	}
 }
-func (t gossipTracer) RejectMessage(*pubsub.Message, string) {
-	t.m.gossip.WithLabelValues("rejected").Inc()
-}
-func (t gossipTracer) UndeliverableMessage(*pubsub.Message) {
-	t.m.gossip.WithLabelValues("undeliverable").Inc()
-}
-func (t gossipTracer) ThrottlePeer(peer.ID)         { t.m.gossip.WithLabelValues("throttled").Inc() }
-func (t gossipTracer) RecvRPC(*pubsub.RPC)          { t.m.gossipRPC.WithLabelValues("received").Inc() }
-func (t gossipTracer) SendRPC(*pubsub.RPC, peer.ID) { t.m.gossipRPC.WithLabelValues("sent").Inc() }
-func (t gossipTracer) DropRPC(*pubsub.RPC, peer.ID) { t.m.gossipRPC.WithLabelValues("dropped").Inc() }
+
+func (t gossipTracer) DeliverMessage(*pubsub.Message)        { t.delivered.Inc() }
+func (t gossipTracer) DuplicateMessage(*pubsub.Message)      { t.duplicate.Inc() }
+func (t gossipTracer) RejectMessage(*pubsub.Message, string) { t.rejected.Inc() }
+func (t gossipTracer) UndeliverableMessage(*pubsub.Message)  { t.undeliverable.Inc() }
+func (t gossipTracer) ThrottlePeer(peer.ID)                  { t.throttled.Inc() }
+func (t gossipTracer) RecvRPC(*pubsub.RPC)                   { t.received.Inc() }
+func (t gossipTracer) SendRPC(*pubsub.RPC, peer.ID)          { t.sent.Inc() }
+func (t gossipTracer) DropRPC(*pubsub.RPC, peer.ID)          { t.dropped.Inc() }
 
 // headPrefixGauge is gossipchain_chain_head_prefix: the head's hash as a
 // number, its first 48 bits (exact in a float64). Nodes on the same head

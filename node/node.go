@@ -36,6 +36,7 @@ type Node struct {
 	topic      *pubsub.Topic
 	sub        *pubsub.Subscription
 	mesh       *meshTracer
+	peerNames  peerNames // peers' text for block events
 	drops      *dropCounter
 	msgIDs     *messageIDs    // IDs of recent gossip messages
 	pending    *pendingBlocks // blocks the gossip validator is checking
