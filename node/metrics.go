@@ -2,8 +2,10 @@ package node
 
 import (
 	"strconv"
+	"strings"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -25,6 +27,8 @@ type metrics struct {
 	propagation   prometheus.Histogram   // receipt time - block timestamp
 	gossip        *prometheus.CounterVec // GossipSub events, from a RawTracer
 	gossipRPC     *prometheus.CounterVec // direction: sent, received, dropped
+	gossipControl *prometheus.CounterVec // type, direction: sent, received
+	gossipReject  *prometheus.CounterVec // reason: the library's, as a label
 }
 
 func newMetrics(n *Node) *metrics {
@@ -74,7 +78,15 @@ func newMetrics(n *Node) *metrics {
 			Help: "GossipSub RPCs, by direction: sent, received, dropped (queue full).",
 		}, []string{"direction"}),
 	}
-	reg.MustRegister(m.blocksAdded, m.blocksDropped, m.dropped, m.reorgs, m.reorgDepth, m.syncServed, m.syncMade, m.propagation, m.gossip, m.gossipRPC)
+	m.gossipControl = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gossipchain_gossipsub_control_total",
+		Help: "GossipSub control in RPCs, by type and direction (sent, received): message IDs for ihave, iwant and idontwant; messages for graft and prune.",
+	}, []string{"type", "direction"})
+	m.gossipReject = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gossipchain_gossipsub_rejected_total",
+		Help: "GossipSub messages not delivered, by the library's reason: validation_ignored (this node's validator ignored it: gossipchain_drops_total says why), validation_failed, validation_queue_full, validation_throttled, ...",
+	}, []string{"reason"})
+	reg.MustRegister(m.blocksAdded, m.blocksDropped, m.dropped, m.reorgs, m.reorgDepth, m.syncServed, m.syncMade, m.propagation, m.gossip, m.gossipRPC, m.gossipControl, m.gossipReject)
 	for _, o := range []string{OriginLocal, OriginGossip, OriginSync} {
 		m.blocksAdded.WithLabelValues(o) // 0 before the first: a dashboard shows 0, not "no data"
 	}
@@ -143,25 +155,71 @@ type gossipTracer struct {
 	noTrace
 	delivered, duplicate, rejected, undeliverable, throttled prometheus.Counter
 	received, sent, dropped                                  prometheus.Counter
+	controlIn, controlOut                                    controlCounters
+	reasons                                                  *prometheus.CounterVec
 }
+
+// controlCounters count one direction's GossipSub control.
+type controlCounters struct{ ihave, iwant, idontwant, graft, prune prometheus.Counter }
 
 func newGossipTracer(m *metrics) gossipTracer {
 	ev, rpc := m.gossip.WithLabelValues, m.gossipRPC.WithLabelValues
+	control := func(dir string) controlCounters {
+		c := func(kind string) prometheus.Counter { return m.gossipControl.WithLabelValues(kind, dir) }
+		return controlCounters{c("ihave"), c("iwant"), c("idontwant"), c("graft"), c("prune")}
+	}
 	return gossipTracer{
 		delivered: ev("delivered"), duplicate: ev("duplicate"), rejected: ev("rejected"),
 		undeliverable: ev("undeliverable"), throttled: ev("throttled"),
 		received: rpc("received"), sent: rpc("sent"), dropped: rpc("dropped"),
+		controlIn: control("received"), controlOut: control("sent"),
+		reasons: m.gossipReject,
 	}
 }
 
-func (t gossipTracer) DeliverMessage(*pubsub.Message)        { t.delivered.Inc() }
-func (t gossipTracer) DuplicateMessage(*pubsub.Message)      { t.duplicate.Inc() }
-func (t gossipTracer) RejectMessage(*pubsub.Message, string) { t.rejected.Inc() }
-func (t gossipTracer) UndeliverableMessage(*pubsub.Message)  { t.undeliverable.Inc() }
-func (t gossipTracer) ThrottlePeer(peer.ID)                  { t.throttled.Inc() }
-func (t gossipTracer) RecvRPC(*pubsub.RPC)                   { t.received.Inc() }
-func (t gossipTracer) SendRPC(*pubsub.RPC, peer.ID)          { t.sent.Inc() }
-func (t gossipTracer) DropRPC(*pubsub.RPC, peer.ID)          { t.dropped.Inc() }
+func (t gossipTracer) DeliverMessage(*pubsub.Message)   { t.delivered.Inc() }
+func (t gossipTracer) DuplicateMessage(*pubsub.Message) { t.duplicate.Inc() }
+func (t gossipTracer) RejectMessage(_ *pubsub.Message, reason string) {
+	t.rejected.Inc()
+	t.reasons.WithLabelValues(strings.ReplaceAll(reason, " ", "_")).Inc()
+}
+func (t gossipTracer) UndeliverableMessage(*pubsub.Message) { t.undeliverable.Inc() }
+func (t gossipTracer) ThrottlePeer(peer.ID)                 { t.throttled.Inc() }
+func (t gossipTracer) DropRPC(*pubsub.RPC, peer.ID)         { t.dropped.Inc() }
+
+func (t gossipTracer) RecvRPC(rpc *pubsub.RPC) {
+	t.received.Inc()
+	t.controlIn.count(rpc.GetControl())
+}
+
+func (t gossipTracer) SendRPC(rpc *pubsub.RPC, _ peer.ID) {
+	t.sent.Inc()
+	t.controlOut.count(rpc.GetControl())
+}
+
+// count adds an RPC's control: the message IDs it announces, asks for or
+// declines, and its grafts and prunes.
+func (c controlCounters) count(ctl *pb.ControlMessage) {
+	if ctl == nil {
+		return
+	}
+	ids := func(n int, to prometheus.Counter) {
+		if n > 0 {
+			to.Add(float64(n))
+		}
+	}
+	for _, m := range ctl.GetIhave() {
+		ids(len(m.GetMessageIDs()), c.ihave)
+	}
+	for _, m := range ctl.GetIwant() {
+		ids(len(m.GetMessageIDs()), c.iwant)
+	}
+	for _, m := range ctl.GetIdontwant() {
+		ids(len(m.GetMessageIDs()), c.idontwant)
+	}
+	ids(len(ctl.GetGraft()), c.graft)
+	ids(len(ctl.GetPrune()), c.prune)
+}
 
 // headPrefixGauge is gossipchain_chain_head_prefix: the head's hash as a
 // number, its first 48 bits (exact in a float64). Nodes on the same head

@@ -110,10 +110,20 @@ func TestMetrics(t *testing.T) {
 		{mb, "gossipchain_blocks_added_total", map[string]string{"origin": "local"}, 0}, // present before the first
 		{ma, "gossipchain_budget_authors", map[string]string{"state": "known"}, 1},      // itself
 		{mb, "gossipchain_budget_authors", map[string]string{"state": "new"}, 1},        // a, on b
+		{mb, "gossipchain_gossipsub_rejected_total", map[string]string{"reason": "validation_failed"}, 1},
 	} {
 		got, ok := value(c.families, c.name, c.labels)
 		if !ok || got != c.want {
 			t.Errorf("%s%v = %v (present %v), want %v", c.name, c.labels, got, ok, c.want)
+		}
+	}
+	// They are each other's mesh peers: a GRAFT went one way or both,
+	// counted as sent on one end and received on the other.
+	for _, dir := range []string{"sent", "received"} {
+		ga, _ := value(ma, "gossipchain_gossipsub_control_total", map[string]string{"type": "graft", "direction": dir})
+		gb, _ := value(mb, "gossipchain_gossipsub_control_total", map[string]string{"type": "graft", "direction": dir})
+		if ga+gb < 1 {
+			t.Errorf("grafts %s = %v on a, %v on b; want at least 1", dir, ga, gb)
 		}
 	}
 	// What libp2p measures itself is on the same registry.
