@@ -243,9 +243,12 @@ func (b *authorBudget) authorCounts() (known, fresh int) {
 }
 
 // inspectRPC drops, before GossipSub reads them, the blocks in an RPC
-// beyond what its sender may still have refused; its control messages are
-// kept, so the mesh goes on.
+// beyond what its sender may still have refused, then copies of blocks
+// this node has already taken in (copies.go, after the budget: a copy
+// costs its sender as much as before); its control messages are kept, so
+// the mesh goes on.
 func (n *Node) inspectRPC(from peer.ID, rpc *pubsub.RPC) error {
+	defer n.dropCopies(from, rpc)
 	count := len(rpc.Publish)
 	keep := n.budget.admit(from, count)
 	if keep == count {

@@ -47,6 +47,7 @@ func (n *Node) startGossip() error {
 		pubsub.WithRawTracer(n.mesh),
 		pubsub.WithRawTracer(newGossipTracer(n.metrics)),
 		pubsub.WithRawTracer(n.traces),
+		pubsub.WithRawTracer(queueTracer{ids: n.msgIDs}),
 		// A peer throttled for blocks it could not have stored has them
 		// dropped unread (budget.go).
 		pubsub.WithAppSpecificRpcInspector(n.inspectRPC),

@@ -29,6 +29,9 @@ type metrics struct {
 	gossipRPC     *prometheus.CounterVec // direction: sent, received, dropped
 	gossipControl *prometheus.CounterVec // type, direction: sent, received
 	gossipReject  *prometheus.CounterVec // reason: the library's, as a label
+	// earlyDuplicate is gossip's "duplicate" for copies dropped before
+	// GossipSub read them (copies.go).
+	earlyDuplicate prometheus.Counter
 }
 
 func newMetrics(n *Node) *metrics {
@@ -86,6 +89,7 @@ func newMetrics(n *Node) *metrics {
 		Name: "gossipchain_gossipsub_rejected_total",
 		Help: "GossipSub messages not delivered, by the library's reason: validation_ignored (this node's validator ignored it: gossipchain_drops_total says why), validation_failed, validation_queue_full, validation_throttled, ...",
 	}, []string{"reason"})
+	m.earlyDuplicate = m.gossip.WithLabelValues("duplicate")
 	reg.MustRegister(m.blocksAdded, m.blocksDropped, m.dropped, m.reorgs, m.reorgDepth, m.syncServed, m.syncMade, m.propagation, m.gossip, m.gossipRPC, m.gossipControl, m.gossipReject)
 	for _, o := range []string{OriginLocal, OriginGossip, OriginSync} {
 		m.blocksAdded.WithLabelValues(o) // 0 before the first: a dashboard shows 0, not "no data"

@@ -39,6 +39,7 @@ const messageKeep = 4096
 type messageIDs struct {
 	mu        sync.Mutex
 	cur, prev map[[sha256.Size]byte]string
+	invalid   map[[sha256.Size]byte]bool // messages found invalid: their copies are not dropped early
 	decoded   map[string]named
 	fresh     []string // IDs in decoded in the order named, not yet taken ahead (some gone since)
 	data      int      // bytes of data in decoded
@@ -152,6 +153,46 @@ func (m *messageIDs) published(data []byte, b *ledger.Block) {
 	if id, ok := protocol.BlockID(b); ok {
 		m.remember(sha256.Sum256(data), id)
 	}
+}
+
+// copyOf returns the ID of the message data holds if this node has named
+// that message already and not found it invalid: data is another copy of
+// it, and can go unread (copies.go).
+func (m *messageIDs) copyOf(data []byte) (string, bool) {
+	key := sha256.Sum256(data)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.invalid[key] {
+		return "", false
+	}
+	id, ok := m.cur[key]
+	if !ok {
+		id, ok = m.prev[key]
+	}
+	return id, ok
+}
+
+// unread notes that GossipSub named the message data holds but dropped it
+// unread (its validation queue was full): its next copy is read.
+func (m *messageIDs) unread(data []byte) {
+	key := sha256.Sum256(data)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.cur, key)
+	delete(m.prev, key)
+}
+
+// rejected notes that the message data holds was found invalid: its
+// copies are read, so GossipSub penalises their senders too (at most
+// messageKeep such messages are remembered).
+func (m *messageIDs) rejected(data []byte) {
+	key := sha256.Sum256(data)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.invalid == nil || len(m.invalid) >= messageKeep {
+		m.invalid = map[[sha256.Size]byte]bool{}
+	}
+	m.invalid[key] = true
 }
 
 func (m *messageIDs) remember(key [sha256.Size]byte, id string) {

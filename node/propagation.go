@@ -168,6 +168,12 @@ func (tb *traceBook) DuplicateMessage(msg *pubsub.Message) {
 	}
 }
 
+// copyOf counts a copy of the message with id that this node dropped
+// before GossipSub read it (copies.go), as DuplicateMessage would have.
+func (tb *traceBook) copyOf(id string, from peer.ID) {
+	tb.DuplicateMessage(&pubsub.Message{ID: id, ReceivedFrom: from})
+}
+
 // duplicate counts a copy of a traced block that reached the validator (it
 // came while the first was being checked, or as another message).
 func (tb *traceBook) duplicate(hash string, from peer.ID) {
