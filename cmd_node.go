@@ -21,6 +21,7 @@ import (
 
 	"gossipchain/ledger"
 	"gossipchain/node"
+	"gossipchain/node/chainsync"
 	"gossipchain/node/httpapi"
 )
 
@@ -29,7 +30,7 @@ const nodeSynopsis = `  gossipchain [--port N] [--quic-port N] [--quic=false] [-
               [--announce MULTIADDR]... [--peer MULTIADDR]...
               [--reachability public|private] [--relay-service=false] [--auto-relay=false]
               [--hole-punching=false] [--port-map=false] [--mdns=false]
-              [--remember-peers=false]
+              [--remember-peers=false] [--target-peers N]
               [--data DIR] [--api HOST:PORT] [--api-token TOKEN] [--metrics HOST:PORT]
               [--psk FILE] [--authors FILE] [--finality N] [--author-rate N]
               [--ready-file PATH] [--log LEVEL] [--log-format text|json] [--version]
@@ -48,6 +49,7 @@ type nodeOptions struct {
 	portMap    bool
 	mdns       bool
 	remember   bool
+	target     int
 	announce   addrList
 	api        string
 	apiToken   string
@@ -80,6 +82,7 @@ func nodeFlags(args []string, stderr io.Writer) (*nodeOptions, error) {
 	fs.BoolVar(&o.holePunch, "hole-punching", true, "turn connections through a relay into direct ones (DCUtR)")
 	fs.BoolVar(&o.portMap, "port-map", true, "ask the router to forward the ports (UPnP, NAT-PMP)")
 	fs.BoolVar(&o.mdns, "mdns", true, "find other nodes on the LAN (mDNS), when --listen is not loopback")
+	fs.IntVar(&o.target, "target-peers", chainsync.TargetPeers, "connections to look for beyond the --peer addresses (dialling peers that peers name); 0: dial only those")
 	fs.BoolVar(&o.remember, "remember-peers", true, "keep the addresses of the last 64 nodes this one was connected to in the data dir (peers.json), and dial them at start")
 	fs.StringVar(&o.api, "api", "", "serve the HTTP API on HOST:PORT (off by default), e.g. 127.0.0.1:8001")
 	fs.StringVar(&o.apiToken, "api-token", "", "require this bearer token on every API request; needed for a non-loopback --api")
@@ -121,6 +124,8 @@ func nodeFlags(args []string, stderr io.Writer) (*nodeOptions, error) {
 		return nil, fmt.Errorf("%s %d must be 0 (no budget) or more", src.name("author-rate"), o.authorRate)
 	case o.finality < 1:
 		return nil, fmt.Errorf("%s %d must be at least 1", src.name("finality"), o.finality)
+	case o.target < 0:
+		return nil, fmt.Errorf("%s %d must be 0 (only the --peer addresses) or more", src.name("target-peers"), o.target)
 	case o.logLevel != "" && !validLevel(o.logLevel):
 		return nil, fmt.Errorf("%s %q: want debug, info, warn or error", src.name("log"), o.logLevel)
 	case o.logFormat != "text" && o.logFormat != "json":
@@ -224,6 +229,7 @@ func nodeConfig(o *nodeOptions, logger *slog.Logger) (node.Config, error) {
 		DisableMDNS:         !o.mdns,
 
 		DisableRememberedPeers: !o.remember,
+		TargetPeers:            targetPeers(o.target),
 
 		ListenHost: o.listen,
 		Announce:   o.announce,
@@ -336,6 +342,15 @@ func writeReady(path string, n *node.Node, api, metrics *httpapi.Server) error {
 		return fmt.Errorf("ready file: %w", err)
 	}
 	return nil
+}
+
+// targetPeers is node.Config.TargetPeers for --target-peers n: 0 there
+// means none (a negative number in the config, where 0 is the default).
+func targetPeers(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // startProfile writes a CPU profile if $GOSSIPCHAIN_CPUPROFILE names a

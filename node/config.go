@@ -15,6 +15,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"gossipchain/ledger"
+	"gossipchain/node/chainsync"
 	"gossipchain/protocol"
 )
 
@@ -60,6 +61,13 @@ type Config struct {
 	// DisableMDNS turns off LAN discovery (mdns.go), which is on when the
 	// node listens on an address other than loopback.
 	DisableMDNS bool
+	// TargetPeers is how many connections discovery looks for (dialling
+	// peers its peers name) and remembered peers are dialled up to: 0
+	// means chainsync.TargetPeers (8); a negative number none, so the node
+	// dials only its configured peers (and what mDNS finds, and members it
+	// lost, to heal a split). Fewer connections mean fewer copies of each block
+	// to send and receive; more, a mesh that is harder to cut off.
+	TargetPeers int
 	// DisableRememberedPeers stops the node keeping the addresses of the
 	// nodes it was connected to in its data dir and dialling them when it
 	// starts (remember.go). Off with Transports set.
@@ -151,6 +159,12 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.Finality < 0 {
 		return cfg, fmt.Errorf("finality depth %d is negative", cfg.Finality)
+	}
+	switch {
+	case cfg.TargetPeers == 0:
+		cfg.TargetPeers = chainsync.TargetPeers
+	case cfg.TargetPeers > connLow:
+		return cfg, fmt.Errorf("target of %d peers is above the %d connections a node keeps without trimming", cfg.TargetPeers, connLow)
 	}
 	if cfg.Finality == 0 {
 		cfg.Finality = ledger.DefaultFinality

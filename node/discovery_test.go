@@ -222,3 +222,29 @@ func peersNamed(t *testing.T, h host.Host, p peer.ID) map[peer.ID]bool {
 	}
 	return out
 }
+
+// A node told to look for no peers (Config.TargetPeers negative, the
+// command's --target-peers 0) dials only the peer it was given, while
+// its neighbours, looking for 8, dial it and each other.
+func TestTargetPeersNone(t *testing.T) {
+	boot := startNode(t, "")
+	x := startNode(t, "", boot)
+	y := startNode(t, "", boot)
+	alone := startNodeWith(t, Config{TargetPeers: -1}, boot)
+	w := startNode(t, "", boot)
+	outbound := func(n *Node) int {
+		c := 0
+		for _, conn := range n.host.Network().Conns() {
+			if conn.Stat().Direction == network.DirOutbound {
+				c++
+			}
+		}
+		return c
+	}
+	waitFor(t, 30*time.Second, "the others dial past the bootstrap, and dial the node that does not", func() bool {
+		return outbound(w) >= 2 && len(alone.host.Network().Peers()) >= 3 && len(x.host.Network().Peers()) >= 3 && len(y.host.Network().Peers()) >= 3
+	})
+	if got := outbound(alone); got != 1 {
+		t.Fatalf("the node looking for no peers dialled %d, want 1 (the bootstrap)", got)
+	}
+}

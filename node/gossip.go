@@ -43,7 +43,7 @@ func (n *Node) startGossip() error {
 		// network every node drifts towards a connection to every other
 		// (17-24 of 24 at 25 nodes, most above 20), each one more peer to
 		// gossip with for every block; a hostile peer could name anyone.
-		// Discovery (node/chainsync) keeps chainsync.TargetPeers instead.
+		// Discovery (node/chainsync) keeps Config.TargetPeers instead.
 		pubsub.WithRawTracer(n.mesh),
 		pubsub.WithRawTracer(newGossipTracer(n.metrics)),
 		pubsub.WithRawTracer(n.traces),

@@ -119,7 +119,7 @@ func New(c Config) (_ *Node, err error) {
 	n.peerNotify = n.watchPeers()
 	n.sync = chainsync.New(chainsync.Deps{
 		Host: n.host, Chain: n.chain, Log: n.log, Timeout: cfg.SyncTimeout, Now: cfg.Clock,
-		ConnLow: connLow, DialTimeout: dialTimeout,
+		ConnLow: connLow, DialTimeout: dialTimeout, TargetPeers: cfg.TargetPeers,
 		Drop: n.drop, Metrics: syncMetrics{n.metrics},
 		Budget: n.budget, Score: n.scores.get,
 		Dialing: func() int { return int(n.dialing.Load()) },

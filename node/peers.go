@@ -18,7 +18,7 @@ const (
 	dialTimeout = 5 * time.Second
 	checkEvery  = time.Second
 	// keptRedial is how often (jittered by up to half) a node with
-	// chainsync.TargetPeers connections or more re-dials a configured peer
+	// its target of connections (Config.TargetPeers, at least one) or more re-dials a configured peer
 	// it lost: rarely enough that a thousand nodes do not keep their seeds
 	// full (every 15-30 s did, in the simulator), often enough that a
 	// healed partition finds its way back within a couple of minutes.
@@ -27,7 +27,7 @@ const (
 
 // keepConnected dials pi now and again whenever it is not connected,
 // backing off exponentially (with jitter) while it stays unreachable. A
-// node with chainsync.TargetPeers connections or more tries only every
+// node with its target of connections or more tries only every
 // keptRedial: in a large network the configured peers are bootstrap nodes
 // everyone lists, and were every node to redial them at once, they would
 // stay full and newcomers could not get in (the simulator showed a third
@@ -36,7 +36,7 @@ const (
 // other side may be the only way back (the simulator's 40-node partition
 // never healed without it; with it, in 2 s to 1 min; discovery's return to
 // lost members, node/chainsync/discovery.go, now heals it in seconds). In
-// a network smaller than chainsync.TargetPeers every configured peer is
+// a network smaller than the target every configured peer is
 // kept as before.
 func (n *Node) keepConnected(pi peer.AddrInfo) {
 	n.host.Peerstore().AddAddrs(pi.ID, pi.Addrs, peerstore.PermanentAddrTTL)
@@ -48,7 +48,7 @@ func (n *Node) keepConnected(pi peer.AddrInfo) {
 		var keptDue time.Time // with enough peers, no try before this
 		for {
 			wait := checkEvery
-			enough := len(n.host.Network().Peers()) >= chainsync.TargetPeers
+			enough := len(n.host.Network().Peers()) >= max(1, n.cfg.TargetPeers)
 			if !connectedTo(n.host.Network(), pi) && (!enough || !time.Now().Before(keptDue)) {
 				// The jitter is drawn once per try, so the next one is
 				// 1-2 min away, evenly (drawn at every check, it came

@@ -253,8 +253,8 @@ func (n *Node) rememberPeers(b *peerBook) error {
 const rememberedPerRound = 4
 
 // dialRemembered dials remembered peers, most recently seen first,
-// rememberedPerRound at a time, until the node has chainsync.TargetPeers
-// connections.
+// rememberedPerRound at a time, until the node has its target of
+// connections (Config.TargetPeers).
 // Configured peers are left to their own redialling (peers.go).
 func (n *Node) dialRemembered(b *peerBook) {
 	var todo []peer.AddrInfo
@@ -263,7 +263,7 @@ func (n *Node) dialRemembered(b *peerBook) {
 			todo = append(todo, pi)
 		}
 	}
-	for len(todo) > 0 && n.ctx.Err() == nil && len(n.host.Network().Peers()) < chainsync.TargetPeers {
+	for len(todo) > 0 && n.ctx.Err() == nil && len(n.host.Network().Peers()) < n.cfg.TargetPeers {
 		round := todo[:min(len(todo), rememberedPerRound)]
 		todo = todo[len(round):]
 		var wg sync.WaitGroup

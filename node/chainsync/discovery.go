@@ -30,8 +30,9 @@ import (
 // protocol, so a host that only speaks GossipSub (or is on another network)
 // is never spread.
 const (
-	// TargetPeers is how many connections discovery looks for; a node
-	// with as many dials its configured peers only now and then.
+	// TargetPeers is how many connections discovery looks for unless told
+	// otherwise (Deps.TargetPeers, a node's --target-peers); a node with
+	// as many dials its configured peers only now and then.
 	TargetPeers   = 8
 	discoverEvery = 5 * time.Second
 	maxDialsRound = 4
@@ -102,6 +103,8 @@ type discoveryDeps struct {
 	// dialTimeout bounds each dial.
 	connLow     int
 	dialTimeout time.Duration
+	// target is how many connections a round looks for (Deps.TargetPeers).
+	target int
 }
 
 func newDiscovery(deps discoveryDeps) *discovery {
@@ -217,7 +220,7 @@ func (d *discovery) poke() {
 func (d *discovery) round() {
 	nw := d.host.Network()
 	connected := nw.Peers()
-	need := TargetPeers - len(connected) - d.dialing()
+	need := d.target - len(connected) - d.dialing()
 	if need <= 0 || len(connected) == 0 || d.ctx.Err() != nil {
 		return
 	}

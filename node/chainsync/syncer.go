@@ -97,6 +97,10 @@ type Deps struct {
 	// discovery makes.
 	ConnLow     int
 	DialTimeout time.Duration
+	// TargetPeers is how many connections discovery looks for: 0 means
+	// the package's TargetPeers, a negative number none (discovery dials
+	// no peer another names, only lost members).
+	TargetPeers int
 
 	Drop    func(reason string)           // count a drop (GET /status)
 	Metrics Metrics                       // requests made and served
@@ -162,6 +166,9 @@ func New(deps Deps) *Syncer {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
+	if deps.TargetPeers == 0 {
+		deps.TargetPeers = TargetPeers
+	}
 	s := &Syncer{
 		deps: deps, genesis: ledger.Genesis().Hash,
 		heads: map[peer.ID]protocol.Status{}, banned: map[peer.ID]ban{},
@@ -182,7 +189,7 @@ func (s *Syncer) Start() {
 	h := s.deps.Host
 	s.discover = newDiscovery(discoveryDeps{
 		host: h, log: s.deps.Log, askPeers: s.askPeers, member: s.member, trusted: s.trusted, dialing: s.deps.Dialing,
-		connLow: s.deps.ConnLow, dialTimeout: s.deps.DialTimeout,
+		connLow: s.deps.ConnLow, dialTimeout: s.deps.DialTimeout, target: s.deps.TargetPeers,
 	})
 	h.SetStreamHandler(protocol.SyncID, s.serve)
 	s.notify = &network.NotifyBundle{
@@ -193,7 +200,7 @@ func (s *Syncer) Start() {
 			}
 			s.mu.Unlock()
 			s.askStatus(c.RemotePeer())
-			if len(nw.Peers()) < TargetPeers {
+			if len(nw.Peers()) < s.deps.TargetPeers {
 				s.discover.poke()
 			}
 		},
