@@ -103,11 +103,15 @@ type discoveryDeps struct {
 	// dialTimeout bounds each dial.
 	connLow     int
 	dialTimeout time.Duration
-	// target is how many connections a round looks for (Deps.TargetPeers).
+	// target is how many connections a round looks for (Deps.TargetPeers:
+	// 0 means TargetPeers, a negative number none).
 	target int
 }
 
 func newDiscovery(deps discoveryDeps) *discovery {
+	if deps.target == 0 {
+		deps.target = TargetPeers
+	}
 	d := &discovery{discoveryDeps: deps, wake: make(chan struct{}, 1), lost: map[peer.ID]*lostPeer{}}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	return d
