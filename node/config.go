@@ -65,8 +65,8 @@ type Config struct {
 	// peers its peers name) and remembered peers are dialled up to: 0
 	// means chainsync.TargetPeers (8); a negative number none, so the node
 	// dials only its configured peers (and what mDNS finds, and members it
-	// lost, to heal a split). Fewer connections mean fewer copies of each block
-	// to send and receive; more, a mesh that is harder to cut off.
+	// lost, to heal a split). Fewer connections mean fewer copies of each
+	// block to send and receive; more, a mesh that is harder to cut off.
 	TargetPeers int
 	// DisableRememberedPeers stops the node keeping the addresses of the
 	// nodes it was connected to in its data dir and dialling them when it

@@ -24,10 +24,9 @@ import (
 // node uses: a peer that forwards a message that turns out invalid is
 // penalised as its first sender is (score.go's invalid deliveries). So the
 // copies of a message GossipSub rejected go through GossipSub and cost
-// their senders; a copy that arrives while the
-// first is being checked (milliseconds, unless the queue is long) is
-// dropped unpunished. The copy is still counted: in the metrics'
-// duplicates and the block's trace.
+// their senders; a copy that arrives while the first is being checked
+// (milliseconds, unless the queue is long) is dropped unpunished. The copy
+// is still counted: in the metrics' duplicates and the block's trace.
 
 // dropCopies removes from rpc the blocks this node has named already.
 func (n *Node) dropCopies(from peer.ID, rpc *pubsub.RPC) {

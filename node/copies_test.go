@@ -1,7 +1,6 @@
 package node
 
 import (
-	"crypto/ed25519"
 	"testing"
 	"time"
 
@@ -9,7 +8,6 @@ import (
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"gossipchain/ledger"
 	"gossipchain/protocol"
 )
 
@@ -18,12 +16,7 @@ import (
 // is read again; copies of one found invalid are read (so their senders
 // are penalised too), and so are messages never seen and other topics'.
 func TestCopiesDroppedEarly(t *testing.T) {
-	s := ledger.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
-	b, err := s.Sign(ledger.Genesis(), "copied", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, _ := protocol.EncodeBlock(b)
+	b, data := signedMessage(t, "copied")
 	n := &Node{msgIDs: newMessageIDs(newPendingBlocks()), traces: newTraceBook(nil)}
 	n.metrics = newMetrics(n)
 	topic := protocol.TopicBlocks

@@ -10,15 +10,25 @@ import (
 	"gossipchain/protocol"
 )
 
-// The cache answers what protocol.MessageID answers, for blocks, for the
-// same block spaced differently and for garbage, and stays bounded.
-func TestMessageIDCache(t *testing.T) {
+// signedMessage is a block of line on genesis and its gossip message.
+func signedMessage(t *testing.T, line string) (*ledger.Block, []byte) {
+	t.Helper()
 	s := ledger.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
-	b, err := s.Sign(ledger.Genesis(), "cached", time.Now())
+	b, err := s.Sign(ledger.Genesis(), line, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, _ := protocol.EncodeBlock(b)
+	data, err := protocol.EncodeBlock(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, data
+}
+
+// The cache answers what protocol.MessageID answers, for blocks, for the
+// same block spaced differently and for garbage, and stays bounded.
+func TestMessageIDCache(t *testing.T) {
+	b, data := signedMessage(t, "cached")
 	m := newMessageIDs(newPendingBlocks())
 	m.published(data, b)
 	for _, in := range [][]byte{data, []byte("not a block"), append(data, ' '), data} {

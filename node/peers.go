@@ -17,11 +17,12 @@ const (
 	redialMax   = 15 * time.Second
 	dialTimeout = 5 * time.Second
 	checkEvery  = time.Second
-	// keptRedial is how often (jittered by up to half) a node with
-	// its target of connections (Config.TargetPeers, at least one) or more re-dials a configured peer
-	// it lost: rarely enough that a thousand nodes do not keep their seeds
-	// full (every 15-30 s did, in the simulator), often enough that a
-	// healed partition finds its way back within a couple of minutes.
+	// keptRedial is how often (jittered by up to half) a node with its
+	// target of connections (Config.TargetPeers, at least one) or more
+	// re-dials a configured peer it lost: rarely enough that a thousand
+	// nodes do not keep their seeds full (every 15-30 s did, in the
+	// simulator), often enough that a healed partition finds its way back
+	// within a couple of minutes.
 	keptRedial = 2 * time.Minute
 )
 

@@ -99,7 +99,8 @@ type Deps struct {
 	DialTimeout time.Duration
 	// TargetPeers is how many connections discovery looks for: 0 means
 	// the package's TargetPeers, a negative number none (discovery dials
-	// no peer another names, only lost members).
+	// no peer another names, only lost members). Discovery applies the
+	// default (newDiscovery).
 	TargetPeers int
 
 	Drop    func(reason string)           // count a drop (GET /status)
@@ -166,9 +167,6 @@ func New(deps Deps) *Syncer {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	if deps.TargetPeers == 0 {
-		deps.TargetPeers = TargetPeers
-	}
 	s := &Syncer{
 		deps: deps, genesis: ledger.Genesis().Hash,
 		heads: map[peer.ID]protocol.Status{}, banned: map[peer.ID]ban{},
@@ -200,7 +198,7 @@ func (s *Syncer) Start() {
 			}
 			s.mu.Unlock()
 			s.askStatus(c.RemotePeer())
-			if len(nw.Peers()) < s.deps.TargetPeers {
+			if len(nw.Peers()) < s.discover.target {
 				s.discover.poke()
 			}
 		},
