@@ -172,8 +172,8 @@ func nodeCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	// The console follows the node's events from here on; in the moment
 	// since New returned, a connection has not even finished its
 	// handshake, so nothing it would print has happened yet.
-	events, unfollow := n.Follow()
-	defer unfollow()
+	events := n.Follow()
+	defer events.Stop()
 	go c.follow(events)
 	c.printf("gossipchain node %s, height %d, data %s\n", n.ID(), n.Chain().Height(), o.data)
 	api, err := startAPI(o, n, logger, c)

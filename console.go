@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"gossipchain/ledger"
 	"gossipchain/node"
 )
 
@@ -30,81 +29,86 @@ func (c *console) printf(format string, args ...any) {
 	fmt.Fprintf(c.out, format, args...)
 }
 
-// follow prints what happens to the node, from its event stream, until the
-// stream ends: blocks that arrive by gossip, syncs, re-appended lines,
+// follow prints what happens to the node, from its events, until it stops
+// following: blocks that arrive by gossip, syncs, re-appended lines,
 // losing the last peer and getting one back. Lines typed here are
-// reported by acknowledge instead, once stored.
-func (c *console) follow(events <-chan node.Event) {
-	for e := range events {
-		switch e.Type {
-		case "block":
-			if e.Origin == node.OriginGossip {
-				c.printf("< %s\n", blockLine(e.Block))
-			}
-		case "sync":
-			c.synced(*e.Sync)
-		case "reappend":
-			c.reappended(e.Block)
-		case "alone":
-			c.alone(e.Alone)
-		case "refused":
-			c.refused(*e.Refused)
-		case "reachability":
-			c.reachability(e.Reachability)
+// reported by acknowledge instead, once stored. The events queued since
+// the last write go out in one write: in a burst, one per batch instead of
+// one per block.
+func (c *console) follow(f *node.Follower) {
+	var buf strings.Builder
+	for events := f.Next(); events != nil; events = f.Next() {
+		buf.Reset()
+		for _, e := range events {
+			buf.WriteString(c.eventText(e))
+		}
+		if buf.Len() > 0 {
+			c.printf("%s", buf.String())
 		}
 	}
 }
 
-// reachability reports what the node's peers found out about dialling it.
-func (c *console) reachability(r string) {
+// eventText is what the console prints for e, "" for nothing.
+func (c *console) eventText(e node.Event) string {
+	switch e.Type {
+	case "block":
+		if e.Origin == node.OriginGossip {
+			return "< " + blockLine(e.Block) + "\n"
+		}
+	case "sync":
+		return c.synced(*e.Sync)
+	case "reappend":
+		return fmt.Sprintf("> #%d %s re-added (its earlier block lost a fork): %s\n", e.Block.Index, e.Block.Short(), e.Block.Data)
+	case "alone":
+		if e.Alone {
+			return "! no peer connected: lines typed now are kept here and reach the others when a peer returns\n"
+		}
+		return "~ connected to a peer again\n"
+	case "refused":
+		return refusedText(*e.Refused)
+	case "reachability":
+		return reachabilityText(e.Reachability)
+	}
+	return ""
+}
+
+// reachabilityText reports what the node's peers found out about dialling
+// it.
+func reachabilityText(r string) string {
 	switch r {
 	case node.ReachabilityPublic:
-		c.printf("~ reachable: peers can dial this node (it relays for nodes behind NAT)\n")
+		return "~ reachable: peers can dial this node (it relays for nodes behind NAT)\n"
 	case node.ReachabilityPrivate:
-		c.printf("~ behind NAT: peers reach this node through a relay, then directly by hole punching\n")
+		return "~ behind NAT: peers reach this node through a relay, then directly by hole punching\n"
 	}
+	return ""
 }
 
-// alone reports losing the last peer, and getting one back.
-func (c *console) alone(alone bool) {
-	if alone {
-		c.printf("! no peer connected: lines typed now are kept here and reach the others when a peer returns\n")
-		return
-	}
-	c.printf("~ connected to a peer again\n")
-}
-
-// refused reports, once per fork, a peer's branch this node will not adopt.
-func (c *console) refused(r node.RefusedBranch) {
-	c.printf("! not adopting the branch of peer %s (#%d): it forks at #%d, would replace %d settled blocks here, and only %d of its %d blocks are by this network's members; the network stays split (GET /status: refused_branches; README: Splits)\n",
+// refusedText reports, once per fork, a peer's branch this node will not
+// adopt.
+func refusedText(r node.RefusedBranch) string {
+	return fmt.Sprintf("! not adopting the branch of peer %s (#%d): it forks at #%d, would replace %d settled blocks here, and only %d of its %d blocks are by this network's members; the network stays split (GET /status: refused_branches; README: Splits)\n",
 		shortID(r.Peer), r.Height, r.ForkHeight, r.Replace, r.Members, r.Blocks)
 }
 
-// reappended reports a line typed here that is added again because a reorg
-// took its earlier block off the main chain.
-func (c *console) reappended(b *ledger.Block) {
-	c.printf("> #%d %s re-added (its earlier block lost a fork): %s\n", b.Index, b.Short(), b.Data)
-}
-
-// synced reports a sync's progress and its end.
-func (c *console) synced(p node.SyncProgress) {
+// synced reports a sync's progress and its end: on a terminal, one bar
+// redrawn in place.
+func (c *console) synced(p node.SyncProgress) string {
 	from := shortID(p.Peer.String())
 	if p.Done {
 		clear := ""
 		if c.tty {
 			clear = "\r\033[K"
 		}
-		c.printf("%s~ synced %d blocks from %s in %s, now at #%d\n", clear, p.Height-p.From, from, p.Elapsed.Round(time.Millisecond), p.Height)
-		return
+		return fmt.Sprintf("%s~ synced %d blocks from %s in %s, now at #%d\n", clear, p.Height-p.From, from, p.Elapsed.Round(time.Millisecond), p.Height)
 	}
 	done, total := p.Height-p.From, max(p.Target-p.From, 1)
 	if !c.tty {
-		c.printf("~ syncing from %s: %d/%d blocks (#%d of #%d)\n", from, done, total, p.Height, p.Target)
-		return
+		return fmt.Sprintf("~ syncing from %s: %d/%d blocks (#%d of #%d)\n", from, done, total, p.Height, p.Target)
 	}
 	const width = 30
 	fill := int(min(done*width/total, width))
-	c.printf("\r~ syncing from %s [%s%s] %d/%d blocks", from, strings.Repeat("#", fill), strings.Repeat(".", width-fill), done, total)
+	return fmt.Sprintf("\r~ syncing from %s [%s%s] %d/%d blocks", from, strings.Repeat("#", fill), strings.Repeat(".", width-fill), done, total)
 }
 
 // read handles stdin until it ends; end of input leaves the node running.

@@ -65,12 +65,13 @@ type eventHub struct {
 	closed bool
 }
 
-// subscriber is one follower of the hub: publish appends to its queue, its
-// pump hands the events to out in order.
+// subscriber is one follower of the hub: publish appends to its queue,
+// and its pump hands the events to out in order (Subscribe), or its
+// Follower reads the queue itself (Follow).
 type subscriber struct {
 	limit int // the most events it may fall behind by; 0: no bound
 
-	out   chan Event    // unbuffered; closed when the subscription ends
+	out   chan Event    // unbuffered; closed when the pump ends
 	ready chan struct{} // something was queued
 	done  chan struct{} // closed when the subscription ends
 	end   sync.Once
@@ -83,19 +84,25 @@ func newEventHub() *eventHub { return &eventHub{subs: map[*subscriber]struct{}{}
 
 // subscribe returns a channel of events, closed when the hub closes or the
 // subscriber falls more than limit events behind (0: never), and a
-// function that unsubscribes.
+// function that unsubscribes. A goroutine (pump) hands the events over.
 func (h *eventHub) subscribe(limit int) (<-chan Event, func()) {
-	sub := &subscriber{limit: limit, out: make(chan Event), ready: make(chan struct{}, 1), done: make(chan struct{})}
-	h.mu.Lock()
-	if h.closed {
-		h.mu.Unlock()
-		close(sub.out)
-		return sub.out, func() {}
-	}
-	h.subs[sub] = struct{}{}
-	h.mu.Unlock()
+	sub := h.add(limit)
 	go sub.pump()
 	return sub.out, func() { h.drop(sub) }
+}
+
+// add registers a subscriber that may fall limit events behind (0: no
+// bound); one added to a closed hub has ended already.
+func (h *eventHub) add(limit int) *subscriber {
+	sub := &subscriber{limit: limit, out: make(chan Event), ready: make(chan struct{}, 1), done: make(chan struct{})}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		sub.end.Do(func() { close(sub.done) })
+		return sub
+	}
+	h.subs[sub] = struct{}{}
+	return sub
 }
 
 func (h *eventHub) drop(sub *subscriber) {
@@ -203,7 +210,43 @@ func (n *Node) watchPeers() network.Notifiee {
 // dashboard reconnects and reloads); cancel stops following.
 func (n *Node) Subscribe() (<-chan Event, func()) { return n.events.subscribe(eventQueue) }
 
-// Follow is Subscribe for a follower in this process that must see every
-// event (the console): it is never dropped for falling behind, and what it
-// has not read yet is held for it meanwhile. cancel stops following.
-func (n *Node) Follow() (<-chan Event, func()) { return n.events.subscribe(0) }
+// Follow follows the node's events for a reader in this process that must
+// see every one (the console): it is never dropped for falling behind, and
+// what it has not read yet is held for it meanwhile.
+func (n *Node) Follow() *Follower { return &Follower{hub: n.events, sub: n.events.add(0)} }
+
+// Follower is one reader of every event, from Node.Follow. It reads the
+// events queued for it a batch at a time, on its own goroutine: in a
+// burst of blocks one wake-up and one write serve many events, where a
+// channel would hand them over one by one through a second goroutine.
+type Follower struct {
+	hub *eventHub
+	sub *subscriber
+}
+
+// Next waits for events and returns every one queued since the last call,
+// in order. It returns nil once the follower has stopped, or the node has
+// closed, and every event before that has been read.
+func (f *Follower) Next() []Event {
+	s := f.sub
+	for {
+		s.mu.Lock()
+		batch := s.queue
+		s.queue = nil
+		s.mu.Unlock()
+		if len(batch) > 0 {
+			return batch
+		}
+		select {
+		case <-s.ready:
+		case <-s.done:
+			s.mu.Lock()
+			batch, s.queue = s.queue, nil
+			s.mu.Unlock()
+			return batch // nil: nothing arrived since the last look
+		}
+	}
+}
+
+// Stop ends the following: Next returns what is left, then nil.
+func (f *Follower) Stop() { f.hub.drop(f.sub) }

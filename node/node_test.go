@@ -76,21 +76,23 @@ func startNodeWith(t *testing.T, cfg Config, peers ...*Node) *Node {
 // ends; the returned func reads those seen so far.
 func collectEvents(t *testing.T, n *Node, typ string) func() []Event {
 	t.Helper()
-	events, cancel := n.Follow()
+	f := n.Follow()
 	var mu sync.Mutex
 	var seen []Event
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for e := range events {
-			if e.Type == typ {
-				mu.Lock()
-				seen = append(seen, e)
-				mu.Unlock()
+		for events := f.Next(); events != nil; events = f.Next() {
+			for _, e := range events {
+				if e.Type == typ {
+					mu.Lock()
+					seen = append(seen, e)
+					mu.Unlock()
+				}
 			}
 		}
 	}()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() { f.Stop(); <-done })
 	return func() []Event {
 		mu.Lock()
 		defer mu.Unlock()
