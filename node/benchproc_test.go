@@ -97,6 +97,7 @@ func procPropagation(t *testing.T, bin, name string, n, k, blocks int, wires [][
 	sys := startProcSystem(t, bin, name, n, arr, wires)
 	idle := sys.idleCPU(t, 3*time.Second)
 	cpu0 := sys.cpu(t)
+	sys.nextProfile()
 	stop := sys.poll(arr)
 	rate := 100
 	if r := envCounts(t, "GOSSIPCHAIN_BENCH_RATE", 1); r != nil {
@@ -104,6 +105,7 @@ func procPropagation(t *testing.T, bin, name string, n, k, blocks int, wires [][
 	}
 	propagate(t, sys, arr, n, blocks, rate)
 	stop()
+	sys.nextProfile()
 	syncs := sys.catchUp(arr, blocks)
 	r := arr.result("propagation", name, n, blocks)
 	r.CPUmsPerBlock = round2(float64((sys.cpu(t) - cpu0).Microseconds()) / 1000 / float64(blocks))
@@ -330,8 +332,9 @@ func (s *procSystem) cpu(t *testing.T) time.Duration {
 }
 
 // nextProfile has gossipchain's processes, when GOSSIPCHAIN_CPUPROFILE is
-// set, end their CPU profile and start the next (PATH.PID.1 is the burst
-// alone). The library's peers profile their whole run.
+// set, end their CPU profile and start the next (PATH.PID.1 is the
+// scenario alone: the burst, or the paced blocks). The library's peers
+// profile their whole run.
 func (s *procSystem) nextProfile() {
 	if s.name != "gossipchain" || os.Getenv("GOSSIPCHAIN_CPUPROFILE") == "" {
 		return
